@@ -1,0 +1,106 @@
+// Thread pool: workers spin briefly on a generation counter (decode issues hundreds of small
+// parallel loops per token, so a futex wake per loop would cost more than the work), then sleep.
+#include "awq/thread_pool.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "awq/error.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AWQ_PAUSE() _mm_pause()
+#else
+#define AWQ_PAUSE() ((void)0)
+#endif
+
+namespace awq {
+
+namespace {
+// About 50-100 microseconds of spinning before a worker goes to sleep.
+constexpr int kSpinIterations = 20000;
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+    generation_.fetch_add(1);
+  }
+  cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::WorkerLoop(int index) {
+  uint64_t seen = 0;
+  while (true) {
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+      AWQ_PAUSE();
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    if (gen == seen) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    seen = gen;
+    if (stop_.load()) return;
+    (*job_)(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
+  if (n_threads_ == 1) {
+    fn(0);
+    return;
+  }
+  job_ = &fn;
+  pending_.store(n_threads_ - 1, std::memory_order_release);
+  {
+    // Taking the lock orders the increment with a worker that is about to wait.
+    std::lock_guard<std::mutex> lock(mu_);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  cv_.notify_all();
+  fn(0);
+  while (pending_.load(std::memory_order_acquire) != 0) AWQ_PAUSE();
+  job_ = nullptr;
+}
+
+void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
+                             int64_t grain) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t units = (n + grain - 1) / grain;
+  const int used = static_cast<int>(std::min<int64_t>(n_threads_, units));
+  if (used == 1) {
+    fn(0, n, 0);
+    return;
+  }
+  RunOnAll([&](int t) {
+    if (t >= used) return;
+    const int64_t u0 = units * t / used, u1 = units * (t + 1) / used;
+    const int64_t b = u0 * grain, e = std::min(n, u1 * grain);
+    if (b < e) fn(b, e, t);
+  });
+}
+
+ThreadPool& ThreadPool::Global() {
+  static ThreadPool pool([] {
+    if (const char* env = std::getenv("AWQ_NUM_THREADS")) {
+      const int n = std::atoi(env);
+      if (n > 0) return n;
+    }
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }());
+  return pool;
+}
+
+}  // namespace awq

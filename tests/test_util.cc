@@ -1,0 +1,67 @@
+// Test helpers: asset paths and temporary folders.
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+namespace awq::test {
+
+std::string AssetsDir() {
+  if (const char* env = std::getenv("AWQ_ASSETS_DIR")) return env;
+  return std::string(AWQ_SOURCE_DIR) + "/assets";
+}
+
+bool FileExists(const std::string& path) { return std::filesystem::exists(path); }
+
+void RequireFile(const std::string& path) {
+  if (!FileExists(path)) {
+    FAIL() << "missing asset " << path << ": run scripts/setup.sh first (see README.md)";
+  }
+}
+
+std::string ModelPath() {
+  const std::string p = AssetsDir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  RequireFile(p);
+  return p;
+}
+
+std::string TextPath(const std::string& name) {
+  const std::string p = AssetsDir() + "/text/" + name + ".txt";
+  RequireFile(p);
+  return p;
+}
+
+std::string DataPath(const std::string& name) { return std::string(AWQ_TEST_DATA_DIR) + "/" + name; }
+
+namespace {
+std::mutex g_mu;
+std::vector<std::string>* g_dirs = nullptr;
+void RemoveDirs() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_dirs) return;
+  for (const auto& d : *g_dirs) {
+    std::error_code ec;
+    std::filesystem::remove_all(d, ec);
+  }
+}
+}  // namespace
+
+std::string MakeTempDir(const std::string& prefix) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  char* made = ::mkdtemp(tmpl.data());
+  if (made == nullptr) ADD_FAILURE() << "mkdtemp failed for " << tmpl;
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_dirs) {
+    g_dirs = new std::vector<std::string>();
+    std::atexit(RemoveDirs);
+  }
+  g_dirs->push_back(tmpl);
+  return tmpl;
+}
+
+}  // namespace awq::test

@@ -1,0 +1,24 @@
+// Helpers shared by the tests: where the assets fetched by scripts/setup.sh live, temp folders.
+#pragma once
+
+#include <string>
+
+namespace awq::test {
+
+// <repo>/assets, or $AWQ_ASSETS_DIR when set.
+std::string AssetsDir();
+// The default model: assets/models/SmolLM2-135M-Instruct.Q4_1.gguf. Fails the calling test
+// (with a pointer to scripts/setup.sh) when the file is missing.
+std::string ModelPath();
+// One novel as UTF-8 text: assets/text/<name>.txt, name in {emma, mansfieldpark,
+// northangerabbey, persuasion, prideprejudice, sensesensibility}.
+std::string TextPath(const std::string& name);
+// Committed fixtures: tests/data/<name>.
+std::string DataPath(const std::string& name);
+// A fresh empty folder under the system temp dir, removed at process exit.
+std::string MakeTempDir(const std::string& prefix);
+// True when the file exists; tests that need assets call RequireFile() which fails loudly.
+bool FileExists(const std::string& path);
+void RequireFile(const std::string& path);
+
+}  // namespace awq::test

@@ -77,8 +77,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   data_ = p;
 }
 
-Tensor Tensor::Wrap(DType dtype, Shape shape, const void* data,
-                    std::shared_ptr<const void> owner) {
+Tensor Tensor::Wrap(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner) {
   AWQ_CHECK(IsValid(dtype));
   Tensor t;
   t.dtype_ = dtype;

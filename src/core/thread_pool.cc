@@ -70,7 +70,15 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
   }
   cv_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) AWQ_PAUSE();
+  // Spin while the workers are likely still busy; yield after that so a worker that the OS
+  // descheduled (a loaded machine) gets the core back instead of competing with our spinning.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinIterations) {
+      AWQ_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 

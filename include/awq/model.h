@@ -1,0 +1,70 @@
+// A Llama-family decoder in fp32: weights, the forward pass with a KV cache, and the LM head.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "awq/kv_cache.h"
+#include "awq/model_config.h"
+#include "awq/tensor.h"
+
+namespace awq {
+
+class ThreadPool;
+class WeightSource;
+
+// One decoder block. q/k/v and gate/up are stored fused so each pair of products is one GEMM;
+// the separate Hugging Face tensors are row ranges of the fused ones.
+struct LayerWeights {
+  Tensor attn_norm;  // [D]
+  Tensor wqkv;       // [(H + 2*KV) * hd, D]: q rows, then k rows, then v rows
+  Tensor bqkv;       // [(H + 2*KV) * hd] or empty (attention_bias)
+  Tensor wo;         // [D, H * hd]
+  Tensor ffn_norm;   // [D]
+  Tensor w_gate_up;  // [2 * I, D]: gate rows, then up rows
+  Tensor w_down;     // [D, I]
+};
+
+struct ModelWeights {
+  Tensor embed;  // [V, D]
+  std::vector<LayerWeights> layers;
+  Tensor final_norm;  // [D]
+  Tensor lm_head;     // [V, D]; shares storage with embed when tie_word_embeddings
+};
+
+class Model {
+ public:
+  // Loads a GGUF file or a Hugging Face folder (config.json + safetensors), dequantized to fp32.
+  static Model Load(const std::string& path);
+  static Model FromSource(const WeightSource& source);
+
+  const ModelConfig& config() const { return config_; }
+  ModelWeights& weights() { return weights_; }
+  const ModelWeights& weights() const { return weights_; }
+  int64_t ParameterCount() const;
+
+  KvCache NewCache(int64_t max_tokens) const;
+
+  // Runs n tokens at positions cache.size() .. cache.size() + n - 1, appends their keys and
+  // values to the cache and writes the final-normed hidden states to hidden [n, D].
+  void Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hidden) const;
+  // logits [n, V] = hidden [n, D] * lm_head^T.
+  void Logits(const float* hidden, int64_t n, float* logits) const;
+
+  // One decoder block on x [n, D] in place, for tokens at positions pos0 .. pos0 + n - 1, with
+  // this layer's keys/values [>= pos0 + n, KV*hd] (the first pos0 rows already filled). Exposed
+  // for block-by-block quantization.
+  void BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float* keys,
+                    float* values) const;
+
+ private:
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::vector<float> rope_cos_, rope_sin_;  // [max_positions, hd/2]
+  int64_t rope_positions_ = 0;
+  ThreadPool* pool_ = nullptr;
+};
+
+}  // namespace awq

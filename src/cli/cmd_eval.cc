@@ -1,0 +1,90 @@
+// `awq eval MODEL --ppl FILE`: perplexity over non-overlapping windows, progress on stderr,
+// the result on stdout (text or --json).
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "awq/eval.h"
+#include "awq/model.h"
+#include "awq/thread_pool.h"
+#include "cli/commands.h"
+#include "cli/load.h"
+#include "cli/progress.h"
+
+namespace awq::cli {
+
+namespace {
+struct EvalArgs {
+  std::string model;
+  std::string ppl_file;
+  int64_t ctx = 2048;
+  int64_t max_tokens = -1;
+  bool json = false;
+  bool quiet = false;
+};
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int RunEval(const EvalArgs& a) {
+  auto t0 = std::chrono::steady_clock::now();
+  const Model model = Model::Load(a.model);
+  const Tokenizer tok = LoadTokenizer(a.model);
+  if (!a.quiet) {
+    std::fprintf(stderr, "loaded %s: %lld parameters, %lld layers, in %.1fs (%d threads)\n",
+                 a.model.c_str(), static_cast<long long>(model.ParameterCount()),
+                 static_cast<long long>(model.config().num_hidden_layers), Since(t0),
+                 ThreadPool::Global().size());
+  }
+  t0 = std::chrono::steady_clock::now();
+  const std::string text = ReadText(a.ppl_file);
+  // Plain text: special-token spellings inside it are text, and the model's BOS rule applies.
+  const std::vector<int32_t> ids = tok.Encode(text, /*add_special=*/true, /*parse_special=*/false);
+  if (!a.quiet) {
+    std::fprintf(stderr, "tokenized %s: %zu bytes -> %zu tokens in %.1fs\n", a.ppl_file.c_str(),
+                 text.size(), ids.size(), Since(t0));
+  }
+  ProgressBar bar("perplexity", "tok", !a.quiet);
+  PerplexityOptions opt;
+  opt.ctx = a.ctx;
+  opt.max_tokens = a.max_tokens;
+  opt.progress = [&](int64_t done, int64_t total) { bar.Update(done, total); };
+  bar.Update(0, 1);
+  const PerplexityResult r = EvaluatePerplexity(model, ids, opt);
+  bar.Finish();
+  if (a.json) {
+    nlohmann::json j = {{"model", a.model},       {"text", a.ppl_file},
+                        {"ctx", a.ctx},           {"n_windows", r.n_windows},
+                        {"n_tokens", r.n_tokens}, {"n_predicted", r.n_predicted},
+                        {"nll_sum", r.nll_sum},   {"perplexity", r.perplexity},
+                        {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("perplexity %.4f over %lld windows of %lld tokens (%lld predicted), %.1f tok/s\n",
+                r.perplexity, static_cast<long long>(r.n_windows), static_cast<long long>(a.ctx),
+                static_cast<long long>(r.n_predicted), r.tokens_per_second);
+  }
+  return 0;
+}
+}  // namespace
+
+Runner AddEvalCommand(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* sub = app.add_subcommand("eval", "Evaluate a model: perplexity on a text file");
+  sub->add_option("model", args->model, "GGUF file or Hugging Face folder")->required();
+  sub->add_option("--ppl", args->ppl_file, "UTF-8 text file to measure perplexity on ('-': stdin)")
+      ->required();
+  sub->add_option("--ctx", args->ctx, "Window length in tokens")->capture_default_str();
+  sub->add_option("--max-tokens", args->max_tokens,
+                  "Evaluate only the first N tokens of the text (-1: all)")
+      ->capture_default_str();
+  sub->add_flag("--json", args->json, "Print the result as JSON");
+  sub->add_flag("-q,--quiet", args->quiet, "No progress or load messages on stderr");
+  return [args] { return RunEval(*args); };
+}
+
+}  // namespace awq::cli

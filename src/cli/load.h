@@ -1,0 +1,16 @@
+// Shared loading helpers of the subcommands: the tokenizer that goes with a model path.
+#pragma once
+
+#include <string>
+
+#include "awq/tokenizer.h"
+
+namespace awq::cli {
+
+// From the GGUF metadata of a .gguf file, or tokenizer.json (+ tokenizer_config.json) of a folder.
+Tokenizer LoadTokenizer(const std::string& model_path);
+
+// Reads a text file; "-" reads standard input.
+std::string ReadText(const std::string& path);
+
+}  // namespace awq::cli

@@ -1,0 +1,92 @@
+// The Llama-family forward pass (Llama, Mistral, Qwen2, SmolLM): pre-norm blocks with RMSNorm,
+// rotary grouped-query attention and a SwiGLU MLP, built from the shared kernels.
+#include <cstring>
+#include <vector>
+
+#include "awq/model.h"
+#include "awq/thread_pool.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/sgemm.h"
+#include "model/attention.h"
+
+namespace awq {
+
+void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float* keys,
+                         float* values) const {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t d = c.hidden_size, hd = c.head_dim, h = c.num_attention_heads,
+                kv = c.num_key_value_heads, inter = c.intermediate_size;
+  const int64_t q_dim = h * hd, kv_dim = kv * hd, qkv_dim = q_dim + 2 * kv_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  ThreadPool& pool = *pool_;
+  AWQ_CHECK(pos0 + n <= rope_positions_);
+
+  std::vector<float> normed(static_cast<size_t>(n * d));
+  std::vector<float> qkv(static_cast<size_t>(n * qkv_dim));
+  std::vector<float> attn(static_cast<size_t>(n * q_dim));
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) pos[static_cast<size_t>(t)] = pos0 + t;
+
+  // Attention: x += o_proj(attn(rope(q), rope(k), v)) with q, k, v from one fused product.
+  RmsNormRows(x, d, w.attn_norm.data<float>(), normed.data(), d, n, d, eps);
+  LinearF32(normed.data(), d, w.wqkv.data<float>(), d, qkv.data(), qkv_dim, n, qkv_dim, d, false,
+            pool);
+  if (!w.bqkv.empty()) {
+    for (int64_t t = 0; t < n; ++t)
+      AddInPlace(qkv.data() + t * qkv_dim, w.bqkv.data<float>(), qkv_dim);
+  }
+  ApplyRope(qkv.data(), qkv_dim, n, h, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
+  ApplyRope(qkv.data() + q_dim, qkv_dim, n, kv, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
+  for (int64_t t = 0; t < n; ++t) {
+    std::memcpy(keys + (pos0 + t) * kv_dim, qkv.data() + t * qkv_dim + q_dim,
+                static_cast<size_t>(kv_dim) * sizeof(float));
+    std::memcpy(values + (pos0 + t) * kv_dim, qkv.data() + t * qkv_dim + q_dim + kv_dim,
+                static_cast<size_t>(kv_dim) * sizeof(float));
+  }
+  CausalAttention(qkv.data(), qkv_dim, keys, values, kv_dim, attn.data(), q_dim, n, pos0,
+                  {h, kv, hd}, pool);
+  LinearF32(attn.data(), q_dim, w.wo.data<float>(), q_dim, x, d, n, d, q_dim, true, pool);
+
+  // MLP: x += down(silu(gate(x')) * up(x')), gate and up from one fused product.
+  RmsNormRows(x, d, w.ffn_norm.data<float>(), normed.data(), d, n, d, eps);
+  std::vector<float> gate_up(static_cast<size_t>(n * 2 * inter));
+  std::vector<float> act(static_cast<size_t>(n * inter));
+  LinearF32(normed.data(), d, w.w_gate_up.data<float>(), d, gate_up.data(), 2 * inter, n, 2 * inter,
+            d, false, pool);
+  SiluMulRows(gate_up.data(), 2 * inter, act.data(), inter, n, inter);
+  LinearF32(act.data(), inter, w.w_down.data<float>(), inter, x, d, n, d, inter, true, pool);
+}
+
+void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hidden) const {
+  const int64_t d = config_.hidden_size;
+  const int64_t pos0 = cache.size();
+  if (pos0 + n > cache.capacity()) {
+    throw Error("KV cache full: " + std::to_string(pos0) + " + " + std::to_string(n) +
+                " tokens exceed its capacity of " + std::to_string(cache.capacity()));
+  }
+  std::vector<float> x(static_cast<size_t>(n * d));
+  const float* embed = weights_.embed.data<float>();
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t id = tokens[t];
+    if (id < 0 || id >= config_.vocab_size) {
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                  std::to_string(config_.vocab_size));
+    }
+    std::memcpy(x.data() + t * d, embed + static_cast<int64_t>(id) * d,
+                static_cast<size_t>(d) * sizeof(float));
+  }
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    BlockForward(l, x.data(), n, pos0, cache.keys(l), cache.values(l));
+  }
+  cache.Advance(n);
+  RmsNormRows(x.data(), d, weights_.final_norm.data<float>(), hidden, d, n, d,
+              static_cast<float>(config_.rms_norm_eps));
+}
+
+void Model::Logits(const float* hidden, int64_t n, float* logits) const {
+  const int64_t d = config_.hidden_size, v = config_.vocab_size;
+  LinearF32(hidden, d, weights_.lm_head.data<float>(), d, logits, v, n, v, d, false, *pool_);
+}
+
+}  // namespace awq

@@ -1,0 +1,25 @@
+// Causal grouped-query attention over a KV cache (the shared attention block of the Llama family).
+#pragma once
+
+#include <cstdint>
+
+namespace awq {
+
+class ThreadPool;
+
+struct AttentionShape {
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+};
+
+// For query rows t < n_rows at positions pos0 + t, attends to keys/values [0, pos0 + t] of the
+// cache: out[t, h*hd:(h+1)*hd] = softmax(q_h k^T / sqrt(hd), causal) v. q is [n_rows, H*hd]
+// (row stride ldq), keys/values are [>= pos0 + n_rows, KV*hd] (row stride ldkv), out is
+// [n_rows, H*hd] (row stride ldo). Work is split over (head, block of query rows) and each
+// block's score matrix only spans the keys it may see, so causal attention costs half of full.
+void CausalAttention(const float* q, int64_t ldq, const float* keys, const float* values,
+                     int64_t ldkv, float* out, int64_t ldo, int64_t n_rows, int64_t pos0,
+                     const AttentionShape& shape, ThreadPool& pool);
+
+}  // namespace awq

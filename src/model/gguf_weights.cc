@@ -1,0 +1,120 @@
+// GGUF weight source: Hugging Face names mapped to llama.cpp names, q/k rows un-permuted.
+#include <cstring>
+#include <string>
+
+#include "awq/gguf.h"
+#include "model/weight_source.h"
+
+namespace awq {
+
+namespace {
+
+// Maps "model.layers.N.<module>.weight" and the global tensors to llama.cpp's names. Returns ""
+// for names that have no GGUF counterpart.
+std::string GgufName(const std::string& hf) {
+  static const std::pair<const char*, const char*> kGlobal[] = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  for (const auto& [h, g] : kGlobal) {
+    if (hf == h) return g;
+  }
+  static const std::string kPrefix = "model.layers.";
+  if (hf.compare(0, kPrefix.size(), kPrefix) != 0) return "";
+  const size_t dot = hf.find('.', kPrefix.size());
+  if (dot == std::string::npos) return "";
+  const std::string layer = hf.substr(kPrefix.size(), dot - kPrefix.size());
+  const std::string rest = hf.substr(dot + 1);
+  static const std::pair<const char*, const char*> kLayer[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+      {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},
+      {"self_attn.v_proj.bias", "attn_v.bias"},
+  };
+  for (const auto& [h, g] : kLayer) {
+    if (rest == h) return "blk." + layer + "." + g;
+  }
+  return "";
+}
+
+bool EndsWith(const std::string& s, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+class GgufWeights final : public WeightSource {
+ public:
+  explicit GgufWeights(const std::string& path)
+      : file_(GgufFile::Open(path)), config_(ConfigFromGguf(file_)) {
+    // llama.cpp permutes q/k for architectures whose GGUF rope is the interleaved ("normal")
+    // kind; Qwen2 uses the NeoX rope in GGUF and is stored unpermuted.
+    permuted_qk_ = config_.model_type == "llama" || config_.model_type == "mistral";
+  }
+
+  const std::string& path() const override { return file_.path(); }
+  const ModelConfig& config() const override { return config_; }
+
+  bool Has(const std::string& hf_name) const override {
+    const std::string g = GgufName(hf_name);
+    return !g.empty() && file_.FindTensor(g) != nullptr;
+  }
+
+  Tensor GetF32(const std::string& hf_name) const override {
+    const std::string g = GgufName(hf_name);
+    if (g.empty() || file_.FindTensor(g) == nullptr) {
+      throw Error(file_.path() + ": tensor " + (g.empty() ? hf_name : g) + " (Hugging Face name " +
+                  hf_name + ") is missing");
+    }
+    Tensor t = file_.ReadF32(g);
+    // llama.cpp's converter interleaves the two rotary halves of every q and k head; the
+    // forward pass here uses the Hugging Face rotate_half layout.
+    if (!permuted_qk_) return t;
+    if (EndsWith(g, "attn_q.weight") || EndsWith(g, "attn_q.bias")) {
+      t = UnpermuteGgufQk(t, config_.num_attention_heads);
+    } else if (EndsWith(g, "attn_k.weight") || EndsWith(g, "attn_k.bias")) {
+      t = UnpermuteGgufQk(t, config_.num_key_value_heads);
+    }
+    return t;
+  }
+
+ private:
+  GgufFile file_;
+  ModelConfig config_;
+  bool permuted_qk_ = true;
+};
+
+}  // namespace
+
+Tensor UnpermuteGgufQk(const Tensor& w, int64_t n_heads) {
+  const int64_t rows = w.dim(0);
+  const int64_t cols = w.ndim() > 1 ? w.numel() / rows : 1;
+  AWQ_CHECK(n_heads > 0 && rows % (2 * n_heads) == 0);
+  const int64_t hd = rows / n_heads, half = hd / 2;
+  Tensor out(DType::kF32, w.shape());
+  const float* src = w.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t h = 0; h < n_heads; ++h) {
+    for (int64_t j = 0; j < half; ++j) {
+      for (int64_t t = 0; t < 2; ++t) {
+        const int64_t from = h * hd + 2 * j + t, to = h * hd + t * half + j;
+        std::memcpy(dst + to * cols, src + from * cols, static_cast<size_t>(cols) * sizeof(float));
+      }
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<WeightSource> OpenGgufWeights(const std::string& path) {
+  return std::make_unique<GgufWeights>(path);
+}
+
+}  // namespace awq

@@ -1,0 +1,19 @@
+// KV cache storage.
+#include "awq/kv_cache.h"
+
+namespace awq {
+
+KvCache::KvCache(int64_t n_layers, int64_t max_tokens, int64_t kv_dim)
+    : max_tokens_(max_tokens), kv_dim_(kv_dim) {
+  for (int64_t l = 0; l < n_layers; ++l) {
+    k_.emplace_back(DType::kF32, Shape{max_tokens, kv_dim});
+    v_.emplace_back(DType::kF32, Shape{max_tokens, kv_dim});
+  }
+}
+
+void KvCache::Advance(int64_t n) {
+  AWQ_CHECK(size_ + n <= max_tokens_);
+  size_ += n;
+}
+
+}  // namespace awq

@@ -1,0 +1,108 @@
+// Loading a model's weights into the fused fp32 layout, from any WeightSource.
+#include <cstring>
+#include <filesystem>
+
+#include "awq/model.h"
+#include "awq/thread_pool.h"
+#include "model/rope.h"
+#include "model/weight_source.h"
+
+namespace awq {
+
+namespace {
+
+// Fetches a tensor and checks its shape; a mismatch names the file, the tensor and both shapes.
+Tensor Fetch(const WeightSource& src, const std::string& name, const Shape& expect) {
+  Tensor t = src.GetF32(name);
+  if (t.shape() != expect) {
+    throw Error(src.path() + ": tensor " + name + " has shape " + ShapeToString(t.shape()) +
+                " but the config implies " + ShapeToString(expect));
+  }
+  return t;
+}
+
+// Stacks row blocks [r_i, cols] into one [sum r_i, cols] tensor.
+Tensor StackRows(const std::vector<Tensor>& parts) {
+  int64_t rows = 0;
+  for (const Tensor& p : parts) rows += p.dim(0);
+  const int64_t cols = parts[0].ndim() > 1 ? parts[0].dim(1) : 1;
+  Tensor out(DType::kF32, parts[0].ndim() > 1 ? Shape{rows, cols} : Shape{rows});
+  float* dst = out.data<float>();
+  for (const Tensor& p : parts) {
+    std::memcpy(dst, p.data<float>(), p.nbytes());
+    dst += p.numel();
+  }
+  return out;
+}
+
+}  // namespace
+
+Model Model::FromSource(const WeightSource& src) {
+  Model m;
+  m.config_ = src.config();
+  const ModelConfig& c = m.config_;
+  const int64_t d = c.hidden_size, hd = c.head_dim, h = c.num_attention_heads,
+                kv = c.num_key_value_heads, inter = c.intermediate_size, v = c.vocab_size;
+  m.weights_.embed = Fetch(src, "model.embed_tokens.weight", {v, d});
+  m.weights_.final_norm = Fetch(src, "model.norm.weight", {d});
+  if (src.Has("lm_head.weight")) {
+    m.weights_.lm_head = Fetch(src, "lm_head.weight", {v, d});
+  } else if (c.tie_word_embeddings) {
+    m.weights_.lm_head = m.weights_.embed;
+  } else {
+    throw Error(src.path() + ": tensor lm_head.weight is missing and tie_word_embeddings is false");
+  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights lw;
+    lw.attn_norm = Fetch(src, p + "input_layernorm.weight", {d});
+    lw.wqkv = StackRows({Fetch(src, p + "self_attn.q_proj.weight", {h * hd, d}),
+                         Fetch(src, p + "self_attn.k_proj.weight", {kv * hd, d}),
+                         Fetch(src, p + "self_attn.v_proj.weight", {kv * hd, d})});
+    if (c.attention_bias) {
+      lw.bqkv = StackRows({Fetch(src, p + "self_attn.q_proj.bias", {h * hd}),
+                           Fetch(src, p + "self_attn.k_proj.bias", {kv * hd}),
+                           Fetch(src, p + "self_attn.v_proj.bias", {kv * hd})});
+    }
+    lw.wo = Fetch(src, p + "self_attn.o_proj.weight", {d, h * hd});
+    lw.ffn_norm = Fetch(src, p + "post_attention_layernorm.weight", {d});
+    lw.w_gate_up = StackRows({Fetch(src, p + "mlp.gate_proj.weight", {inter, d}),
+                              Fetch(src, p + "mlp.up_proj.weight", {inter, d})});
+    lw.w_down = Fetch(src, p + "mlp.down_proj.weight", {d, inter});
+    m.weights_.layers.push_back(std::move(lw));
+  }
+  RopeTables rope = BuildRopeTables(c, c.max_position_embeddings);
+  m.rope_cos_ = std::move(rope.cos);
+  m.rope_sin_ = std::move(rope.sin);
+  m.rope_positions_ = rope.max_positions;
+  m.pool_ = &ThreadPool::Global();
+  return m;
+}
+
+std::unique_ptr<WeightSource> OpenWeights(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return OpenHfWeights(path);
+  return OpenGgufWeights(path);
+}
+
+Model Model::Load(const std::string& path) { return FromSource(*OpenWeights(path)); }
+
+int64_t Model::ParameterCount() const {
+  int64_t n = weights_.embed.numel() + weights_.final_norm.numel();
+  if (weights_.lm_head.raw() != weights_.embed.raw()) n += weights_.lm_head.numel();
+  for (const LayerWeights& l : weights_.layers) {
+    n += l.attn_norm.numel() + l.wqkv.numel() + l.bqkv.numel() + l.wo.numel() + l.ffn_norm.numel() +
+         l.w_gate_up.numel() + l.w_down.numel();
+  }
+  return n;
+}
+
+KvCache Model::NewCache(int64_t max_tokens) const {
+  if (max_tokens > rope_positions_) {
+    throw Error("context of " + std::to_string(max_tokens) + " tokens exceeds the model's " +
+                "max_position_embeddings " + std::to_string(rope_positions_));
+  }
+  return KvCache(config_.num_hidden_layers, max_tokens,
+                 config_.num_key_value_heads * config_.head_dim);
+}
+
+}  // namespace awq

@@ -1,0 +1,38 @@
+// Where a model's fp32 weights come from, under their Hugging Face names, whatever the file
+// format: a GGUF file (names mapped, llama.cpp's q/k row permutation undone) or a Hugging Face
+// safetensors folder.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "awq/model_config.h"
+#include "awq/tensor.h"
+
+namespace awq {
+
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  // The file or folder, for error messages.
+  virtual const std::string& path() const = 0;
+  virtual const ModelConfig& config() const = 0;
+  // Hugging Face names: "model.embed_tokens.weight", "model.layers.3.self_attn.q_proj.weight".
+  virtual bool Has(const std::string& hf_name) const = 0;
+  // An owned fp32 tensor in the Hugging Face layout ([out, in] for linears). Throws awq::Error
+  // naming the file and the tensor when it is missing or cannot be converted.
+  virtual Tensor GetF32(const std::string& hf_name) const = 0;
+};
+
+// A GGUF file of a Llama-family model.
+std::unique_ptr<WeightSource> OpenGgufWeights(const std::string& path);
+// A Hugging Face folder: config.json and model.safetensors or a sharded index.
+std::unique_ptr<WeightSource> OpenHfWeights(const std::string& dir);
+// Either of the above, by what `path` is (a folder or a file).
+std::unique_ptr<WeightSource> OpenWeights(const std::string& path);
+
+// Undoes llama.cpp's convert_hf_to_gguf permutation of q/k rows for `n_heads` heads: within each
+// head, GGUF row 2j + t holds Hugging Face row t * hd/2 + j (t in {0, 1}). [rows, cols] fp32.
+Tensor UnpermuteGgufQk(const Tensor& w, int64_t n_heads);
+
+}  // namespace awq

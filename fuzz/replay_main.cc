@@ -29,8 +29,15 @@ std::vector<uint8_t> Mutate(const std::vector<uint8_t>& in, std::mt19937_64& rng
         break;
       case 2:  // overwrite 8 bytes with an "interesting" integer
         if (n >= 8) {
-          static const uint64_t kVals[] = {0, 1, 0xff, 0x7fffffff, 0xffffffff, 0x80000000,
-                                           0xffffffffffffffffull, 0x7fffffffffffffffull, 1ull << 40};
+          static const uint64_t kVals[] = {0,
+                                           1,
+                                           0xff,
+                                           0x7fffffff,
+                                           0xffffffff,
+                                           0x80000000,
+                                           0xffffffffffffffffull,
+                                           0x7fffffffffffffffull,
+                                           1ull << 40};
           const uint64_t v = kVals[rng() % (sizeof(kVals) / sizeof(kVals[0]))];
           const size_t at = rng() % (n - 7);
           const int width = (rng() % 2) ? 8 : 4;
@@ -40,11 +47,11 @@ std::vector<uint8_t> Mutate(const std::vector<uint8_t>& in, std::mt19937_64& rng
       case 3:  // random byte
         if (n) out[rng() % n] = static_cast<uint8_t>(rng());
         break;
-      case 4: {  // duplicate a slice
-        if (n) {
-          const size_t a = rng() % n, len = rng() % (n - a + 1) % 64;
+      case 4: {  // duplicate a slice of the original seed somewhere in the mutant
+        if (!in.empty() && n) {
+          const size_t a = rng() % in.size(), len = rng() % (in.size() - a + 1) % 64;
           out.insert(out.begin() + static_cast<long>(rng() % n), in.begin() + static_cast<long>(a),
-                     in.begin() + static_cast<long>(std::min(in.size(), a + len)));
+                     in.begin() + static_cast<long>(a + len));
         }
         break;
       }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): set up (idempotent: deps, assets, build), then run the
+# whole CTest suite. AWQ_LONG_TESTS=1 adds the slow checks (full 32k-token perplexity, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=$(nproc)
+echo "== running the test suite (ctest -j${jobs}) =="
+ctest --test-dir build --output-on-failure -j"${jobs}" "$@"

@@ -36,7 +36,9 @@ std::string TextPath(const std::string& name) {
   return p;
 }
 
-std::string DataPath(const std::string& name) { return std::string(AWQ_TEST_DATA_DIR) + "/" + name; }
+std::string DataPath(const std::string& name) {
+  return std::string(AWQ_TEST_DATA_DIR) + "/" + name;
+}
 
 namespace {
 std::mutex g_mu;

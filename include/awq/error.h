@@ -20,7 +20,7 @@ class Error : public std::runtime_error {
 
 }  // namespace awq
 
-#define AWQ_CHECK(cond)                                       \
-  do {                                                        \
+#define AWQ_CHECK(cond)                                         \
+  do {                                                          \
     if (!(cond)) ::awq::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)

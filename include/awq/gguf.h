@@ -73,10 +73,10 @@ void DequantizeRow(GgmlType t, const void* src, float* dst, int64_t n);
 struct GgufValue {
   GgufType type = GgufType::kUint8;
   GgufType array_type = GgufType::kUint8;  // only for kArray
-  uint64_t u64 = 0;   // kUint8..kUint64 and kBool
-  int64_t i64 = 0;    // kInt8..kInt64
-  double f64 = 0.0;   // kFloat32, kFloat64
-  std::string str;    // kString
+  uint64_t u64 = 0;                        // kUint8..kUint64 and kBool
+  int64_t i64 = 0;                         // kInt8..kInt64
+  double f64 = 0.0;                        // kFloat32, kFloat64
+  std::string str;                         // kString
   std::vector<GgufValue> array;
 };
 

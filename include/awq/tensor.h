@@ -16,7 +16,9 @@ namespace awq {
 // sentinel; IsValid() rejects anything at or beyond it.
 enum class DType : uint8_t { kF32, kF16, kBF16, kI32, kI64, kI8, kU8, kCount };
 
-inline bool IsValid(DType t) { return static_cast<uint8_t>(t) < static_cast<uint8_t>(DType::kCount); }
+inline bool IsValid(DType t) {
+  return static_cast<uint8_t>(t) < static_cast<uint8_t>(DType::kCount);
+}
 size_t DTypeSize(DType t);
 // The safetensors spelling: "F32", "F16", "BF16", "I32", "I64", "I8", "U8".
 const char* DTypeName(DType t);

@@ -59,6 +59,22 @@ class Model {
   void BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float* keys,
                     float* values) const;
 
+  // Module-level forwards over a batch of n_seq independent sequences of seq_len tokens
+  // (positions 0 .. seq_len-1 each), with explicit weights so that quantization can run a
+  // module with candidate weights. Rows are tokens: x is [n_seq * seq_len, D].
+  //
+  // Self-attention from the normed input: out [N, D] = o_proj(attention(rope(q), rope(k), v));
+  // ctx [N, H*hd] (the o_proj input) is written when not null. wqkv [(H+2KV)*hd, D],
+  // bqkv [(H+2KV)*hd] or null, wo [D, H*hd].
+  void AttentionBatch(const float* wqkv, const float* bqkv, const float* wo, const float* x,
+                      int64_t n_seq, int64_t seq_len, float* ctx, float* out) const;
+  // SwiGLU MLP from the normed input: out [n, D] = down(silu(gate x) * up x); act [n, I] (the
+  // down_proj input) is written when not null. w_gate_up [2I, D], w_down [D, I].
+  void MlpBatch(const float* w_gate_up, const float* w_down, const float* x, int64_t n, float* act,
+                float* out) const;
+  // RMSNorm with the model's epsilon: y [n, D] = norm(x) * w.
+  void Norm(const float* x, const float* w, int64_t n, float* y) const;
+
  private:
   ModelConfig config_;
   ModelWeights weights_;

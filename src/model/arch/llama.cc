@@ -58,6 +58,58 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
   LinearF32(act.data(), inter, w.w_down.data<float>(), inter, x, d, n, d, inter, true, pool);
 }
 
+void Model::AttentionBatch(const float* wqkv, const float* bqkv, const float* wo, const float* x,
+                           int64_t n_seq, int64_t seq_len, float* ctx, float* out) const {
+  const ModelConfig& c = config_;
+  const int64_t d = c.hidden_size, hd = c.head_dim, h = c.num_attention_heads,
+                kv = c.num_key_value_heads;
+  const int64_t q_dim = h * hd, kv_dim = kv * hd, qkv_dim = q_dim + 2 * kv_dim;
+  const int64_t n = n_seq * seq_len;
+  AWQ_CHECK(seq_len <= rope_positions_);
+  ThreadPool& pool = *pool_;
+  std::vector<float> qkv(static_cast<size_t>(n * qkv_dim));
+  std::vector<float> ctx_local;
+  if (ctx == nullptr) {
+    ctx_local.resize(static_cast<size_t>(n * q_dim));
+    ctx = ctx_local.data();
+  }
+  LinearF32(x, d, wqkv, d, qkv.data(), qkv_dim, n, qkv_dim, d, false, pool);
+  if (bqkv != nullptr) {
+    for (int64_t t = 0; t < n; ++t) AddInPlace(qkv.data() + t * qkv_dim, bqkv, qkv_dim);
+  }
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) pos[static_cast<size_t>(t)] = t % seq_len;
+  ApplyRope(qkv.data(), qkv_dim, n, h, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
+  ApplyRope(qkv.data() + q_dim, qkv_dim, n, kv, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
+  // Keys and values are read in place from the fused buffer (row stride qkv_dim).
+  for (int64_t s = 0; s < n_seq; ++s) {
+    const float* base = qkv.data() + s * seq_len * qkv_dim;
+    CausalAttention(base, qkv_dim, base + q_dim, base + q_dim + kv_dim, qkv_dim,
+                    ctx + s * seq_len * q_dim, q_dim, seq_len, 0, {h, kv, hd}, pool);
+  }
+  LinearF32(ctx, q_dim, wo, q_dim, out, d, n, d, q_dim, false, pool);
+}
+
+void Model::MlpBatch(const float* w_gate_up, const float* w_down, const float* x, int64_t n,
+                     float* act, float* out) const {
+  const int64_t d = config_.hidden_size, inter = config_.intermediate_size;
+  ThreadPool& pool = *pool_;
+  std::vector<float> gate_up(static_cast<size_t>(n * 2 * inter));
+  std::vector<float> act_local;
+  if (act == nullptr) {
+    act_local.resize(static_cast<size_t>(n * inter));
+    act = act_local.data();
+  }
+  LinearF32(x, d, w_gate_up, d, gate_up.data(), 2 * inter, n, 2 * inter, d, false, pool);
+  SiluMulRows(gate_up.data(), 2 * inter, act, inter, n, inter);
+  LinearF32(act, inter, w_down, inter, out, d, n, d, inter, false, pool);
+}
+
+void Model::Norm(const float* x, const float* w, int64_t n, float* y) const {
+  const int64_t d = config_.hidden_size;
+  RmsNormRows(x, d, w, y, d, n, d, static_cast<float>(config_.rms_norm_eps));
+}
+
 void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hidden) const {
   const int64_t d = config_.hidden_size;
   const int64_t pos0 = cache.size();

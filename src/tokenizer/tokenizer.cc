@@ -309,8 +309,8 @@ Tokenizer BuildTokenizer(tok::TokenizerSpec spec) {
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
                                        bool parse_special) const {
   std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 4);
   if (add_special) ids = impl_->spec.prefix_ids;
+  ids.reserve(ids.size() + text.size() / 3 + 4);  // English averages ~4 bytes per token
   if (tok::IsValidUtf8(text)) {
     impl_->EncodeText(text, parse_special, &ids);
   } else {

@@ -1,0 +1,369 @@
+// Hugging Face config.json for Llama-family decoders: parsing with the defaults transformers
+// applies, validation, and writing it back the way transformers does.
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "awq/error.h"
+#include "awq/model_config.h"
+#include "core/mapped_file.h"
+
+namespace awq {
+
+namespace {
+
+using nlohmann::json;
+
+// The model types whose decoder is Llama's (RMSNorm, RoPE, SwiGLU MLP, GQA attention).
+struct ModelTypeInfo {
+  const char* model_type;
+  const char* architecture;  // default when "architectures" is absent
+};
+constexpr ModelTypeInfo kModelTypes[] = {
+    {"llama", "LlamaForCausalLM"},
+    {"mistral", "MistralForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"},
+};
+
+const ModelTypeInfo* FindModelType(const std::string& model_type) {
+  for (const ModelTypeInfo& m : kModelTypes) {
+    if (model_type == m.model_type) return &m;
+  }
+  return nullptr;
+}
+
+bool IsValidRope(RopeScalingType t) {
+  return static_cast<uint8_t>(t) < static_cast<uint8_t>(RopeScalingType::kCount);
+}
+
+const char* const kTorchDtypes[] = {"float32", "float16", "bfloat16"};
+
+std::string Show(const json& v) {
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
+// Typed access to config keys; every error names the file, the key and the value found.
+class ConfigReader {
+ public:
+  ConfigReader(const json& root, const std::string& source) : root_(root), source_(source) {}
+
+  [[noreturn]] void Fail(const std::string& key, const std::string& detail) const {
+    throw Error(source_ + ": " + key + ": " + detail);
+  }
+
+  // Present and not null.
+  bool Has(const json& obj, const std::string& key) const {
+    const auto it = obj.find(key);
+    return it != obj.end() && !it->is_null();
+  }
+  bool Has(const std::string& key) const { return Has(root_, key); }
+
+  int64_t Int(const json& obj, const std::string& key, const std::string& path) const {
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) Fail(path, "missing (required)");
+    return IntValue(*it, path);
+  }
+  int64_t IntValue(const json& v, const std::string& path) const {
+    if (v.is_number_unsigned()) {
+      if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        Fail(path, "value " + Show(v) + " is too large");
+      }
+      return static_cast<int64_t>(v.get<uint64_t>());
+    }
+    if (v.is_number_integer()) return v.get<int64_t>();
+    Fail(path, "expected an integer, got " + Show(v));
+  }
+  int64_t Int(const std::string& key) const { return Int(root_, key, key); }
+  int64_t Int(const std::string& key, int64_t fallback) const {
+    return Has(key) ? Int(key) : fallback;
+  }
+
+  double Number(const json& obj, const std::string& key, const std::string& path) const {
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) Fail(path, "missing (required)");
+    if (!it->is_number()) Fail(path, "expected a number, got " + Show(*it));
+    return it->get<double>();
+  }
+  double Number(const std::string& key, double fallback) const {
+    return Has(key) ? Number(root_, key, key) : fallback;
+  }
+
+  bool Bool(const std::string& key, bool fallback) const {
+    if (!Has(key)) return fallback;
+    const json& v = root_.at(key);
+    if (!v.is_boolean()) Fail(key, "expected true or false, got " + Show(v));
+    return v.get<bool>();
+  }
+
+  std::string String(const json& obj, const std::string& key, const std::string& path) const {
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) Fail(path, "missing (required)");
+    if (!it->is_string()) Fail(path, "expected a string, got " + Show(*it));
+    return it->get<std::string>();
+  }
+  std::string String(const std::string& key, const std::string& fallback) const {
+    return Has(key) ? String(root_, key, key) : fallback;
+  }
+
+  const json& root() const { return root_; }
+
+ private:
+  const json& root_;
+  const std::string& source_;
+};
+
+// rope_scaling (transformers 4.x) or rope_parameters (5.x): {"rope_type" or legacy "type": ...}.
+RopeScaling ParseRopeScaling(const ConfigReader& r, const json& obj, const std::string& key) {
+  RopeScaling rs;
+  if (!obj.is_object()) r.Fail(key, "expected an object or null, got " + Show(obj));
+  std::string type;
+  if (r.Has(obj, "rope_type")) {
+    type = r.String(obj, "rope_type", key + ".rope_type");
+  } else if (r.Has(obj, "type")) {
+    type = r.String(obj, "type", key + ".type");
+  } else {
+    r.Fail(key + ".rope_type", "missing (required)");
+  }
+  if (type == "default") return rs;
+  if (type == "linear") {
+    rs.type = RopeScalingType::kLinear;
+    rs.factor = r.Number(obj, "factor", key + ".factor");
+  } else if (type == "llama3") {
+    // transformers requires all four for llama3 and so do we: guessing them would silently change
+    // every position's frequencies.
+    rs.type = RopeScalingType::kLlama3;
+    rs.factor = r.Number(obj, "factor", key + ".factor");
+    rs.low_freq_factor = r.Number(obj, "low_freq_factor", key + ".low_freq_factor");
+    rs.high_freq_factor = r.Number(obj, "high_freq_factor", key + ".high_freq_factor");
+    rs.original_max_position_embeddings =
+        r.Int(obj, "original_max_position_embeddings", key + ".original_max_position_embeddings");
+  } else {
+    r.Fail(key + ".rope_type",
+           "unsupported value \"" + type + "\" (supported: default, linear, llama3)");
+  }
+  return rs;
+}
+
+}  // namespace
+
+void ModelConfig::Validate(const std::string& source) const {
+  const auto fail = [&](const std::string& key, const std::string& detail) {
+    throw Error(source + ": " + key + ": " + detail);
+  };
+  const auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0) fail(key, "must be positive, got " + std::to_string(v));
+  };
+  if (FindModelType(model_type) == nullptr) {
+    fail("model_type",
+         "unsupported value \"" + model_type + "\" (supported: llama, mistral, qwen2)");
+  }
+  positive("vocab_size", vocab_size);
+  positive("hidden_size", hidden_size);
+  positive("intermediate_size", intermediate_size);
+  positive("num_hidden_layers", num_hidden_layers);
+  positive("num_attention_heads", num_attention_heads);
+  positive("num_key_value_heads", num_key_value_heads);
+  positive("head_dim", head_dim);
+  positive("max_position_embeddings", max_position_embeddings);
+  if (hidden_size % num_attention_heads != 0) {
+    fail("hidden_size", std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
+                            std::to_string(num_attention_heads));
+  }
+  if (num_attention_heads % num_key_value_heads != 0) {
+    fail("num_key_value_heads", std::to_string(num_key_value_heads) +
+                                    " does not divide num_attention_heads " +
+                                    std::to_string(num_attention_heads));
+  }
+  // RoPE rotates pairs of channels.
+  if (head_dim % 2 != 0) fail("head_dim", "must be even for RoPE, got " + std::to_string(head_dim));
+  if (!(rms_norm_eps > 0) || !std::isfinite(rms_norm_eps)) {
+    fail("rms_norm_eps", "must be a positive number, got " + std::to_string(rms_norm_eps));
+  }
+  if (!(rope_theta > 0) || !std::isfinite(rope_theta)) {
+    fail("rope_theta", "must be a positive number, got " + std::to_string(rope_theta));
+  }
+  if (!IsValidRope(rope_scaling.type)) fail("rope_scaling.rope_type", "invalid enum value");
+  if (rope_scaling.type != RopeScalingType::kNone &&
+      (!(rope_scaling.factor > 0) || !std::isfinite(rope_scaling.factor))) {
+    fail("rope_scaling.factor",
+         "must be a positive number, got " + std::to_string(rope_scaling.factor));
+  }
+  if (rope_scaling.type == RopeScalingType::kLlama3) {
+    if (!(rope_scaling.low_freq_factor > 0) ||
+        !(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor) ||
+        !std::isfinite(rope_scaling.high_freq_factor)) {
+      fail("rope_scaling.high_freq_factor", "needs 0 < low_freq_factor < high_freq_factor, got " +
+                                                std::to_string(rope_scaling.low_freq_factor) +
+                                                " and " +
+                                                std::to_string(rope_scaling.high_freq_factor));
+    }
+    if (rope_scaling.original_max_position_embeddings <= 0) {
+      fail(
+          "rope_scaling.original_max_position_embeddings",
+          "must be positive, got " + std::to_string(rope_scaling.original_max_position_embeddings));
+    }
+  }
+  if (hidden_act != "silu") {
+    fail("hidden_act", "unsupported value \"" + hidden_act + "\" (supported: silu)");
+  }
+  if (bos_token_id < -1 || bos_token_id >= vocab_size) {
+    fail("bos_token_id", std::to_string(bos_token_id) + " is outside the vocabulary of " +
+                             std::to_string(vocab_size));
+  }
+  for (int64_t id : eos_token_ids) {
+    if (id < 0 || id >= vocab_size) {
+      fail("eos_token_id",
+           std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab_size));
+    }
+  }
+  bool dtype_ok = false;
+  for (const char* d : kTorchDtypes) dtype_ok = dtype_ok || torch_dtype == d;
+  if (!dtype_ok) {
+    fail("torch_dtype",
+         "unsupported value \"" + torch_dtype + "\" (supported: float32, float16, bfloat16)");
+  }
+}
+
+ModelConfig ParseHfConfig(const std::string& json_text, const std::string& source) {
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw Error(source + ": invalid JSON: " + e.what());
+  }
+  if (!root.is_object()) throw Error(source + ": expected a JSON object, got " + Show(root));
+  const ConfigReader r(root, source);
+
+  ModelConfig c;
+  c.model_type = r.String(root, "model_type", "model_type");
+  const ModelTypeInfo* type_info = FindModelType(c.model_type);
+  if (type_info == nullptr) {
+    r.Fail("model_type",
+           "unsupported value \"" + c.model_type + "\" (supported: llama, mistral, qwen2)");
+  }
+  c.architecture = type_info->architecture;
+  if (r.Has("architectures")) {
+    const json& arch = root.at("architectures");
+    if (!arch.is_array() || arch.empty() || !arch[0].is_string()) {
+      r.Fail("architectures", "expected a list of class names, got " + Show(arch));
+    }
+    c.architecture = arch[0].get<std::string>();
+  }
+
+  c.vocab_size = r.Int("vocab_size");
+  c.hidden_size = r.Int("hidden_size");
+  c.intermediate_size = r.Int("intermediate_size");
+  c.num_hidden_layers = r.Int("num_hidden_layers");
+  c.num_attention_heads = r.Int("num_attention_heads");
+  // transformers: no GQA when num_key_value_heads is absent.
+  c.num_key_value_heads = r.Int("num_key_value_heads", c.num_attention_heads);
+  if (r.Has("head_dim")) {
+    c.head_dim = r.Int("head_dim");
+  } else {
+    if (c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads != 0) {
+      r.Fail("hidden_size", std::to_string(c.hidden_size) +
+                                " is not divisible by num_attention_heads " +
+                                std::to_string(c.num_attention_heads) + " and head_dim is absent");
+    }
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  // Defaults below are those of LlamaConfig/MistralConfig/Qwen2Config for a missing key, except
+  // max_position_embeddings, which differs per class and only bounds the context.
+  c.max_position_embeddings = r.Int("max_position_embeddings", c.max_position_embeddings);
+  c.rms_norm_eps = r.Number("rms_norm_eps", 1e-6);
+  c.rope_theta = r.Number("rope_theta", 10000.0);
+  if (r.Has("rope_scaling")) {
+    c.rope_scaling = ParseRopeScaling(r, root.at("rope_scaling"), "rope_scaling");
+  } else if (r.Has("rope_parameters")) {
+    // transformers 5 folds rope_theta into rope_parameters.
+    const json& rp = root.at("rope_parameters");
+    c.rope_scaling = ParseRopeScaling(r, rp, "rope_parameters");
+    if (r.Has(rp, "rope_theta")) {
+      c.rope_theta = r.Number(rp, "rope_theta", "rope_parameters.rope_theta");
+    }
+  }
+  c.tie_word_embeddings = r.Bool("tie_word_embeddings", false);
+  // Qwen2 always has q/k/v biases (and none on o_proj) without saying so in config.json.
+  c.attention_bias = r.Bool("attention_bias", c.model_type == "qwen2");
+  c.mlp_bias = r.Bool("mlp_bias", false);
+  c.hidden_act = r.String("hidden_act", "silu");
+  c.bos_token_id = r.Int("bos_token_id", -1);
+  if (r.Has("eos_token_id")) {
+    const json& eos = root.at("eos_token_id");
+    if (eos.is_array()) {
+      for (size_t i = 0; i < eos.size(); ++i) {
+        c.eos_token_ids.push_back(r.IntValue(eos[i], "eos_token_id[" + std::to_string(i) + "]"));
+      }
+    } else {
+      c.eos_token_ids.push_back(r.Int("eos_token_id"));
+    }
+  }
+  // transformers 5 renamed torch_dtype to dtype.
+  c.torch_dtype = r.Has("torch_dtype") ? r.String("torch_dtype", "") : r.String("dtype", "float32");
+
+  c.Validate(source);
+  return c;
+}
+
+ModelConfig LoadHfConfig(const std::string& path) {
+  std::error_code ec;
+  const std::string file = std::filesystem::is_directory(path, ec)
+                               ? (std::filesystem::path(path) / "config.json").string()
+                               : path;
+  return ParseHfConfig(ReadFileToString(file), file);
+}
+
+std::string HfConfigToJson(const ModelConfig& c) {
+  json j;
+  j["architectures"] = json::array({c.architecture});
+  j["attention_bias"] = c.attention_bias;
+  j["attention_dropout"] = 0.0;
+  j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+  if (c.eos_token_ids.empty()) {
+    j["eos_token_id"] = nullptr;
+  } else if (c.eos_token_ids.size() == 1) {
+    j["eos_token_id"] = c.eos_token_ids[0];
+  } else {
+    j["eos_token_id"] = c.eos_token_ids;
+  }
+  j["head_dim"] = c.head_dim;
+  j["hidden_act"] = c.hidden_act;
+  j["hidden_size"] = c.hidden_size;
+  j["initializer_range"] = 0.02;
+  j["intermediate_size"] = c.intermediate_size;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["mlp_bias"] = c.mlp_bias;
+  j["model_type"] = c.model_type;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["pretraining_tp"] = 1;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  switch (c.rope_scaling.type) {
+    case RopeScalingType::kLinear:
+      j["rope_scaling"] = {{"factor", c.rope_scaling.factor}, {"rope_type", "linear"}};
+      break;
+    case RopeScalingType::kLlama3:
+      j["rope_scaling"] = {
+          {"factor", c.rope_scaling.factor},
+          {"high_freq_factor", c.rope_scaling.high_freq_factor},
+          {"low_freq_factor", c.rope_scaling.low_freq_factor},
+          {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings},
+          {"rope_type", "llama3"}};
+      break;
+    default:
+      j["rope_scaling"] = nullptr;
+  }
+  j["rope_theta"] = c.rope_theta;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["torch_dtype"] = c.torch_dtype;
+  j["use_cache"] = true;
+  j["vocab_size"] = c.vocab_size;
+  // nlohmann's object is a std::map, so keys come out sorted, as json.dumps(sort_keys=True).
+  return j.dump(2) + "\n";
+}
+
+}  // namespace awq

@@ -55,10 +55,11 @@ void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
                           const std::vector<float>& s, const QuantParams& p);
 
 // AWQ.md section 3. w [out, in], x [n_tokens, in]: this linear's inputs (already divided by the
-// scales applied to it). Rows 0, step, 2*step, ... of x are used, step = max(1, n_tokens /
-// n_sample_token). For every output channel o and group g (GroupSize(p, in) wide) the candidates
-// are max_val = org_max * (1 - i/n_grid), i = 0 .. int(n_grid * max_shrink) - 1, with org_max the
-// group's max |w|; each is scored by
+// scales applied to it). Call it from outside a ThreadPool::ParallelFor body: it (and FakeQuantize)
+// spreads work over ThreadPool::Global(), which is not re-entrant. Rows 0, step, 2*step, ... of x
+// are used, step = max(1, n_tokens / n_sample_token). For every output channel o and group g
+// (GroupSize(p, in) wide) the candidates are max_val = org_max * (1 - i/n_grid), i = 0 ..
+// int(n_grid * max_shrink) - 1, with org_max the group's max |w|; each is scored by
 //   err = mean over the tokens of (x_g . (Q(clamp(w_g, -max_val, max_val)) - w_g))^2
 // and the strictly smallest wins (the earliest on ties). Returns max_val [out, n_groups].
 //

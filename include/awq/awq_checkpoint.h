@@ -26,6 +26,9 @@ struct AwqGemmTensors {
   Tensor scales;   // [in/g, out] F16: transposed from the quantizer's [out, in/g]
 };
 
+// The pack/unpack functions spread rows over ThreadPool::Global(): call them from outside its
+// tasks.
+//
 // Packs a 4-bit QuantizedLinear. Throws awq::Error when bits != 4 or out % 8 != 0. With
 // zero_point off, qzeros holds the implicit zero 8 everywhere.
 AwqGemmTensors PackAwqGemm(const QuantizedLinear& q);

@@ -9,6 +9,10 @@
 
 namespace awq {
 
+// Threads: QuantizeLinear, DequantizeLinear and FakeQuantize split matrices of 65536 weights or
+// more over ThreadPool::Global(), so call them from outside that pool's tasks (the pool cannot
+// be entered from one of its workers); smaller ones run on the calling thread.
+
 // One quantized linear in logical (unpacked) form; the on-disk layouts are in awq_checkpoint.h.
 //
 // Codes are always unsigned, in [0, 2^bits):

@@ -227,7 +227,7 @@ QuantizedLinear QuantizeLinear(const float* w, int64_t out, int64_t in, const Qu
   if (p.zero_point) q.zeros.resize(static_cast<size_t>(out * ng));
   // Symmetric codes c are stored as c + 2^(bits-1); zero-point codes as (code - zero) + zero.
   const float stored_zero_sym = static_cast<float>(1 << (p.bits - 1));
-  ThreadPool::Global().ParallelFor(out, [&](int64_t begin, int64_t end, int) {
+  const auto rows = [&](int64_t begin, int64_t end, int) {
     for (int64_t r = begin; r < end; ++r) {
       for (int64_t g = 0; g < ng; ++g) {
         const float* wg = w + r * in + g * gs;
@@ -238,7 +238,12 @@ QuantizedLinear QuantizeLinear(const float* w, int64_t out, int64_t in, const Qu
         EncodeGroup(wg, gs, f, offset, q.q.data() + r * in + g * gs);
       }
     }
-  });
+  };
+  if (out * in < kMinParallelWeights) {
+    rows(0, out, 0);
+  } else {
+    ThreadPool::Global().ParallelFor(out, rows);
+  }
   return q;
 }
 

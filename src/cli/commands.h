@@ -15,5 +15,6 @@ using Runner = std::function<int()>;
 Runner AddEvalCommand(CLI::App& app);
 Runner AddGenerateCommand(CLI::App& app);
 Runner AddDataCommand(CLI::App& app);
+Runner AddQuantizeCommand(CLI::App& app);
 
 }  // namespace awq::cli

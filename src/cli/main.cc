@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "awq.cpp 0.1.0");
   std::map<std::string, awq::cli::Runner> runners;
+  runners["quantize"] = awq::cli::AddQuantizeCommand(app);
   runners["eval"] = awq::cli::AddEvalCommand(app);
   runners["generate"] = awq::cli::AddGenerateCommand(app);
   runners["data"] = awq::cli::AddDataCommand(app);

@@ -1,6 +1,8 @@
 // Hugging Face folder weight source: config.json plus safetensors (single file or sharded).
 #include <filesystem>
+#include <optional>
 
+#include "awq/awq_checkpoint.h"
 #include "awq/safetensors.h"
 #include "model/weight_source.h"
 
@@ -13,20 +15,39 @@ class HfWeights final : public WeightSource {
   explicit HfWeights(const std::string& dir)
       : dir_(dir),
         config_(LoadHfConfig((std::filesystem::path(dir) / "config.json").string())),
-        ckpt_(SafetensorsCheckpoint::Open(dir)) {}
+        ckpt_(SafetensorsCheckpoint::Open(dir)),
+        awq_(ReadAwqQuantConfig(dir)) {}
 
   const std::string& path() const override { return dir_; }
   const ModelConfig& config() const override { return config_; }
-  bool Has(const std::string& hf_name) const override { return ckpt_.Has(hf_name); }
+  bool Has(const std::string& hf_name) const override {
+    return ckpt_.Has(hf_name) || !QuantizedModule(hf_name).empty();
+  }
   Tensor GetF32(const std::string& hf_name) const override {
-    if (!ckpt_.Has(hf_name)) throw Error(dir_ + ": tensor " + hf_name + " is missing");
-    return ckpt_.GetF32(hf_name);
+    if (ckpt_.Has(hf_name)) return ckpt_.GetF32(hf_name);
+    // AWQ checkpoints store "<module>.qweight/.qzeros/.scales" instead of "<module>.weight".
+    const std::string module = QuantizedModule(hf_name);
+    if (!module.empty()) return DequantizeAwqWeight(ckpt_, module, *awq_);
+    throw Error(dir_ + ": tensor " + hf_name + " is missing");
   }
 
  private:
+  // "model.layers.0.mlp.up_proj" for "model.layers.0.mlp.up_proj.weight" when the checkpoint is
+  // AWQ and holds that module's qweight; "" otherwise.
+  std::string QuantizedModule(const std::string& hf_name) const {
+    static const std::string kSuffix = ".weight";
+    if (!awq_ || hf_name.size() <= kSuffix.size() ||
+        hf_name.compare(hf_name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0) {
+      return "";
+    }
+    const std::string module = hf_name.substr(0, hf_name.size() - kSuffix.size());
+    return ckpt_.Has(module + ".qweight") ? module : "";
+  }
+
   std::string dir_;
   ModelConfig config_;
   SafetensorsCheckpoint ckpt_;
+  std::optional<QuantConfig> awq_;
 };
 
 }  // namespace

@@ -1,0 +1,81 @@
+// Whole-model quantization: RTN, or AWQ's block-by-block pipeline (calibration pass, scale
+// search, folding, clip search, quantization), on a loaded fp32 model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "awq/calibration.h"
+#include "awq/quant_config.h"
+#include "awq/quantizer.h"
+
+namespace awq {
+
+class Model;
+class Tokenizer;
+
+enum class QuantMethod : uint8_t { kRtn, kAwq, kCount };
+const char* QuantMethodName(QuantMethod m);
+// "rtn", "awq"; anything else is an awq::Error listing the methods.
+QuantMethod ParseQuantMethod(const std::string& name);
+
+struct QuantizeOptions {
+  QuantMethod method = QuantMethod::kAwq;
+  QuantConfig config;
+  std::string calib_data;  // file or folder (awq only)
+  // Called after each decoder block with (blocks done, blocks total).
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+// What happened to one decoder block, for the summary and for tests.
+struct BlockReport {
+  int64_t layer = 0;
+  // Per scale group ("qkv", "o", "gate_up", "down"): the chosen grid index (-1: identity
+  // scales won) and the output MSE with the chosen scales vs with RTN (index of ratio 0 without
+  // duo scaling is plain RTN only when duo is off; "rtn_loss" is always the identity-scale loss).
+  struct Group {
+    std::string name;
+    int best_index = -1;
+    double best_loss = 0;
+    double identity_loss = 0;
+  };
+  std::vector<Group> groups;
+};
+
+struct StageSeconds {
+  double calibration = 0;  // loading text, tokenizing, embedding
+  double capture = 0;      // running the original blocks, recording linear inputs
+  double scale_search = 0;
+  double clip_search = 0;
+  double quantize = 0;
+  double total = 0;
+};
+
+struct QuantizeResult {
+  // Every quantized linear by module name ("model.layers.0.self_attn.q_proj"); linears that the
+  // config leaves unconverted are absent and stay fp32 in the model.
+  std::map<std::string, QuantizedLinear> linears;
+  std::vector<BlockReport> blocks;
+  StageSeconds seconds;
+  int64_t calib_blocks = 0;
+  int64_t calib_tokens = 0;
+  int64_t peak_rss_bytes = 0;
+};
+
+// Quantizes `model` in place: AWQ scales folded into norms and linears, clipping applied, and
+// every converted linear replaced by its dequantized weights, so the model can be evaluated as
+// is; the integer codes come back in the result for saving. Throws awq::Error for options that
+// do not fit the model (a group size that does not divide a layer's width names the layer).
+QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
+                             const QuantizeOptions& options);
+
+// The Hugging Face names of a decoder layer's linears, in checkpoint order.
+std::vector<std::string> LinearNames(int64_t layer);
+
+// Peak resident set size of this process (VmHWM), in bytes; 0 when unknown.
+int64_t PeakRssBytes();
+
+}  // namespace awq

@@ -1,0 +1,249 @@
+// `awq quantize MODEL OUT`: RTN or AWQ quantization to an AutoAWQ GEMM checkpoint folder, with
+// per-block progress, a size/time summary and --json for scripts. Option names follow AutoAWQ.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "awq/awq_checkpoint.h"
+#include "awq/model.h"
+#include "awq/quantize.h"
+#include "awq/safetensors.h"
+#include "cli/commands.h"
+#include "cli/load.h"
+#include "cli/progress.h"
+
+namespace awq::cli {
+
+namespace {
+
+struct QuantizeArgs {
+  std::string model, out;
+  std::string method = "awq";
+  std::string preset = "default";
+  std::optional<int> w_bit;
+  std::optional<int64_t> q_group_size;
+  std::optional<bool> zero_point;
+  std::optional<bool> duo_scaling;
+  std::optional<bool> apply_clip;
+  std::optional<int64_t> max_calib_samples, max_calib_seq_len;
+  std::string version;
+  std::string calib_data;
+  std::vector<std::string> modules_to_not_convert;
+  std::string config_file;
+  std::string shard_size = "5GB";
+  bool overwrite = false;
+  bool json = false;
+  bool quiet = false;
+};
+
+std::string DefaultCalibData() {
+  const char* env = std::getenv("AWQ_ASSETS_DIR");
+  const std::string assets = env ? env : std::string(AWQ_SOURCE_DIR) + "/assets";
+  return assets + "/text/emma.txt";
+}
+
+int64_t DirBytes(const std::string& dir) {
+  int64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) total += static_cast<int64_t>(e.file_size());
+  }
+  return total;
+}
+
+double Mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+
+int RunQuantize(const QuantizeArgs& a) {
+  namespace fs = std::filesystem;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (fs::exists(a.out) && !a.overwrite) {
+    throw Error(a.out + ": output exists; pass --overwrite to replace it");
+  }
+  QuantizeOptions opt;
+  opt.method = ParseQuantMethod(a.method);
+  opt.config = QuantPreset(a.preset);
+  if (!a.config_file.empty()) LoadQuantOverrides(a.config_file, &opt.config);
+  if (a.w_bit) opt.config.w_bit = *a.w_bit;
+  if (a.q_group_size) opt.config.q_group_size = *a.q_group_size;
+  if (a.zero_point) opt.config.zero_point = *a.zero_point;
+  if (a.duo_scaling) opt.config.duo_scaling = *a.duo_scaling;
+  if (a.apply_clip) opt.config.apply_clip = *a.apply_clip;
+  if (a.max_calib_samples) opt.config.max_calib_samples = *a.max_calib_samples;
+  if (a.max_calib_seq_len) opt.config.max_calib_seq_len = *a.max_calib_seq_len;
+  if (!a.version.empty()) opt.config.version = a.version;
+  for (const auto& m : a.modules_to_not_convert) opt.config.modules_to_not_convert.push_back(m);
+  opt.config.Validate();
+  const uint64_t shard_bytes = ParseByteSize(a.shard_size);
+  opt.calib_data = a.calib_data.empty() ? DefaultCalibData() : a.calib_data;
+
+  Model model = Model::Load(a.model);
+  const Tokenizer tok = LoadTokenizer(a.model);
+  const int64_t params = model.ParameterCount();
+  if (!a.quiet) {
+    std::fprintf(
+        stderr, "quantizing %s (%lld parameters) with %s, w_bit %d, group %lld, zero_point %s\n",
+        a.model.c_str(), static_cast<long long>(params), a.method.c_str(), opt.config.w_bit,
+        static_cast<long long>(opt.config.q_group_size), opt.config.zero_point ? "on" : "off");
+  }
+  ProgressBar bar("blocks", "blk", !a.quiet);
+  opt.progress = [&](int64_t done, int64_t total) {
+    bar.Update(done, total);
+    if (!a.quiet) std::fprintf(stderr, " RSS %.0f MiB", Mib(PeakRssBytes()));
+  };
+  const QuantizeResult r = QuantizeModel(model, tok, opt);
+  bar.Finish();
+
+  // Write: every non-linear tensor plus the quantized linears.
+  const auto t_write = std::chrono::steady_clock::now();
+  AwqCheckpointWriter w;
+  const ModelWeights& mw = model.weights();
+  const ModelConfig& c = model.config();
+  w.AddTensor("model.embed_tokens.weight", mw.embed);
+  w.AddTensor("model.norm.weight", mw.final_norm);
+  if (!c.tie_word_embeddings) w.AddTensor("lm_head.weight", mw.lm_head);
+  const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.num_attention_heads * hd,
+                kvd = c.num_key_value_heads * hd, inter = c.intermediate_size;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& lw = mw.layers[static_cast<size_t>(l)];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w.AddTensor(p + "input_layernorm.weight", lw.attn_norm);
+    w.AddTensor(p + "post_attention_layernorm.weight", lw.ffn_norm);
+    // Row ranges of the fused tensors, for linears the config left in full precision.
+    struct Part {
+      const char* name;
+      const Tensor* t;
+      int64_t row0, rows, in;
+    };
+    const Part parts[] = {{"self_attn.q_proj", &lw.wqkv, 0, qd, d},
+                          {"self_attn.k_proj", &lw.wqkv, qd, kvd, d},
+                          {"self_attn.v_proj", &lw.wqkv, qd + kvd, kvd, d},
+                          {"self_attn.o_proj", &lw.wo, 0, d, qd},
+                          {"mlp.gate_proj", &lw.w_gate_up, 0, inter, d},
+                          {"mlp.up_proj", &lw.w_gate_up, inter, inter, d},
+                          {"mlp.down_proj", &lw.w_down, 0, d, inter}};
+    for (const Part& part : parts) {
+      const std::string name = p + part.name;
+      auto it = r.linears.find(name);
+      if (it != r.linears.end()) {
+        w.AddQuantized(name, it->second);
+      } else {
+        Tensor t(DType::kF32, {part.rows, part.in});
+        std::memcpy(t.data<float>(), part.t->data<float>() + part.row0 * part.in, t.nbytes());
+        w.AddTensor(name + ".weight", std::move(t));
+      }
+    }
+    if (!lw.bqkv.empty()) {
+      const float* b = lw.bqkv.data<float>();
+      const std::pair<const char*, std::pair<int64_t, int64_t>> biases[] = {
+          {"self_attn.q_proj.bias", {0, qd}},
+          {"self_attn.k_proj.bias", {qd, kvd}},
+          {"self_attn.v_proj.bias", {qd + kvd, kvd}}};
+      for (const auto& [name, range] : biases) {
+        Tensor t(DType::kF32, {range.second});
+        std::memcpy(t.data<float>(), b + range.first, t.nbytes());
+        w.AddTensor(p + name, std::move(t));
+      }
+    }
+  }
+  w.Write(a.out, c, opt.config, &tok, shard_bytes, a.overwrite);
+  const double write_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
+  const double total_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const int64_t fp16_bytes = params * 2, fp32_bytes = params * 4;
+  const int64_t out_bytes = DirBytes(a.out);
+  const double ratio = static_cast<double>(fp16_bytes) / static_cast<double>(out_bytes);
+  const StageSeconds& s = r.seconds;
+  if (a.json) {
+    nlohmann::json j = {{"model", a.model},
+                        {"output", a.out},
+                        {"method", a.method},
+                        {"w_bit", opt.config.w_bit},
+                        {"q_group_size", opt.config.q_group_size},
+                        {"zero_point", opt.config.zero_point},
+                        {"parameters", params},
+                        {"original_fp16_bytes", fp16_bytes},
+                        {"original_fp32_bytes", fp32_bytes},
+                        {"output_bytes", out_bytes},
+                        {"compression_ratio_vs_fp16", ratio},
+                        {"memory_saved_bytes", fp16_bytes - out_bytes},
+                        {"calib_blocks", r.calib_blocks},
+                        {"calib_tokens", r.calib_tokens},
+                        {"peak_rss_bytes", r.peak_rss_bytes},
+                        {"seconds",
+                         {{"total", total_s},
+                          {"calibration", s.calibration},
+                          {"capture", s.capture},
+                          {"scale_search", s.scale_search},
+                          {"clip_search", s.clip_search},
+                          {"quantize", s.quantize},
+                          {"write", write_s}}}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("wrote %s\n", a.out.c_str());
+    std::printf("  original   %8.1f MiB fp16 (%.1f MiB fp32)\n", Mib(fp16_bytes), Mib(fp32_bytes));
+    std::printf("  quantized  %8.1f MiB on disk: %.2fx smaller than fp16, %.1f MiB saved\n",
+                Mib(out_bytes), ratio, Mib(fp16_bytes - out_bytes));
+    if (r.calib_blocks > 0) {
+      std::printf("  calibration %lld blocks x %lld tokens\n",
+                  static_cast<long long>(r.calib_blocks),
+                  static_cast<long long>(r.calib_tokens / std::max<int64_t>(1, r.calib_blocks)));
+    }
+    std::printf(
+        "  time %.1fs: calibration %.1fs, capture %.1fs, scale search %.1fs, clip search %.1fs, "
+        "quantize %.1fs, write %.1fs\n",
+        total_s, s.calibration, s.capture, s.scale_search, s.clip_search, s.quantize, write_s);
+    std::printf("  peak RSS %.0f MiB\n", Mib(r.peak_rss_bytes));
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner AddQuantizeCommand(CLI::App& app) {
+  auto a = std::make_shared<QuantizeArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "quantize", "Quantize a model to 4-bit (AWQ or RTN) and write an AutoAWQ GEMM checkpoint");
+  sub->add_option("model", a->model, "GGUF file or Hugging Face folder")->required();
+  sub->add_option("output", a->out, "Output folder (Hugging Face layout)")->required();
+  sub->add_option("--method", a->method, "awq or rtn")->capture_default_str();
+  sub->add_option("--preset", a->preset,
+                  "default, conservative or aggressive (docs/QUANT_CONFIG.md)")
+      ->capture_default_str();
+  sub->add_option("--w-bit,--w_bit", a->w_bit, "Weight bits (2-8)");
+  sub->add_option("--q-group-size,--q_group_size", a->q_group_size,
+                  "Group size along the input (32, 64, 128, 256, -1 = per channel)");
+  sub->add_option("--zero-point,--zero_point", a->zero_point,
+                  "Asymmetric quantization with zero points (true/false)");
+  sub->add_option("--version", a->version, "Checkpoint layout (gemm)");
+  sub->add_option("--calib-data,--calib_data", a->calib_data,
+                  "Calibration text: .txt (a sample per paragraph), .jsonl ('text' field) or a "
+                  "folder (default: Emma)");
+  sub->add_option("--max-calib-samples,--max_calib_samples", a->max_calib_samples,
+                  "Calibration samples (128)");
+  sub->add_option("--max-calib-seq-len,--max_calib_seq_len", a->max_calib_seq_len,
+                  "Calibration block length in tokens (512)");
+  sub->add_option("--duo-scaling,--duo_scaling", a->duo_scaling,
+                  "Search scales from activations and weights (true/false)");
+  sub->add_option("--apply-clip,--apply_clip", a->apply_clip,
+                  "Search and apply weight clipping (true/false)");
+  sub->add_option("--modules-to-not-convert,--modules_to_not_convert", a->modules_to_not_convert,
+                  "Name substrings of linears kept in full precision")
+      ->delimiter(',');
+  sub->add_option("--config", a->config_file,
+                  "JSON file with settings and per-layer overrides (docs/QUANT_CONFIG.md)");
+  sub->add_option("--shard-size", a->shard_size, "Maximum safetensors shard size")
+      ->capture_default_str();
+  sub->add_flag("--overwrite", a->overwrite, "Replace an existing output folder");
+  sub->add_flag("--json", a->json, "Print the summary as JSON");
+  sub->add_flag("-q,--quiet", a->quiet, "No progress on stderr");
+  return [a] { return RunQuantize(*a); };
+}
+
+}  // namespace awq::cli

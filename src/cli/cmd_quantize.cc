@@ -75,7 +75,18 @@ int RunQuantize(const QuantizeArgs& a) {
   if (a.apply_clip) opt.config.apply_clip = *a.apply_clip;
   if (a.max_calib_samples) opt.config.max_calib_samples = *a.max_calib_samples;
   if (a.max_calib_seq_len) opt.config.max_calib_seq_len = *a.max_calib_seq_len;
-  if (!a.version.empty()) opt.config.version = a.version;
+  if (!a.version.empty()) {
+    opt.config.version = a.version;
+  } else if (opt.config.w_bit != 4 && opt.config.version == "gemm") {
+    // The GEMM layout is 4-bit only; other widths go to our documented packed layout.
+    opt.config.version = "awqcpp_packed";
+    if (!a.quiet) {
+      std::fprintf(stderr,
+                   "w_bit %d: writing the awqcpp_packed layout (docs/LAYOUTS.md); the "
+                   "AutoAWQ GEMM layout holds 4-bit weights only\n",
+                   opt.config.w_bit);
+    }
+  }
   for (const auto& m : a.modules_to_not_convert) opt.config.modules_to_not_convert.push_back(m);
   opt.config.Validate();
   const uint64_t shard_bytes = ParseByteSize(a.shard_size);

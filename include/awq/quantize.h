@@ -72,6 +72,13 @@ struct QuantizeResult {
 QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
                              const QuantizeOptions& options);
 
+// Writes the model that QuantizeModel() returned `r` for as a Hugging Face folder in the AutoAWQ
+// layout (qc.version): quantized linears from r.linears, every other tensor from the model (with
+// the AWQ scales already folded into its norms), written atomically to `dir`.
+void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const QuantConfig& qc,
+                        const Tokenizer* tokenizer, const std::string& dir,
+                        uint64_t max_shard_bytes, bool overwrite);
+
 // The Hugging Face names of a decoder layer's linears, in checkpoint order.
 std::vector<std::string> LinearNames(int64_t layer);
 

@@ -28,18 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no awq::Error thrown";
-}
+using test::ExpectError;
 
 Tensor RandomTensor(Shape shape, uint32_t seed, float spread = 0.05f) {
   Tensor t(DType::kF32, std::move(shape));

@@ -16,22 +16,12 @@
 #include "awq/quantizer.h"
 #include "quant/pack/awq_gemm.h"
 #include "quant/pack/awq_packed.h"
+#include "test_util.h"
 
 namespace awq {
 namespace {
 
-void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no awq::Error thrown";
-}
+using test::ExpectError;
 
 std::vector<float> RandomWeights(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -20,18 +20,7 @@ namespace {
 
 using nlohmann::json;
 
-void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no awq::Error thrown";
-}
+using test::ExpectError;
 
 // Every field, so that a round trip that drops one fails.
 void ExpectSameConfig(const ModelConfig& a, const ModelConfig& b) {

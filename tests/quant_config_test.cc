@@ -15,18 +15,7 @@
 namespace awq {
 namespace {
 
-void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no awq::Error thrown";
-}
+using test::ExpectError;
 
 void ExpectInvalid(const std::function<void(QuantConfig&)>& edit,
                    std::initializer_list<std::string> parts) {

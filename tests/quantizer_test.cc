@@ -16,22 +16,12 @@
 
 #include "awq/error.h"
 #include "awq/half.h"
+#include "test_util.h"
 
 namespace awq {
 namespace {
 
-void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no awq::Error thrown";
-}
+using test::ExpectError;
 
 float F16(float x) { return Fp16ToFp32(Fp32ToFp16(x)); }
 

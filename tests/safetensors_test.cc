@@ -24,18 +24,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Runs `fn`, expects an awq::Error whose message contains every one of `parts`.
-void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no awq::Error thrown";
-}
+using test::ExpectError;
 
 // A safetensors file from a header and a data buffer, the way the reference lays it out.
 std::string MakeFile(const std::string& header, const std::string& data) {

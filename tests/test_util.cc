@@ -9,6 +9,8 @@
 #include <mutex>
 #include <vector>
 
+#include "awq/error.h"
+
 namespace awq::test {
 
 std::string AssetsDir() {
@@ -64,6 +66,19 @@ std::string MakeTempDir(const std::string& prefix) {
   }
   g_dirs->push_back(tmpl);
   return tmpl;
+}
+
+void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const std::string& p : parts) {
+      EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
+    }
+    return;
+  }
+  ADD_FAILURE() << "no awq::Error thrown";
 }
 
 }  // namespace awq::test

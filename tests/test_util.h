@@ -1,6 +1,8 @@
 // Helpers shared by the tests: where the assets fetched by scripts/setup.sh live, temp folders.
 #pragma once
 
+#include <functional>
+#include <initializer_list>
 #include <string>
 
 namespace awq::test {
@@ -20,5 +22,9 @@ std::string MakeTempDir(const std::string& prefix);
 // True when the file exists; tests that need assets call RequireFile() which fails loudly.
 bool FileExists(const std::string& path);
 void RequireFile(const std::string& path);
+
+// Expects fn() to throw awq::Error whose message contains every one of `parts` (the file, the
+// field and the value, for user errors).
+void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts);
 
 }  // namespace awq::test

@@ -1,0 +1,250 @@
+// AVX2 + FMA + F16C kernels for Int4Linear: a weight-streaming GEMV (m == 1) and a GEMM that
+// dequantizes panels of W into per-thread fp32 buffers for a 6x16 register-blocked FMA kernel.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "awq/thread_pool.h"
+#include "kernels/cpu/int4_layout.h"
+
+namespace awq {
+
+namespace {
+
+// Unpacking without shifts: lane r of a code slot holds 8 nibbles; (v & (0xF << 4j)) is
+// q_j * 16^j, an integer of at most 4 significant bits, so its conversion to float is exact and
+// q_j * 16^j * (a * 16^-j) == q_j * a exactly (powers of two), for any a that does not
+// underflow. So the kernels mask, convert and multiply by an operand pre-scaled by 16^-j: one
+// shift per nibble saved. Nibble 7 is shifted down instead (masked in place it would set the
+// sign bit of the int32 and convert negative), so its factor is 1.
+constexpr float kNibbleFactor[8] = {1.0f,         1.0f / 16,        1.0f / 256,
+                                    1.0f / 4096,  1.0f / 65536,     1.0f / 1048576,
+                                    1.0f / 16777216, 1.0f};
+
+struct NibbleMasks {
+  __m256i m[7];
+  NibbleMasks() {
+    for (int j = 0; j < 7; ++j) m[j] = _mm256_set1_epi32(0xF << (4 * j));
+  }
+};
+
+// Nibble j of every lane of v, as q_j * 16^j (j < 7) or q_7 (j == 7), in fp32.
+template <int J>
+inline __m256 Nibble(__m256i v, const NibbleMasks& nm) {
+  if constexpr (J == 7) {
+    return _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 28));
+  } else {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(v, nm.m[J]));
+  }
+}
+
+// Scales and zeros of one group header as fp32 vectors (lane r = row 8b + r).
+inline void LoadHeader(const Int4Codes* hdr, __m256* s, __m256* z) {
+  const __m128i* h = reinterpret_cast<const __m128i*>(hdr);
+  *s = _mm256_cvtph_ps(_mm_load_si128(h));
+  *z = _mm256_cvtph_ps(_mm_load_si128(h + 1));
+}
+
+// ---- GEMV ----------------------------------------------------------------------------------
+
+// y8[r] = sum_k x[k] * w[8b + r, k] for one row block. Per group the codes are dotted with the
+// pre-scaled activations xs (xs[k] = x[k] * kNibbleFactor[k % 8]) into 8 independent
+// accumulators (one per nibble, so the FMA latency chain is one FMA per slot), then
+// y += s * dot(q, x) - (z * s) * sum(x over the group).
+__m256 GemvRowBlock(const Int4Matrix& w, int64_t b, const float* xs, const float* xsum,
+                    const NibbleMasks& nm) {
+  const int64_t gs = w.group_size, ng = w.n_groups(), n_slots = gs / kInt4Inputs;
+  __m256 y = _mm256_setzero_ps();
+  for (int64_t g = 0; g < ng; ++g) {
+    const Int4Codes* hdr = w.group(b, g);
+    const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
+    const float* xg = xs + g * gs;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+           a7 = a0;
+    for (int64_t c = 0; c < n_slots; ++c, xg += kInt4Inputs) {
+      const __m256i v = _mm256_load_si256(codes + c);
+      a0 = _mm256_fmadd_ps(Nibble<0>(v, nm), _mm256_broadcast_ss(xg + 0), a0);
+      a1 = _mm256_fmadd_ps(Nibble<1>(v, nm), _mm256_broadcast_ss(xg + 1), a1);
+      a2 = _mm256_fmadd_ps(Nibble<2>(v, nm), _mm256_broadcast_ss(xg + 2), a2);
+      a3 = _mm256_fmadd_ps(Nibble<3>(v, nm), _mm256_broadcast_ss(xg + 3), a3);
+      a4 = _mm256_fmadd_ps(Nibble<4>(v, nm), _mm256_broadcast_ss(xg + 4), a4);
+      a5 = _mm256_fmadd_ps(Nibble<5>(v, nm), _mm256_broadcast_ss(xg + 5), a5);
+      a6 = _mm256_fmadd_ps(Nibble<6>(v, nm), _mm256_broadcast_ss(xg + 6), a6);
+      a7 = _mm256_fmadd_ps(Nibble<7>(v, nm), _mm256_broadcast_ss(xg + 7), a7);
+    }
+    const __m256 dot = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                     _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    __m256 s, z;
+    LoadHeader(hdr, &s, &z);
+    y = _mm256_fmadd_ps(s, dot, y);
+    y = _mm256_fnmadd_ps(_mm256_mul_ps(z, s), _mm256_broadcast_ss(xsum + g), y);
+  }
+  return y;
+}
+
+void Gemv(const Int4Matrix& w, const float* x, float* y, bool accumulate, ThreadPool& pool) {
+  const int64_t gs = w.group_size, ng = w.n_groups();
+  // Pre-scaled activations and group sums, shared read-only by every thread.
+  std::vector<float> xs(static_cast<size_t>(w.in)), xsum(static_cast<size_t>(ng));
+  for (int64_t g = 0; g < ng; ++g) {
+    float sum = 0.0f;
+    for (int64_t k = g * gs; k < (g + 1) * gs; ++k) {
+      xs[k] = x[k] * kNibbleFactor[k % kInt4Inputs];
+      sum += x[k];
+    }
+    xsum[g] = sum;
+  }
+  const NibbleMasks nm;
+  pool.ParallelFor(
+      w.row_blocks(),
+      [&](int64_t b0, int64_t b1, int) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const __m256 r = GemvRowBlock(w, b, xs.data(), xsum.data(), nm);
+          float* yb = y + b * kInt4Rows;
+          const int64_t valid = std::min<int64_t>(kInt4Rows, w.out - b * kInt4Rows);
+          if (valid == kInt4Rows) {
+            _mm256_storeu_ps(yb, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yb), r) : r);
+          } else {
+            alignas(32) float tmp[8];
+            _mm256_store_ps(tmp, r);
+            for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
+          }
+        }
+      },
+      2);
+}
+
+// ---- GEMM ----------------------------------------------------------------------------------
+
+constexpr int kMr = 6;    // rows of x per micro-kernel call: 6 x 2 accumulators + 2 B + 1 A
+constexpr int kNr = 16;   // output columns per micro-kernel call: two row blocks
+constexpr int64_t kKc = 128;  // inputs per panel: x block [m, kKc] stays in L2
+constexpr int64_t kNc = 128;  // output columns per panel: the fp32 panel is kKc * kNc * 4 = 64 KiB
+static_assert(kNc % kNr == 0 && kKc % kInt4Inputs == 0, "panels hold whole tiles");
+
+// Dequantizes W[16u .. 16u+16, k0 .. k0+kc) into p[kc][16] (p[k][c] = w[16u + c, k0 + k]);
+// rows past the last row block are zero.
+void DequantPanel(const Int4Matrix& w, int64_t u, int64_t k0, int64_t kc, float* p,
+                  const NibbleMasks& nm) {
+  const int64_t gs = w.group_size;
+  for (int half = 0; half < 2; ++half) {
+    const int64_t b = 2 * u + half;
+    float* ph = p + half * kInt4Rows;
+    if (b >= w.row_blocks()) {
+      for (int64_t k = 0; k < kc; ++k) _mm256_store_ps(ph + k * kNr, _mm256_setzero_ps());
+      continue;
+    }
+    int64_t g_cur = -1;
+    __m256 sj[8], mn = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k0 + kc; k += kInt4Inputs) {
+      const int64_t g = k / gs;
+      const Int4Codes* hdr = w.group(b, g);
+      if (g != g_cur) {
+        __m256 s, z;
+        LoadHeader(hdr, &s, &z);
+        for (int j = 0; j < 8; ++j) sj[j] = _mm256_mul_ps(s, _mm256_set1_ps(kNibbleFactor[j]));
+        mn = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), s);  // -z * s, exact
+        g_cur = g;
+      }
+      const __m256i v =
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(hdr + 1 + (k - g * gs) / kInt4Inputs));
+      float* dst = ph + (k - k0) * kNr;
+      // fma(q * 16^j, s * 16^-j, -z * s) rounds (q - z) * s, which fp32 holds exactly.
+      _mm256_store_ps(dst + 0 * kNr, _mm256_fmadd_ps(Nibble<0>(v, nm), sj[0], mn));
+      _mm256_store_ps(dst + 1 * kNr, _mm256_fmadd_ps(Nibble<1>(v, nm), sj[1], mn));
+      _mm256_store_ps(dst + 2 * kNr, _mm256_fmadd_ps(Nibble<2>(v, nm), sj[2], mn));
+      _mm256_store_ps(dst + 3 * kNr, _mm256_fmadd_ps(Nibble<3>(v, nm), sj[3], mn));
+      _mm256_store_ps(dst + 4 * kNr, _mm256_fmadd_ps(Nibble<4>(v, nm), sj[4], mn));
+      _mm256_store_ps(dst + 5 * kNr, _mm256_fmadd_ps(Nibble<5>(v, nm), sj[5], mn));
+      _mm256_store_ps(dst + 6 * kNr, _mm256_fmadd_ps(Nibble<6>(v, nm), sj[6], mn));
+      _mm256_store_ps(dst + 7 * kNr, _mm256_fmadd_ps(Nibble<7>(v, nm), sj[7], mn));
+    }
+  }
+}
+
+// c[MR, 16] (+)= x[MR, kc] * p[kc, 16] with every accumulator in a register.
+template <int MR>
+void MicroKernel(int64_t kc, const float* x, int64_t ldx, const float* p, float* c, int64_t ldc,
+                 bool load_c) {
+  __m256 acc[MR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+    acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k, p += kNr) {
+    const __m256 b0 = _mm256_load_ps(p), b1 = _mm256_load_ps(p + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(x + i * ldx + k);
+      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+  }
+}
+
+void MicroKernelN(int mr, int64_t kc, const float* x, int64_t ldx, const float* p, float* c,
+                  int64_t ldc, bool load_c) {
+  switch (mr) {
+    case 1: return MicroKernel<1>(kc, x, ldx, p, c, ldc, load_c);
+    case 2: return MicroKernel<2>(kc, x, ldx, p, c, ldc, load_c);
+    case 3: return MicroKernel<3>(kc, x, ldx, p, c, ldc, load_c);
+    case 4: return MicroKernel<4>(kc, x, ldx, p, c, ldc, load_c);
+    case 5: return MicroKernel<5>(kc, x, ldx, p, c, ldc, load_c);
+    default: return MicroKernel<6>(kc, x, ldx, p, c, ldc, load_c);
+  }
+}
+
+// One micro-tile; a tile that hangs over the last output column goes through a local buffer.
+void Tile(int mr, int64_t kc, const float* x, int64_t ldx, const float* p, float* y, int64_t ldy,
+          int64_t n_valid, bool load_c) {
+  if (n_valid == kNr) return MicroKernelN(mr, kc, x, ldx, p, y, ldy, load_c);
+  float tile[kMr * kNr] = {};
+  if (load_c) {
+    for (int i = 0; i < mr; ++i) std::memcpy(tile + i * kNr, y + i * ldy, n_valid * sizeof(float));
+  }
+  MicroKernelN(mr, kc, x, ldx, p, tile, kNr, load_c);
+  for (int i = 0; i < mr; ++i) std::memcpy(y + i * ldy, tile + i * kNr, n_valid * sizeof(float));
+}
+
+void Gemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+          bool accumulate, ThreadPool& pool) {
+  const int64_t units = (w.row_blocks() + 1) / 2;  // 16-column tiles
+  const NibbleMasks nm;
+  pool.ParallelFor(units, [&](int64_t u0, int64_t u1, int) {
+    alignas(64) static thread_local float panel[kKc * kNc];
+    for (int64_t pu = u0; pu < u1; pu += kNc / kNr) {
+      const int64_t nu = std::min<int64_t>(kNc / kNr, u1 - pu);
+      for (int64_t k0 = 0; k0 < w.in; k0 += kKc) {
+        const int64_t kc = std::min<int64_t>(kKc, w.in - k0);
+        for (int64_t s = 0; s < nu; ++s) DequantPanel(w, pu + s, k0, kc, panel + s * kKc * kNr, nm);
+        const bool load_c = accumulate || k0 > 0;
+        for (int64_t i = 0; i < m; i += kMr) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMr, m - i));
+          for (int64_t s = 0; s < nu; ++s) {
+            const int64_t col = (pu + s) * kNr;
+            Tile(mr, kc, x + i * ldx + k0, ldx, panel + s * kKc * kNr, y + i * ldy + col, ldy,
+                 std::min<int64_t>(kNr, w.out - col), load_c);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void Int4LinearAvx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                    int64_t ldy, bool accumulate, ThreadPool& pool) {
+  if (m == 1) return Gemv(w, x, y, accumulate, pool);
+  Gemm(w, x, ldx, m, y, ldy, accumulate, pool);
+}
+
+}  // namespace awq

@@ -1,0 +1,63 @@
+// Int4Linear: argument checks and the choice of kernel by ISA, once per call.
+#include <string>
+
+#include "awq/error.h"
+#include "kernels/cpu/int4_layout.h"
+
+namespace awq {
+
+namespace {
+bool CpuHasAvx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+}  // namespace
+
+bool Int4KernelAvailable(Int4Kernel k) {
+  switch (k) {
+    case Int4Kernel::kAuto:
+    case Int4Kernel::kReference:
+      return true;
+    case Int4Kernel::kAvx2:
+      return CpuHasAvx2();
+  }
+  return false;
+}
+
+const char* Int4KernelName(Int4Kernel k) {
+  switch (k) {
+    case Int4Kernel::kAuto:
+      return "auto";
+    case Int4Kernel::kReference:
+      return "reference";
+    case Int4Kernel::kAvx2:
+      return "avx2";
+  }
+  return "?";
+}
+
+void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                int64_t ldy, bool accumulate, ThreadPool& pool, Int4Kernel kernel) {
+  AWQ_CHECK(m >= 0 && ldx >= w.in && ldy >= w.out);
+  AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
+  AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));
+  if (m == 0 || w.out == 0) return;
+  if (kernel == Int4Kernel::kAuto) {
+    kernel = CpuHasAvx2() ? Int4Kernel::kAvx2 : Int4Kernel::kReference;
+  }
+  if (!Int4KernelAvailable(kernel)) {
+    throw Error(std::string("int4 kernels: the ") + Int4KernelName(kernel) +
+                " kernel does not run on this CPU");
+  }
+  switch (kernel) {
+    case Int4Kernel::kAvx2:
+      Int4LinearAvx2(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+    default:
+      Int4LinearRef(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+  }
+}
+
+}  // namespace awq

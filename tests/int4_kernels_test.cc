@@ -1,0 +1,270 @@
+// Int4Matrix layout round trips and Int4Linear kernels against the scalar oracle and against
+// DequantizeLinear + a double-precision product, on awkward shapes and misaligned buffers.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "awq/error.h"
+#include "awq/half.h"
+#include "awq/int4_kernels.h"
+#include "awq/quantizer.h"
+#include "awq/thread_pool.h"
+#include "test_util.h"
+
+namespace awq {
+namespace {
+
+// Every kernel's result is a sum of k fp32 products (q - z) * s * x, accumulated in some order
+// (sequentially, in 8 interleaved partial sums, or group by group as s * sum(q * x) - z * s *
+// sum(x)). Any such evaluation is within (k + c) * u * sum|terms| of the exact value (u =
+// FLT_EPSILON / 2; the classic bound for recursive summation, which also covers tree-shaped
+// orders). Where a kernel factors out the zero, its terms are x * q * s and x * z * s, so the
+// bound is stated over A = sum |x| * (q + z) * s >= sum |x * w|. kSumBound = 1 covers
+// (k + 2) * u <= k * eps for k >= 2 with the extra rounding of the scale and zero multiplies.
+constexpr double kSumBound = 1.0;
+// Adding the product to an existing y (accumulate) rounds once more: eps * |y_new|.
+constexpr double kAccumulateBound = 1.0;
+
+struct Shape {
+  int64_t out, in, group_size;
+};
+
+// A random 4-bit QuantizedLinear: uniform codes and zeros, fp16-exact scales in [1e-3, 5e-2].
+QuantizedLinear RandomQuantized(int64_t out, int64_t in, int64_t group_size, bool zero_point,
+                                uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> code(0, 15);
+  std::uniform_real_distribution<float> scale(1e-3f, 5e-2f);
+  QuantizedLinear q;
+  q.out = out;
+  q.in = in;
+  q.params = QuantParams{4, group_size, zero_point};
+  const int64_t ng = q.n_groups();
+  q.q.resize(out * in);
+  for (auto& c : q.q) c = static_cast<uint8_t>(code(rng));
+  q.scales.resize(out * ng);
+  for (auto& s : q.scales) s = Fp16ToFp32(Fp32ToFp16(scale(rng)));
+  if (zero_point) {
+    q.zeros.resize(out * ng);
+    for (auto& z : q.zeros) z = static_cast<uint8_t>(code(rng));
+  }
+  return q;
+}
+
+std::vector<float> RandomVector(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& e : v) e = u(rng);
+  return v;
+}
+
+TEST(Int4Layout, RoundTripsAndPadsWithZeros) {
+  for (const Shape& s : {Shape{1, 8, 8}, Shape{7, 72, 8}, Shape{33, 200, -1}, Shape{16, 256, 128},
+                         Shape{9, 192, 64}}) {
+    for (bool zp : {true, false}) {
+      const QuantizedLinear q = RandomQuantized(s.out, s.in, s.group_size, zp, 7);
+      const Int4Matrix w = PackInt4(q);
+      EXPECT_EQ(w.out, s.out);
+      EXPECT_EQ(w.in, s.in);
+      EXPECT_EQ(w.group_size, s.group_size == -1 ? s.in : s.group_size);
+      // 4 bits per padded weight plus 4 bytes (fp16 scale + zero) per padded row and group.
+      EXPECT_EQ(w.bytes(), w.row_blocks() * 8 * (s.in / 2 + 4 * w.n_groups()));
+      const QuantizedLinear back = UnpackInt4(w);
+      EXPECT_EQ(back.params.group_size, s.group_size);
+      EXPECT_EQ(back.params.zero_point, zp);
+      EXPECT_EQ(back.q, q.q);
+      EXPECT_EQ(back.scales, q.scales);
+      EXPECT_EQ(back.zeros, q.zeros);
+      // Rows past `out` in the last row block dequantize to exactly zero.
+      const int64_t last = w.row_blocks() - 1;
+      for (int64_t r = s.out - last * 8; r < 8; ++r) {
+        const Int4GroupHeader h = w.Header(last, 0);
+        EXPECT_EQ(h.scale[r], 0);
+        EXPECT_EQ(h.zero[r], 0);
+      }
+    }
+  }
+}
+
+TEST(Int4Layout, DrawnBitOrder) {
+  // Row r, input j of a single 8x8 slot holds (r + j) % 16: word r nibble j, as drawn in the
+  // header.
+  QuantizedLinear q = RandomQuantized(8, 8, 8, true, 1);
+  for (int r = 0; r < 8; ++r) {
+    for (int j = 0; j < 8; ++j) q.q[r * 8 + j] = static_cast<uint8_t>((r + j) % 16);
+  }
+  const Int4Matrix w = PackInt4(q);
+  ASSERT_EQ(w.slots.size(), 2u);
+  EXPECT_EQ(w.slots[1].row[0], 0x76543210u);
+  EXPECT_EQ(w.slots[1].row[3], 0xA9876543u);
+  const Int4GroupHeader h = w.Header(0, 0);
+  EXPECT_EQ(Fp16ToFp32(h.scale[5]), q.scales[5]);
+  EXPECT_EQ(Fp16ToFp32(h.zero[5]), q.zeros[5]);
+}
+
+TEST(Int4Layout, RejectsWhatItCannotHold) {
+  QuantizedLinear q3 = RandomQuantized(4, 64, 32, true, 2);
+  q3.params.bits = 3;
+  test::ExpectError([&] { PackInt4(q3); }, {"bits", "3"});
+  const QuantizedLinear g4 = RandomQuantized(4, 64, 4, true, 3);
+  test::ExpectError([&] { PackInt4(g4); }, {"group width", "4"});
+  const QuantizedLinear odd = RandomQuantized(4, 12, -1, false, 4);
+  test::ExpectError([&] { PackInt4(odd); }, {"group width", "12"});
+}
+
+TEST(Int4Layout, PacksTheQuantizerOutput) {
+  const std::vector<float> wf = RandomVector(40 * 256, 5);
+  const QuantizedLinear q = QuantizeLinear(wf.data(), 40, 256, QuantParams{4, 64, true});
+  const QuantizedLinear back = UnpackInt4(PackInt4(q));
+  std::vector<float> a(wf.size()), b(wf.size());
+  DequantizeLinear(q, a.data());
+  DequantizeLinear(back, b.data());
+  EXPECT_EQ(a, b);
+}
+
+// One Int4Linear case: x [m, in] at row stride ldx, y [m, out] at row stride ldy, both starting
+// `misalign` floats past a 32-byte boundary.
+struct Case {
+  Shape shape;
+  int64_t m;
+  bool zero_point, accumulate, misalign;
+  int threads;
+  std::string Name() const {
+    return "out=" + std::to_string(shape.out) + " in=" + std::to_string(shape.in) +
+           " g=" + std::to_string(shape.group_size) + " m=" + std::to_string(m) +
+           " zp=" + std::to_string(zero_point) + " acc=" + std::to_string(accumulate) +
+           " misalign=" + std::to_string(misalign) + " threads=" + std::to_string(threads);
+  }
+};
+
+struct Result {
+  std::vector<double> exact;  // [m, out] y0 + x * dequant(W)^T in double
+  std::vector<double> bound;  // [m, out] allowed |error| of any kernel
+};
+
+Result Exact(const QuantizedLinear& q, const float* x, int64_t ldx, int64_t m, const float* y0,
+             int64_t ldy, bool accumulate) {
+  std::vector<float> wd(q.out * q.in);
+  DequantizeLinear(q, wd.data());
+  const int64_t gs = GroupSize(q.params, q.in), ng = q.n_groups();
+  Result r;
+  r.exact.resize(m * q.out);
+  r.bound.resize(m * q.out);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t o = 0; o < q.out; ++o) {
+      double sum = 0, a = 0;
+      for (int64_t k = 0; k < q.in; ++k) {
+        const double xk = x[i * ldx + k];
+        sum += xk * wd[o * q.in + k];
+        const double s = q.scales[o * ng + k / gs];
+        a += std::fabs(xk) * (q.q[o * q.in + k] + q.zero(o, k / gs)) * s;
+      }
+      const double y_init = accumulate ? y0[i * ldy + o] : 0.0;
+      r.exact[i * q.out + o] = y_init + sum;
+      r.bound[i * q.out + o] = kSumBound * q.in * FLT_EPSILON * a +
+                               kAccumulateBound * FLT_EPSILON * (std::fabs(y_init) + a);
+    }
+  }
+  return r;
+}
+
+std::vector<float> Run(Int4Kernel kernel, const Int4Matrix& w, const Case& c, const float* x,
+                       int64_t ldx, const std::vector<float>& y0, int64_t ldy) {
+  ThreadPool pool(c.threads);
+  std::vector<float> ybuf(8 + c.m * ldy);
+  float* y = ybuf.data() + (c.misalign ? 1 : 0);
+  std::copy(y0.begin(), y0.end(), y);
+  Int4Linear(w, x, ldx, c.m, y, ldy, c.accumulate, pool, kernel);
+  // Padding between rows (ldy > out) must be untouched.
+  for (int64_t i = 0; i < c.m; ++i) {
+    for (int64_t o = c.shape.out; o < ldy; ++o) EXPECT_EQ(y[i * ldy + o], y0[i * ldy + o]);
+  }
+  return std::vector<float>(y, y + c.m * ldy);
+}
+
+void CheckCase(const Case& c, uint32_t seed) {
+  SCOPED_TRACE(c.Name());
+  const QuantizedLinear q =
+      RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed);
+  const Int4Matrix w = PackInt4(q);
+  const int64_t ldx = c.shape.in + 3, ldy = c.shape.out + 2;
+  std::vector<float> xbuf = RandomVector(8 + c.m * ldx, seed + 1);
+  const float* x = xbuf.data() + (c.misalign ? 1 : 0);
+  const std::vector<float> y0 = RandomVector(c.m * ldy, seed + 2);
+  const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
+  const std::vector<float> ref = Run(Int4Kernel::kReference, w, c, x, ldx, y0, ldy);
+  std::vector<Int4Kernel> fast;
+  if (Int4KernelAvailable(Int4Kernel::kAvx2)) fast.push_back(Int4Kernel::kAvx2);
+  std::vector<std::vector<float>> got;
+  for (Int4Kernel k : fast) got.push_back(Run(k, w, c, x, ldx, y0, ldy));
+  int failures = 0;
+  for (int64_t i = 0; i < c.m && failures < 5; ++i) {
+    for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
+      const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
+      const double r = ref[i * ldy + o];
+      if (!(std::fabs(r - e) <= b)) {
+        ++failures;
+        ADD_FAILURE() << "reference at (" << i << ", " << o << "): " << r << " vs exact " << e;
+      }
+      for (size_t f = 0; f < fast.size(); ++f) {
+        const double v = got[f][i * ldy + o];
+        // Against the oracle: both are within b of the exact value.
+        if (!(std::fabs(v - e) <= b && std::fabs(v - r) <= 2 * b)) {
+          ++failures;
+          ADD_FAILURE() << Int4KernelName(fast[f]) << " at (" << i << ", " << o << "): " << v
+                        << " vs reference " << r << ", exact " << e << ", bound " << b;
+        }
+      }
+    }
+  }
+}
+
+TEST(Int4Linear, MatchesOracleOnAwkwardShapes) {
+  // Inputs not a multiple of the 128-wide GEMM panel; outputs not a multiple of the 8-row block
+  // or the 16-column tile; every supported group width.
+  const std::vector<Shape> shapes = {
+      {1, 72, 8},     {7, 200, 8},   {33, 200, -1}, {7, 160, 32},
+      {33, 192, 64},  {1, 384, 128}, {33, 384, 128}, {16, 72, -1}};
+  uint32_t seed = 100;
+  int variant = 0;
+  for (const Shape& s : shapes) {
+    for (int64_t m : {1, 3, 17, 118}) {
+      for (bool zp : {true, false}) {
+        for (bool acc : {false, true}) {
+          // Misalignment and thread count alternate so each appears with every other setting.
+          const bool misalign = (variant & 1) != 0;
+          const int threads = (variant & 2) ? 2 : 1;
+          ++variant;
+          CheckCase(Case{s, m, zp, acc, misalign, threads}, seed++);
+        }
+      }
+    }
+  }
+}
+
+TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
+  // Several 128-column panels per thread, every micro-kernel height (m % 6 = 1..5), 2 threads.
+  for (int64_t m : {2, 4, 5, 7, 13}) {
+    for (int threads : {1, 2}) {
+      CheckCase(Case{Shape{300, 264, 8}, m, true, m % 2 == 0, m % 3 == 0, threads},
+                static_cast<uint32_t>(m * 10 + threads));
+    }
+  }
+  CheckCase(Case{Shape{600, 256, 128}, 1, false, true, true, 2}, 5);
+}
+
+TEST(Int4Linear, ZeroRowsLeaveYAlone) {
+  const Int4Matrix w = PackInt4(RandomQuantized(8, 64, 32, true, 9));
+  float y = 42.0f;
+  Int4Linear(w, nullptr, 64, 0, &y, 8, false, ThreadPool::Global());
+  EXPECT_EQ(y, 42.0f);
+}
+
+}  // namespace
+}  // namespace awq

@@ -228,9 +228,8 @@ void CheckCase(const Case& c, uint32_t seed) {
 TEST(Int4Linear, MatchesOracleOnAwkwardShapes) {
   // Inputs not a multiple of the 128-wide GEMM panel; outputs not a multiple of the 8-row block
   // or the 16-column tile; every supported group width.
-  const std::vector<Shape> shapes = {
-      {1, 72, 8},     {7, 200, 8},   {33, 200, -1}, {7, 160, 32},
-      {33, 192, 64},  {1, 384, 128}, {33, 384, 128}, {16, 72, -1}};
+  const std::vector<Shape> shapes = {{1, 72, 8},    {7, 200, 8},   {33, 200, -1},  {7, 160, 32},
+                                     {33, 192, 64}, {1, 384, 128}, {33, 384, 128}, {16, 72, -1}};
   uint32_t seed = 100;
   int variant = 0;
   for (const Shape& s : shapes) {

@@ -98,7 +98,7 @@ const char* Int4KernelName(Int4Kernel k);
 // weights once with the rows split over the pool's threads; m > 1 dequantizes panels of W into
 // per-thread fp32 buffers and runs a register-blocked FMA kernel. Call it from outside the
 // pool's tasks (the pool is not re-entrant).
-void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
-                int64_t ldy, bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);
+void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);
 
 }  // namespace awq

@@ -19,9 +19,8 @@ namespace {
 // underflow. So the kernels mask, convert and multiply by an operand pre-scaled by 16^-j: one
 // shift per nibble saved. Nibble 7 is shifted down instead (masked in place it would set the
 // sign bit of the int32 and convert negative), so its factor is 1.
-constexpr float kNibbleFactor[8] = {1.0f,         1.0f / 16,        1.0f / 256,
-                                    1.0f / 4096,  1.0f / 65536,     1.0f / 1048576,
-                                    1.0f / 16777216, 1.0f};
+constexpr float kNibbleFactor[8] = {1.0f,         1.0f / 16,      1.0f / 256,      1.0f / 4096,
+                                    1.0f / 65536, 1.0f / 1048576, 1.0f / 16777216, 1.0f};
 
 struct NibbleMasks {
   __m256i m[7];
@@ -61,8 +60,7 @@ __m256 GemvRowBlock(const Int4Matrix& w, int64_t b, const float* xs, const float
     const Int4Codes* hdr = w.group(b, g);
     const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
     const float* xg = xs + g * gs;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
-           a7 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int64_t c = 0; c < n_slots; ++c, xg += kInt4Inputs) {
       const __m256i v = _mm256_load_si256(codes + c);
       a0 = _mm256_fmadd_ps(Nibble<0>(v, nm), _mm256_broadcast_ss(xg + 0), a0);
@@ -118,8 +116,8 @@ void Gemv(const Int4Matrix& w, const float* x, float* y, bool accumulate, Thread
 
 // ---- GEMM ----------------------------------------------------------------------------------
 
-constexpr int kMr = 6;    // rows of x per micro-kernel call: 6 x 2 accumulators + 2 B + 1 A
-constexpr int kNr = 16;   // output columns per micro-kernel call: two row blocks
+constexpr int kMr = 6;        // rows of x per micro-kernel call: 6 x 2 accumulators + 2 B + 1 A
+constexpr int kNr = 16;       // output columns per micro-kernel call: two row blocks
 constexpr int64_t kKc = 128;  // inputs per panel: x block [m, kKc] stays in L2
 constexpr int64_t kNc = 128;  // output columns per panel: the fp32 panel is kKc * kNc * 4 = 64 KiB
 static_assert(kNc % kNr == 0 && kKc % kInt4Inputs == 0, "panels hold whole tiles");
@@ -193,12 +191,18 @@ void MicroKernel(int64_t kc, const float* x, int64_t ldx, const float* p, float*
 void MicroKernelN(int mr, int64_t kc, const float* x, int64_t ldx, const float* p, float* c,
                   int64_t ldc, bool load_c) {
   switch (mr) {
-    case 1: return MicroKernel<1>(kc, x, ldx, p, c, ldc, load_c);
-    case 2: return MicroKernel<2>(kc, x, ldx, p, c, ldc, load_c);
-    case 3: return MicroKernel<3>(kc, x, ldx, p, c, ldc, load_c);
-    case 4: return MicroKernel<4>(kc, x, ldx, p, c, ldc, load_c);
-    case 5: return MicroKernel<5>(kc, x, ldx, p, c, ldc, load_c);
-    default: return MicroKernel<6>(kc, x, ldx, p, c, ldc, load_c);
+    case 1:
+      return MicroKernel<1>(kc, x, ldx, p, c, ldc, load_c);
+    case 2:
+      return MicroKernel<2>(kc, x, ldx, p, c, ldc, load_c);
+    case 3:
+      return MicroKernel<3>(kc, x, ldx, p, c, ldc, load_c);
+    case 4:
+      return MicroKernel<4>(kc, x, ldx, p, c, ldc, load_c);
+    case 5:
+      return MicroKernel<5>(kc, x, ldx, p, c, ldc, load_c);
+    default:
+      return MicroKernel<6>(kc, x, ldx, p, c, ldc, load_c);
   }
 }
 

@@ -37,8 +37,8 @@ const char* Int4KernelName(Int4Kernel k) {
   return "?";
 }
 
-void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
-                int64_t ldy, bool accumulate, ThreadPool& pool, Int4Kernel kernel) {
+void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                bool accumulate, ThreadPool& pool, Int4Kernel kernel) {
   AWQ_CHECK(m >= 0 && ldx >= w.in && ldy >= w.out);
   AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
   AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));

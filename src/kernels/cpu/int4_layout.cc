@@ -77,7 +77,8 @@ QuantizedLinear UnpackInt4(const Int4Matrix& w) {
       q.scales[row * ng + g] = Fp16ToFp32(h.scale[r]);
       if (w.params.zero_point) q.zeros[row * ng + g] = static_cast<uint8_t>(Fp16ToFp32(h.zero[r]));
     }
-    for (int64_t k = 0; k < w.in; ++k) q.q[row * w.in + k] = static_cast<uint8_t>(Int4Code(w, b, r, k));
+    for (int64_t k = 0; k < w.in; ++k)
+      q.q[row * w.in + k] = static_cast<uint8_t>(Int4Code(w, b, r, k));
   }
   return q;
 }

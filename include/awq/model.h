@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "awq/int4_kernels.h"
 #include "awq/kv_cache.h"
 #include "awq/model_config.h"
 #include "awq/tensor.h"
@@ -25,6 +27,9 @@ struct LayerWeights {
   Tensor ffn_norm;   // [D]
   Tensor w_gate_up;  // [2 * I, D]: gate rows, then up rows
   Tensor w_down;     // [D, I]
+  // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
+  // Model::UseInt4Kernels; the fp32 tensors above hold the same weights dequantized.
+  std::shared_ptr<const Int4Matrix> qkv4, o4, gate_up4, down4;
 };
 
 struct ModelWeights {
@@ -46,6 +51,14 @@ class Model {
   int64_t ParameterCount() const;
 
   KvCache NewCache(int64_t max_tokens) const;
+
+  // Switches every decoder linear to the int4 kernels, given the 4-bit QuantizedLinear of each
+  // linear by Hugging Face module name (LinearNames()). q/k/v and gate/up are fused by stacking
+  // rows. Returns false (and changes nothing) unless every linear is present, 4-bit, and the
+  // fused parts share their settings. Forward() then uses them; the module-level batch forwards
+  // below keep using explicit fp32 weights.
+  bool UseInt4Kernels(const std::map<std::string, QuantizedLinear>& linears);
+  bool uses_int4() const;
 
   // Runs n tokens at positions cache.size() .. cache.size() + n - 1, appends their keys and
   // values to the cache and writes the final-normed hidden states to hidden [n, D].

@@ -35,10 +35,10 @@ int RunEval(const EvalArgs& a) {
   const Model model = Model::Load(a.model);
   const Tokenizer tok = LoadTokenizer(a.model);
   if (!a.quiet) {
-    std::fprintf(stderr, "loaded %s: %lld parameters, %lld layers, in %.1fs (%d threads)\n",
+    std::fprintf(stderr, "loaded %s: %lld parameters, %lld layers, in %.1fs (%d threads, %s)\n",
                  a.model.c_str(), static_cast<long long>(model.ParameterCount()),
                  static_cast<long long>(model.config().num_hidden_layers), Since(t0),
-                 ThreadPool::Global().size());
+                 ThreadPool::Global().size(), model.uses_int4() ? "int4 kernels" : "fp32 products");
   }
   t0 = std::chrono::steady_clock::now();
   const std::string text = ReadText(a.ppl_file);

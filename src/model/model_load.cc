@@ -1,8 +1,14 @@
 // Loading a model's weights into the fused fp32 layout, from any WeightSource.
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <optional>
 
+#include "awq/awq_checkpoint.h"
 #include "awq/model.h"
+#include "awq/quantize.h"
+#include "awq/safetensors.h"
 #include "awq/thread_pool.h"
 #include "model/rope.h"
 #include "model/weight_source.h"
@@ -84,7 +90,26 @@ std::unique_ptr<WeightSource> OpenWeights(const std::string& path) {
   return OpenGgufWeights(path);
 }
 
-Model Model::Load(const std::string& path) { return FromSource(*OpenWeights(path)); }
+Model Model::Load(const std::string& path) {
+  Model m = FromSource(*OpenWeights(path));
+  // 4-bit AWQ folders run on the int4 kernels (AWQ_INT4=0 keeps the dequantized fp32 path, the
+  // reference the kernels are checked against).
+  const char* env = std::getenv("AWQ_INT4");
+  const bool int4 = env == nullptr || std::string(env) != "0";
+  if (int4 && std::filesystem::is_directory(path)) {
+    if (const std::optional<QuantConfig> qc = ReadAwqQuantConfig(path)) {
+      const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(path);
+      std::map<std::string, QuantizedLinear> linears;
+      for (int64_t l = 0; l < m.config_.num_hidden_layers; ++l) {
+        for (const std::string& name : LinearNames(l)) {
+          if (ckpt.Has(name + ".qweight")) linears.emplace(name, ReadAwqLinear(ckpt, name, *qc));
+        }
+      }
+      m.UseInt4Kernels(linears);
+    }
+  }
+  return m;
+}
 
 int64_t Model::ParameterCount() const {
   int64_t n = weights_.embed.numel() + weights_.final_norm.numel();

@@ -11,6 +11,18 @@
 
 namespace awq {
 
+namespace {
+// y [n, rows] (+)= x [n, in] W^T through the int4 kernel when the layer has one, else fp32.
+void Linear(const Int4Matrix* w4, const Tensor& w, const float* x, int64_t ldx, float* y,
+            int64_t ldy, int64_t n, bool accumulate, ThreadPool& pool) {
+  if (w4 != nullptr) {
+    Int4Linear(*w4, x, ldx, n, y, ldy, accumulate, pool);
+  } else {
+    LinearF32(x, ldx, w.data<float>(), w.dim(1), y, ldy, n, w.dim(0), w.dim(1), accumulate, pool);
+  }
+}
+}  // namespace
+
 void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float* keys,
                          float* values) const {
   const ModelConfig& c = config_;
@@ -30,8 +42,7 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
 
   // Attention: x += o_proj(attn(rope(q), rope(k), v)) with q, k, v from one fused product.
   RmsNormRows(x, d, w.attn_norm.data<float>(), normed.data(), d, n, d, eps);
-  LinearF32(normed.data(), d, w.wqkv.data<float>(), d, qkv.data(), qkv_dim, n, qkv_dim, d, false,
-            pool);
+  Linear(w.qkv4.get(), w.wqkv, normed.data(), d, qkv.data(), qkv_dim, n, false, pool);
   if (!w.bqkv.empty()) {
     for (int64_t t = 0; t < n; ++t)
       AddInPlace(qkv.data() + t * qkv_dim, w.bqkv.data<float>(), qkv_dim);
@@ -46,16 +57,16 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
   }
   CausalAttention(qkv.data(), qkv_dim, keys, values, kv_dim, attn.data(), q_dim, n, pos0,
                   {h, kv, hd}, pool);
-  LinearF32(attn.data(), q_dim, w.wo.data<float>(), q_dim, x, d, n, d, q_dim, true, pool);
+  Linear(w.o4.get(), w.wo, attn.data(), q_dim, x, d, n, true, pool);
 
   // MLP: x += down(silu(gate(x')) * up(x')), gate and up from one fused product.
   RmsNormRows(x, d, w.ffn_norm.data<float>(), normed.data(), d, n, d, eps);
   std::vector<float> gate_up(static_cast<size_t>(n * 2 * inter));
   std::vector<float> act(static_cast<size_t>(n * inter));
-  LinearF32(normed.data(), d, w.w_gate_up.data<float>(), d, gate_up.data(), 2 * inter, n, 2 * inter,
-            d, false, pool);
+  Linear(w.gate_up4.get(), w.w_gate_up, normed.data(), d, gate_up.data(), 2 * inter, n, false,
+         pool);
   SiluMulRows(gate_up.data(), 2 * inter, act.data(), inter, n, inter);
-  LinearF32(act.data(), inter, w.w_down.data<float>(), inter, x, d, n, d, inter, true, pool);
+  Linear(w.down4.get(), w.w_down, act.data(), inter, x, d, n, true, pool);
 }
 
 void Model::AttentionBatch(const float* wqkv, const float* bqkv, const float* wo, const float* x,

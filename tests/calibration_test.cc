@@ -22,18 +22,7 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-// Expects an awq::Error whose message contains every one of `parts`.
-template <typename F>
-void ExpectError(F&& f, const Strings& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no awq::Error thrown; expected one mentioning " << parts[0];
-  } catch (const Error& e) {
-    for (const std::string& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "\n lacks " << p;
-    }
-  }
-}
+using test::ExpectError;
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);

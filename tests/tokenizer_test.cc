@@ -26,18 +26,7 @@ Tokenizer Tiny() {
                                test::DataPath("tokenizer_tiny/tokenizer_config.json"));
 }
 
-// Expects an awq::Error whose message contains every one of `parts`.
-template <typename F>
-void ExpectError(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no awq::Error thrown; expected one mentioning " << parts[0];
-  } catch (const Error& e) {
-    for (const std::string& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "\n lacks " << p;
-    }
-  }
-}
+using test::ExpectError;
 
 TEST(Utf8, LossyRepairMatchesPythonReplace) {
   std::string out;

@@ -64,8 +64,7 @@ AwqGemmTensors PackAwqGemm(const QuantizedLinear& q) {
   // columns stride `in`.
   PackRows(q.q.data(), q.in, q.out, 1, q.in, t.qweight.data<int32_t>());
   t.qzeros = Tensor(DType::kI32, {ng, q.out / 8});
-  std::vector<uint8_t> zeros = q.zeros;
-  if (!q.params.zero_point) zeros.assign(static_cast<size_t>(q.out * ng), q.ImplicitZero());
+  const std::vector<uint8_t> zeros = pack::StoredZeros(q);
   PackRows(zeros.data(), ng, q.out, 1, ng, t.qzeros.data<int32_t>());
   t.scales = pack::TransposedScalesF16(q);
   return t;

@@ -60,8 +60,7 @@ AwqPackedTensors PackAwqPacked(const QuantizedLinear& q) {
   t.qweight = Tensor(DType::kI32, {q.in, w});
   PackRows(q.q.data(), q.in, q.out, q.params.bits, 1, q.in, t.qweight.data<int32_t>());
   t.qzeros = Tensor(DType::kI32, {ng, w});
-  std::vector<uint8_t> zeros = q.zeros;
-  if (!q.params.zero_point) zeros.assign(static_cast<size_t>(q.out * ng), q.ImplicitZero());
+  const std::vector<uint8_t> zeros = pack::StoredZeros(q);
   PackRows(zeros.data(), ng, q.out, q.params.bits, 1, ng, t.qzeros.data<int32_t>());
   t.scales = pack::TransposedScalesF16(q);
   return t;

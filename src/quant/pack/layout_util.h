@@ -72,6 +72,13 @@ inline Tensor TransposedScalesF16(const QuantizedLinear& q) {
   return t;
 }
 
+// The zero points to store, [out, ng]: the quantizer's, or with zero points off the implicit
+// 2^(bits-1) everywhere (both layouts store qzeros either way, as AutoAWQ does).
+inline std::vector<uint8_t> StoredZeros(const QuantizedLinear& q) {
+  if (q.params.zero_point) return q.zeros;
+  return std::vector<uint8_t>(static_cast<size_t>(q.out * q.n_groups()), q.ImplicitZero());
+}
+
 // Fills q->scales [out, ng] from fp32 scales [ng, out], and with zero points off checks that
 // every stored zero is the implicit 2^(bits-1) and drops them.
 inline void FinishUnpack(const Tensor& scales_f32, QuantizedLinear* q, const std::string& module) {

@@ -4,7 +4,8 @@
 //
 //   build/bench/int4_bench [--benchmark_filter=4096x4096/m:1] [--benchmark_min_time=0.2]
 //
-// Names: <impl>/<out>x<in>/m:<rows>, impl in {int4, f32_onednn, dequant_sgemm}. Counters:
+// Names: <impl>/<out>x<in>/m:<rows>, impl in {int4 (fp32 activations), int4_i8act (activations
+// quantized to int8, GEMV only), f32_onednn, dequant_sgemm}. Counters:
 // GB/s = weight bytes read per second (4-bit codes + fp16 scales/zeros for int4, fp32 weights
 // for sgemm, both for dequant_sgemm); GFLOP/s = 2 * m * out * in per second. Threads: the
 // global pool (AWQ_NUM_THREADS).
@@ -72,13 +73,13 @@ void SetCounters(benchmark::State& st, double weight_bytes, double flops) {
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_Int4(benchmark::State& st, Shape s, int64_t m) {
+void BM_Int4(benchmark::State& st, Shape s, int64_t m, awq::Int4Kernel kernel) {
   const awq::Int4Matrix w = awq::PackInt4(RandomQuantized(s.out, s.in, s.group_size));
   const std::vector<float> x = RandomVector(m * s.in);
   std::vector<float> y(m * s.out);
   auto& pool = awq::ThreadPool::Global();
   for (auto _ : st) {
-    awq::Int4Linear(w, x.data(), s.in, m, y.data(), s.out, false, pool);
+    awq::Int4Linear(w, x.data(), s.in, m, y.data(), s.out, false, pool, kernel);
     benchmark::DoNotOptimize(y.data());
   }
   SetCounters(st, static_cast<double>(w.bytes()), 2.0 * m * s.out * s.in);
@@ -162,7 +163,13 @@ int main(int argc, char** argv) {
     for (int64_t m : kRows) {
       const std::string tail =
           "/" + std::to_string(s.out) + "x" + std::to_string(s.in) + "/m:" + std::to_string(m);
-      benchmark::RegisterBenchmark(("int4" + tail).c_str(), BM_Int4, s, m)->UseRealTime();
+      benchmark::RegisterBenchmark(("int4" + tail).c_str(), BM_Int4, s, m, awq::Int4Kernel::kAvx2)
+          ->UseRealTime();
+      if (m == 1) {
+        benchmark::RegisterBenchmark(("int4_i8act" + tail).c_str(), BM_Int4, s, m,
+                                     awq::Int4Kernel::kAvx2Int8)
+            ->UseRealTime();
+      }
       benchmark::RegisterBenchmark(("f32_onednn" + tail).c_str(), BM_F32, s, m)->UseRealTime();
       benchmark::RegisterBenchmark(("dequant_sgemm" + tail).c_str(), BM_DequantSgemm, s, m)
           ->UseRealTime();

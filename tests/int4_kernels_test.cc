@@ -12,6 +12,7 @@
 #include "awq/error.h"
 #include "awq/half.h"
 #include "awq/int4_kernels.h"
+#include "kernels/cpu/int4_layout.h"
 #include "awq/quantizer.h"
 #include "awq/thread_pool.h"
 #include "test_util.h"
@@ -256,6 +257,104 @@ TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
     }
   }
   CheckCase(Case{Shape{600, 256, 128}, 1, false, true, true, 2}, 5);
+  // m >= 32 takes the sgemm path: several 256-column panels, a partial last one, 1 and 2 threads.
+  CheckCase(Case{Shape{600, 264, 8}, 40, true, false, true, 2}, 6);
+  CheckCase(Case{Shape{521, 136, 8}, 33, false, true, false, 1}, 7);
+}
+
+// The int8-activation kernels: the scalar oracle is within the activation-rounding bound of the
+// exact fp32 product (each x_k moves by at most half its block's step max|x| / 127), and the
+// AVX2 kernel equals the oracle up to fp32 rounding (both integer dots are exact).
+void CheckInt8Case(const Case& c, uint32_t seed) {
+  SCOPED_TRACE(c.Name());
+  const QuantizedLinear q =
+      RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed);
+  const Int4Matrix w = PackInt4(q);
+  const int64_t ldx = c.shape.in + 3, ldy = c.shape.out + 2, gs = w.group_size;
+  std::vector<float> xbuf = RandomVector(8 + c.m * ldx, seed + 1);
+  const float* x = xbuf.data() + (c.misalign ? 1 : 0);
+  const std::vector<float> y0 = RandomVector(c.m * ldy, seed + 2);
+  const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
+  std::vector<float> wd(q.out * q.in);
+  DequantizeLinear(q, wd.data());
+  const std::vector<float> ref = Run(Int4Kernel::kReferenceInt8, w, c, x, ldx, y0, ldy);
+  const bool fast = Int4KernelAvailable(Int4Kernel::kAvx2Int8);
+  const std::vector<float> got = fast ? Run(Int4Kernel::kAvx2Int8, w, c, x, ldx, y0, ldy) : ref;
+  int failures = 0;
+  for (int64_t i = 0; i < c.m && failures < 5; ++i) {
+    const int64_t bs = Int8BlockFor(gs);
+    std::vector<double> step(q.in / bs);
+    for (int64_t blk = 0; blk < q.in / bs; ++blk) {
+      double amax = 0;
+      for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) {
+        amax = std::max(amax, std::fabs(double{x[i * ldx + k]}));
+      }
+      step[blk] = amax / 127.0;
+    }
+    for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
+      double quant_bound = 0;
+      for (int64_t k = 0; k < q.in; ++k) {
+        quant_bound += std::fabs(wd[o * q.in + k]) * step[k / bs] * 0.5;
+      }
+      const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
+      const double r = ref[i * ldy + o], v = got[i * ldy + o];
+      if (!(std::fabs(r - e) <= quant_bound * 1.001 + b)) {
+        ++failures;
+        ADD_FAILURE() << "reference-int8 at (" << i << ", " << o << "): " << r << " vs exact " << e
+                      << ", bound " << quant_bound + b;
+      }
+      if (!(std::fabs(v - r) <= 2 * b)) {
+        ++failures;
+        ADD_FAILURE() << "avx2-int8 at (" << i << ", " << o << "): " << v << " vs reference-int8 "
+                      << r << ", bound " << 2 * b;
+      }
+    }
+  }
+}
+
+TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
+  const std::vector<Shape> shapes = {{1, 72, 8},     {7, 200, 8},   {33, 200, -1}, {7, 160, 32},
+                                     {33, 192, 64},  {1, 384, 128}, {33, 384, 128}, {16, 72, -1},
+                                     {300, 264, 8}, {65, 1024, 64}};
+  uint32_t seed = 500;
+  int variant = 0;
+  for (const Shape& s : shapes) {
+    for (int64_t m : {1, 3}) {
+      for (bool zp : {true, false}) {
+        const bool misalign = (variant & 1) != 0, acc = (variant & 2) != 0;
+        const int threads = (variant & 4) ? 2 : 1;
+        ++variant;
+        CheckInt8Case(Case{s, m, zp, acc, misalign, threads}, seed++);
+      }
+    }
+  }
+}
+
+TEST(Int4Linear, Int8ActivationsOfZerosAndExtremes) {
+  // An all-zero block has scale 0 and codes 0; a block's max |x| maps to exactly +-127; blocks
+  // are 32 wide inside a 64-wide group, and the whole group when it is not a multiple of 32.
+  std::vector<float> x(64, 0.0f);
+  x[40] = -3.0f;
+  x[41] = 1.0f;
+  Int8Activations a;
+  QuantizeActivationsInt8(x.data(), 64, 64, &a);
+  EXPECT_EQ(a.block, 32);
+  EXPECT_EQ(a.scale[0], 0.0f);
+  EXPECT_EQ(a.q_sum[0], 0);
+  EXPECT_EQ(a.q[40], -127);
+  EXPECT_EQ(a.q[41], 42);  // 1 / (3 / 127) = 42.33
+  EXPECT_EQ(a.q_sum[1], -85);
+  EXPECT_FLOAT_EQ(a.group_sum[0], -85 * 3.0f / 127);
+  QuantizeActivationsInt8(x.data(), 48, 24, &a);
+  EXPECT_EQ(a.block, 24);
+}
+
+TEST(Int4Linear, KernelNamesParse) {
+  for (const Int4Kernel k : {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2,
+                             Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
+    EXPECT_EQ(ParseInt4Kernel(Int4KernelName(k)), k);
+  }
+  test::ExpectError([] { ParseInt4Kernel("avx9"); }, {"avx9", "avx2-int8"});
 }
 
 TEST(Int4Linear, ZeroRowsLeaveYAlone) {

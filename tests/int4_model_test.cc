@@ -21,6 +21,8 @@ namespace {
 // Both paths compute (q - z) * s exactly in fp32 and differ only in summation order, so the
 // perplexity agrees far below the 4 significant digits (5e-5 relative).
 constexpr double kPplRelTol = 5e-5;
+// int8 activations (blocks of 16, symmetric) moved perplexity by +0.06% when measured.
+constexpr double kInt8PplRelTol = 3e-3;
 // Logits: sums of ~1500 products per layer in another order over 30 layers; 1e-3 absolute.
 constexpr float kLogitTol = 1e-3f;
 
@@ -48,6 +50,9 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   ASSERT_FALSE(m.uses_int4());
   ASSERT_TRUE(m.UseInt4Kernels(r.linears));
   ASSERT_TRUE(m.uses_int4());
+  // fp32 activations on every path: the same products as the dequantized model.
+  m.set_int4_kernel(Int4KernelAvailable(Int4Kernel::kAvx2) ? Int4Kernel::kAvx2
+                                                           : Int4Kernel::kReference);
   const PerplexityResult q4 = EvaluatePerplexity(m, ids, po);
   std::printf("perplexity fp32-dequantized %.6f (%.1f tok/s), int4 kernels %.6f (%.1f tok/s)\n",
               fp.perplexity, fp.tokens_per_second, q4.perplexity, q4.tokens_per_second);
@@ -61,10 +66,42 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   }
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], kLogitTol) << i;
 
-  // A saved 4-bit folder loads onto the kernels; AWQ_INT4=0 keeps the fp32 path.
+  // int8 activations everywhere (the default only for single-token decode): a small, bounded
+  // perplexity cost.
+  m.set_int4_kernel(Int4KernelAvailable(Int4Kernel::kAvx2Int8) ? Int4Kernel::kAvx2Int8
+                                                               : Int4Kernel::kReferenceInt8);
+  PerplexityOptions po8 = po;
+  po8.max_tokens = 512;
+  po8.ctx = 512;
+  const double ppl8 = EvaluatePerplexity(m, ids, po8).perplexity;
+  m.set_int4_kernel(Int4Kernel::kAvx2);
+  const double ppl32 = EvaluatePerplexity(m, ids, po8).perplexity;
+  std::printf("int8 activations: perplexity %.6f vs %.6f with fp32 activations (%+.3f%%)\n", ppl8,
+              ppl32, 100 * (ppl8 / ppl32 - 1));
+  EXPECT_NEAR(ppl8, ppl32, ppl32 * kInt8PplRelTol);
+  m.set_int4_kernel(Int4Kernel::kAuto);
+
+  // A saved 4-bit folder loads onto the kernels with no fp32 copies of its linears and its fp16
+  // LM head kept fp16; LoadOptions{false} and AWQ_INT4=0 keep the dequantized fp32 path, and
+  // both agree on perplexity.
   const std::string dir = test::MakeTempDir("int4-model") + "/rtn";
   SaveQuantizedModel(m, r, o.config, &tok, dir, 5000000000ull, false);
-  EXPECT_TRUE(Model::Load(dir).uses_int4());
+  const Model loaded = Model::Load(dir);
+  EXPECT_TRUE(loaded.uses_int4());
+  EXPECT_FALSE(loaded.has_dense_linears());
+  EXPECT_EQ(loaded.weights().lm_head.dtype(), DType::kF16);
+  EXPECT_EQ(loaded.ParameterCount(), m.ParameterCount());
+  const Model dense = Model::Load(dir, LoadOptions{.int4 = false});
+  EXPECT_FALSE(dense.uses_int4());
+  EXPECT_TRUE(dense.has_dense_linears());
+  // 4-bit linears with g64 fp16 scales and zeros, and an fp16 head: under 30% of the fp32 bytes.
+  std::printf("decode weight bytes: int4 %lld, fp32 %lld\n",
+              static_cast<long long>(loaded.DecodeWeightBytes()),
+              static_cast<long long>(dense.DecodeWeightBytes()));
+  EXPECT_LT(loaded.DecodeWeightBytes(), dense.DecodeWeightBytes() * 3 / 10);
+  const double ppl_loaded = EvaluatePerplexity(loaded, ids, po).perplexity;
+  const double ppl_dense = EvaluatePerplexity(dense, ids, po).perplexity;
+  EXPECT_NEAR(ppl_loaded, ppl_dense, ppl_dense * kPplRelTol);
   setenv("AWQ_INT4", "0", 1);
   EXPECT_FALSE(Model::Load(dir).uses_int4());
   unsetenv("AWQ_INT4");

@@ -28,22 +28,51 @@ struct LayerWeights {
   Tensor w_gate_up;  // [2 * I, D]: gate rows, then up rows
   Tensor w_down;     // [D, I]
   // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
-  // Model::UseInt4Kernels; the fp32 tensors above hold the same weights dequantized.
+  // Model::UseInt4Kernels; the fp32 tensors above then hold the same weights dequantized, or are
+  // empty when Model::Load dropped them (LoadOptions::int4).
   std::shared_ptr<const Int4Matrix> qkv4, o4, gate_up4, down4;
 };
 
 struct ModelWeights {
-  Tensor embed;  // [V, D]
+  Tensor embed;  // [V, D], F32 or F16 (LoadOptions::int4 on an fp16 checkpoint)
   std::vector<LayerWeights> layers;
   Tensor final_norm;  // [D]
-  Tensor lm_head;     // [V, D]; shares storage with embed when tie_word_embeddings
+  Tensor lm_head;     // [V, D], F32 or F16; shares storage with embed when tie_word_embeddings
 };
+
+// How Model::Load treats a quantized checkpoint.
+struct LoadOptions {
+  // true (inference): a 4-bit AWQ folder keeps its decoder linears 4-bit in memory on the int4
+  // kernels, with no fp32 copies (their LayerWeights tensors stay empty), and an fp16 LM head and
+  // embedding stay fp16 (read in place from the mapped file). Falls back to fp32 when the folder
+  // cannot run on the kernels (another bit width, mixed settings). The environment variable
+  // AWQ_INT4=0 turns this off.
+  // false: every weight dequantized to fp32, as quantization and weight analysis need.
+  bool int4 = true;
+};
+
+// A model with random weights generated in memory, for benchmarks whose numbers must not be
+// flattered by caches (a 7B-shaped model is far larger than any L3).
+struct SyntheticOptions {
+  bool int4 = true;          // decoder linears 4-bit on the int4 kernels (zero point on), else fp32
+  int64_t group_size = 128;  // int4 group width, a multiple of 8 dividing every input width
+  bool f16_head = true;      // embedding and LM head fp16 (as AWQ checkpoints keep them), else fp32
+  uint64_t seed = 1;
+};
+
+// Llama-2-7B's shapes (d 4096, 32 heads, MLP 11008, vocabulary 32000) with `layers` decoder
+// layers.
+ModelConfig Llama2_7bConfig(int64_t layers);
 
 class Model {
  public:
-  // Loads a GGUF file or a Hugging Face folder (config.json + safetensors), dequantized to fp32.
-  static Model Load(const std::string& path);
+  // Loads a GGUF file or a Hugging Face folder (config.json + safetensors); see LoadOptions.
+  static Model Load(const std::string& path, const LoadOptions& options = {});
+  // Every weight of `source` in fp32.
   static Model FromSource(const WeightSource& source);
+  // Random weights of config's shapes (weights are small and zero-mean, so activations stay
+  // finite); deterministic for a seed. Throws awq::Error for an invalid config or group size.
+  static Model Synthetic(const ModelConfig& config, const SyntheticOptions& options);
 
   const ModelConfig& config() const { return config_; }
   ModelWeights& weights() { return weights_; }
@@ -59,6 +88,16 @@ class Model {
   // below keep using explicit fp32 weights.
   bool UseInt4Kernels(const std::map<std::string, QuantizedLinear>& linears);
   bool uses_int4() const;
+  // Which int4 kernel the forward passes use (default kAuto: int8 activations for single-token
+  // decode, fp32 activations for prompts; see Int4Linear).
+  void set_int4_kernel(Int4Kernel k) { int4_kernel_ = k; }
+  Int4Kernel int4_kernel() const { return int4_kernel_; }
+  // True when the fp32 copies of the decoder linears are present (quantization and weight
+  // analysis read them).
+  bool has_dense_linears() const;
+  // Bytes of weights one decode step reads: every decoder linear (int4 or fp32 as it runs), the
+  // norms and the LM head (the embedding row read per token is negligible and not counted).
+  int64_t DecodeWeightBytes() const;
 
   // Runs n tokens at positions cache.size() .. cache.size() + n - 1, appends their keys and
   // values to the cache and writes the final-normed hidden states to hidden [n, D].
@@ -89,11 +128,14 @@ class Model {
   void Norm(const float* x, const float* w, int64_t n, float* y) const;
 
  private:
+  static Model Build(const WeightSource& source, bool dense_linears);
+
   ModelConfig config_;
   ModelWeights weights_;
   std::vector<float> rope_cos_, rope_sin_;  // [max_positions, hd/2]
   int64_t rope_positions_ = 0;
   ThreadPool* pool_ = nullptr;
+  Int4Kernel int4_kernel_ = Int4Kernel::kAuto;
 };
 
 }  // namespace awq

@@ -16,5 +16,6 @@ Runner AddEvalCommand(CLI::App& app);
 Runner AddGenerateCommand(CLI::App& app);
 Runner AddDataCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
+Runner AddBenchCommand(CLI::App& app);
 
 }  // namespace awq::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   runners["eval"] = awq::cli::AddEvalCommand(app);
   runners["generate"] = awq::cli::AddGenerateCommand(app);
   runners["data"] = awq::cli::AddDataCommand(app);
+  runners["bench"] = awq::cli::AddBenchCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

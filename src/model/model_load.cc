@@ -43,7 +43,9 @@ Tensor StackRows(const std::vector<Tensor>& parts) {
 
 }  // namespace
 
-Model Model::FromSource(const WeightSource& src) {
+Model Model::FromSource(const WeightSource& src) { return Build(src, true); }
+
+Model Model::Build(const WeightSource& src, bool dense_linears) {
   Model m;
   m.config_ = src.config();
   const ModelConfig& c = m.config_;
@@ -62,19 +64,21 @@ Model Model::FromSource(const WeightSource& src) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights lw;
     lw.attn_norm = Fetch(src, p + "input_layernorm.weight", {d});
-    lw.wqkv = StackRows({Fetch(src, p + "self_attn.q_proj.weight", {h * hd, d}),
-                         Fetch(src, p + "self_attn.k_proj.weight", {kv * hd, d}),
-                         Fetch(src, p + "self_attn.v_proj.weight", {kv * hd, d})});
+    if (dense_linears) {
+      lw.wqkv = StackRows({Fetch(src, p + "self_attn.q_proj.weight", {h * hd, d}),
+                           Fetch(src, p + "self_attn.k_proj.weight", {kv * hd, d}),
+                           Fetch(src, p + "self_attn.v_proj.weight", {kv * hd, d})});
+      lw.wo = Fetch(src, p + "self_attn.o_proj.weight", {d, h * hd});
+      lw.w_gate_up = StackRows({Fetch(src, p + "mlp.gate_proj.weight", {inter, d}),
+                                Fetch(src, p + "mlp.up_proj.weight", {inter, d})});
+      lw.w_down = Fetch(src, p + "mlp.down_proj.weight", {d, inter});
+    }
     if (c.attention_bias) {
       lw.bqkv = StackRows({Fetch(src, p + "self_attn.q_proj.bias", {h * hd}),
                            Fetch(src, p + "self_attn.k_proj.bias", {kv * hd}),
                            Fetch(src, p + "self_attn.v_proj.bias", {kv * hd})});
     }
-    lw.wo = Fetch(src, p + "self_attn.o_proj.weight", {d, h * hd});
     lw.ffn_norm = Fetch(src, p + "post_attention_layernorm.weight", {d});
-    lw.w_gate_up = StackRows({Fetch(src, p + "mlp.gate_proj.weight", {inter, d}),
-                              Fetch(src, p + "mlp.up_proj.weight", {inter, d})});
-    lw.w_down = Fetch(src, p + "mlp.down_proj.weight", {d, inter});
     m.weights_.layers.push_back(std::move(lw));
   }
   RopeTables rope = BuildRopeTables(c, c.max_position_embeddings);
@@ -90,24 +94,55 @@ std::unique_ptr<WeightSource> OpenWeights(const std::string& path) {
   return OpenGgufWeights(path);
 }
 
-Model Model::Load(const std::string& path) {
-  Model m = FromSource(*OpenWeights(path));
-  // 4-bit AWQ folders run on the int4 kernels (AWQ_INT4=0 keeps the dequantized fp32 path, the
-  // reference the kernels are checked against).
-  const char* env = std::getenv("AWQ_INT4");
-  const bool int4 = env == nullptr || std::string(env) != "0";
-  if (int4 && std::filesystem::is_directory(path)) {
-    if (const std::optional<QuantConfig> qc = ReadAwqQuantConfig(path)) {
-      const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(path);
-      std::map<std::string, QuantizedLinear> linears;
-      for (int64_t l = 0; l < m.config_.num_hidden_layers; ++l) {
-        for (const std::string& name : LinearNames(l)) {
-          if (ckpt.Has(name + ".qweight")) linears.emplace(name, ReadAwqLinear(ckpt, name, *qc));
-        }
-      }
-      m.UseInt4Kernels(linears);
+namespace {
+
+// The 4-bit linears of an AWQ folder that can run on the int4 kernels, by module name; empty when
+// the folder is not a 4-bit AWQ checkpoint.
+std::map<std::string, QuantizedLinear> ReadInt4Linears(const std::string& path,
+                                                       const SafetensorsCheckpoint& ckpt,
+                                                       int64_t n_layers) {
+  std::map<std::string, QuantizedLinear> linears;
+  const std::optional<QuantConfig> qc = ReadAwqQuantConfig(path);
+  if (!qc || (qc->w_bit != 4 && qc->overrides.empty())) return linears;
+  for (int64_t l = 0; l < n_layers; ++l) {
+    for (const std::string& name : LinearNames(l)) {
+      if (!ckpt.Has(name + ".qweight")) return {};
+      linears.emplace(name, ReadAwqLinear(ckpt, name, *qc));
     }
   }
+  return linears;
+}
+
+// The checkpoint's tensor in place (a view of the mapped file) when it is stored as fp16 with
+// the expected shape; empty otherwise.
+Tensor F16View(const SafetensorsCheckpoint& ckpt, const std::string& name, const Shape& shape) {
+  if (!ckpt.Has(name) || ckpt.dtype(name) != DType::kF16 || ckpt.shape(name) != shape) return {};
+  return ckpt.Get(name);
+}
+
+}  // namespace
+
+Model Model::Load(const std::string& path, const LoadOptions& options) {
+  const std::unique_ptr<WeightSource> src = OpenWeights(path);
+  const char* env = std::getenv("AWQ_INT4");
+  const bool int4 = options.int4 && (env == nullptr || std::string(env) != "0");
+  if (!int4 || !std::filesystem::is_directory(path)) return Build(*src, true);
+
+  const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(path);
+  const std::map<std::string, QuantizedLinear> linears =
+      ReadInt4Linears(path, ckpt, src->config().num_hidden_layers);
+  if (linears.empty()) return Build(*src, true);
+  Model m = Build(*src, false);
+  if (!m.UseInt4Kernels(linears)) return Build(*src, true);
+  // AutoAWQ keeps the embedding and LM head in fp16; reading them as stored halves the LM head's
+  // bytes per token and changes no value (fp16 widens to fp32 exactly).
+  const Shape vd = {m.config_.vocab_size, m.config_.hidden_size};
+  if (Tensor e = F16View(ckpt, "model.embed_tokens.weight", vd); !e.empty()) {
+    const bool tied = m.weights_.lm_head.raw() == m.weights_.embed.raw();
+    m.weights_.embed = e;
+    if (tied) m.weights_.lm_head = e;
+  }
+  if (Tensor h = F16View(ckpt, "lm_head.weight", vd); !h.empty()) m.weights_.lm_head = h;
   return m;
 }
 
@@ -115,8 +150,34 @@ int64_t Model::ParameterCount() const {
   int64_t n = weights_.embed.numel() + weights_.final_norm.numel();
   if (weights_.lm_head.raw() != weights_.embed.raw()) n += weights_.lm_head.numel();
   for (const LayerWeights& l : weights_.layers) {
-    n += l.attn_norm.numel() + l.wqkv.numel() + l.bqkv.numel() + l.wo.numel() + l.ffn_norm.numel() +
-         l.w_gate_up.numel() + l.w_down.numel();
+    n += l.attn_norm.numel() + l.bqkv.numel() + l.ffn_norm.numel();
+    if (l.qkv4 != nullptr) {
+      for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
+        n += w->out * w->in;
+      }
+    } else {
+      n += l.wqkv.numel() + l.wo.numel() + l.w_gate_up.numel() + l.w_down.numel();
+    }
+  }
+  return n;
+}
+
+bool Model::has_dense_linears() const {
+  return !weights_.layers.empty() && !weights_.layers[0].wqkv.empty();
+}
+
+int64_t Model::DecodeWeightBytes() const {
+  int64_t n = static_cast<int64_t>(weights_.final_norm.nbytes() + weights_.lm_head.nbytes());
+  for (const LayerWeights& l : weights_.layers) {
+    n += static_cast<int64_t>(l.attn_norm.nbytes() + l.bqkv.nbytes() + l.ffn_norm.nbytes());
+    if (l.qkv4 != nullptr) {
+      for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
+        n += w->bytes();
+      }
+    } else {
+      n += static_cast<int64_t>(l.wqkv.nbytes() + l.wo.nbytes() + l.w_gate_up.nbytes() +
+                                l.w_down.nbytes());
+    }
   }
   return n;
 }

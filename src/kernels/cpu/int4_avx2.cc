@@ -3,11 +3,13 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/sgemm.h"
 
 namespace awq {
 
@@ -243,11 +245,75 @@ void Gemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
   });
 }
 
+// ---- GEMM through sgemm -----------------------------------------------------------------------
+
+// Output columns per sgemm call: wide enough that repacking x inside sgemm costs little next to
+// the product, narrow enough that the fp32 panel of W (in x kSgemmCols x 4 bytes) stays small.
+constexpr int64_t kSgemmCols = 256;
+static_assert(kSgemmCols % kInt4Rows == 0, "panels hold whole row blocks");
+// TEMP: threshold under measurement.
+const int64_t kSgemmMinRows = std::getenv("SGEMM_MIN") ? std::atoll(std::getenv("SGEMM_MIN")) : 32;
+
+// Dequantizes row blocks [b0, b1) of W into p[in][cols] (p[k][c] = w[8 b0 + c, k]), the layout
+// of sgemm's B operand without transposition: one aligned 8-float store per nibble.
+void DequantColumns(const Int4Matrix& w, int64_t b0, int64_t b1, float* p, int64_t cols,
+                    const NibbleMasks& nm) {
+  const int64_t gs = w.group_size, n_slots = gs / kInt4Inputs;
+  for (int64_t b = b0; b < b1; ++b) {
+    float* pb = p + (b - b0) * kInt4Rows;
+    for (int64_t g = 0; g < w.n_groups(); ++g) {
+      const Int4Codes* hdr = w.group(b, g);
+      __m256 s, z;
+      LoadHeader(hdr, &s, &z);
+      __m256 sj[8];
+      for (int j = 0; j < 8; ++j) sj[j] = _mm256_mul_ps(s, _mm256_set1_ps(kNibbleFactor[j]));
+      const __m256 mn = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), s);
+      const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
+      for (int64_t c = 0; c < n_slots; ++c) {
+        const __m256i v = _mm256_load_si256(codes + c);
+        float* dst = pb + (g * gs + c * kInt4Inputs) * cols;
+        _mm256_storeu_ps(dst + 0 * cols, _mm256_fmadd_ps(Nibble<0>(v, nm), sj[0], mn));
+        _mm256_storeu_ps(dst + 1 * cols, _mm256_fmadd_ps(Nibble<1>(v, nm), sj[1], mn));
+        _mm256_storeu_ps(dst + 2 * cols, _mm256_fmadd_ps(Nibble<2>(v, nm), sj[2], mn));
+        _mm256_storeu_ps(dst + 3 * cols, _mm256_fmadd_ps(Nibble<3>(v, nm), sj[3], mn));
+        _mm256_storeu_ps(dst + 4 * cols, _mm256_fmadd_ps(Nibble<4>(v, nm), sj[4], mn));
+        _mm256_storeu_ps(dst + 5 * cols, _mm256_fmadd_ps(Nibble<5>(v, nm), sj[5], mn));
+        _mm256_storeu_ps(dst + 6 * cols, _mm256_fmadd_ps(Nibble<6>(v, nm), sj[6], mn));
+        _mm256_storeu_ps(dst + 7 * cols, _mm256_fmadd_ps(Nibble<7>(v, nm), sj[7], mn));
+      }
+    }
+  }
+}
+
+// y (+)= x W^T for many rows of x: W is dequantized kSgemmCols columns at a time into a
+// per-thread fp32 panel and multiplied with the tuned serial sgemm, so prefill runs at fp32
+// BLAS speed while reading 4-bit weights (the dequantization is amortised over the m rows).
+void GemmSgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+               bool accumulate, ThreadPool& pool) {
+  const NibbleMasks nm;
+  const int64_t blocks_per_panel = kSgemmCols / kInt4Rows;
+  pool.ParallelFor(
+      w.row_blocks(),
+      [&](int64_t b0, int64_t b1, int) {
+        std::vector<float> panel(static_cast<size_t>(w.in * kSgemmCols));
+        for (int64_t pb = b0; pb < b1; pb += blocks_per_panel) {
+          const int64_t pe = std::min(b1, pb + blocks_per_panel);
+          const int64_t col0 = pb * kInt4Rows;
+          const int64_t cols = std::min(pe * kInt4Rows, w.out) - col0;
+          DequantColumns(w, pb, pe, panel.data(), kSgemmCols, nm);
+          SgemmSerial(false, false, m, cols, w.in, 1.0f, x, ldx, panel.data(), kSgemmCols,
+                      accumulate ? 1.0f : 0.0f, y + col0, ldy);
+        }
+      },
+      blocks_per_panel);
+}
+
 }  // namespace
 
 void Int4LinearAvx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                     int64_t ldy, bool accumulate, ThreadPool& pool) {
   if (m == 1) return Gemv(w, x, y, accumulate, pool);
+  if (m >= kSgemmMinRows) return GemmSgemm(w, x, ldx, m, y, ldy, accumulate, pool);
   Gemm(w, x, ldx, m, y, ldy, accumulate, pool);
 }
 

@@ -1,4 +1,5 @@
 // Int4Linear: argument checks and the choice of kernel by ISA, once per call.
+#include <cstdlib>
 #include <string>
 
 #include "awq/error.h"
@@ -12,14 +13,31 @@ bool CpuHasAvx2() {
                           __builtin_cpu_supports("f16c");
   return has;
 }
+
+// AWQ_INT4_KERNEL, read once; kAuto when unset.
+Int4Kernel EnvKernel() {
+  static const Int4Kernel k = [] {
+    const char* env = std::getenv("AWQ_INT4_KERNEL");
+    return env == nullptr || *env == 0 ? Int4Kernel::kAuto : ParseInt4Kernel(env);
+  }();
+  return k;
+}
+
+Int4Kernel AutoKernel(int64_t m) {
+  if (const Int4Kernel k = EnvKernel(); k != Int4Kernel::kAuto) return k;
+  if (!CpuHasAvx2()) return Int4Kernel::kReference;
+  return m == 1 ? Int4Kernel::kAvx2Int8 : Int4Kernel::kAvx2;
+}
 }  // namespace
 
 bool Int4KernelAvailable(Int4Kernel k) {
   switch (k) {
     case Int4Kernel::kAuto:
     case Int4Kernel::kReference:
+    case Int4Kernel::kReferenceInt8:
       return true;
     case Int4Kernel::kAvx2:
+    case Int4Kernel::kAvx2Int8:
       return CpuHasAvx2();
   }
   return false;
@@ -33,8 +51,21 @@ const char* Int4KernelName(Int4Kernel k) {
       return "reference";
     case Int4Kernel::kAvx2:
       return "avx2";
+    case Int4Kernel::kReferenceInt8:
+      return "reference-int8";
+    case Int4Kernel::kAvx2Int8:
+      return "avx2-int8";
   }
   return "?";
+}
+
+Int4Kernel ParseInt4Kernel(const std::string& name) {
+  for (const Int4Kernel k : {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2,
+                             Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
+    if (name == Int4KernelName(k)) return k;
+  }
+  throw Error("unknown int4 kernel '" + name +
+              "' (known: auto, reference, avx2, reference-int8, avx2-int8)");
 }
 
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
@@ -43,9 +74,7 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
   AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));
   if (m == 0 || w.out == 0) return;
-  if (kernel == Int4Kernel::kAuto) {
-    kernel = CpuHasAvx2() ? Int4Kernel::kAvx2 : Int4Kernel::kReference;
-  }
+  if (kernel == Int4Kernel::kAuto) kernel = AutoKernel(m);
   if (!Int4KernelAvailable(kernel)) {
     throw Error(std::string("int4 kernels: the ") + Int4KernelName(kernel) +
                 " kernel does not run on this CPU");
@@ -53,6 +82,12 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   switch (kernel) {
     case Int4Kernel::kAvx2:
       Int4LinearAvx2(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+    case Int4Kernel::kAvx2Int8:
+      Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+    case Int4Kernel::kReferenceInt8:
+      Int4LinearInt8Ref(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
     default:
       Int4LinearRef(w, x, ldx, m, y, ldy, accumulate, pool);

@@ -1,5 +1,7 @@
 // Scalar oracle for Int4Linear (also the fallback on CPUs without AVX2): dequantize one output
 // row to fp32 as (q - z) * s, then plain sequential fp32 dot products with every input row.
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "awq/half.h"
@@ -35,6 +37,66 @@ void Int4LinearRef(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, 
         }
       },
       kInt4Rows);
+}
+
+void QuantizeActivationsInt8(const float* x, int64_t in, int64_t group_size, Int8Activations* a) {
+  const int64_t bs = Int8BlockFor(group_size), nb = in / bs;
+  a->block = bs;
+  a->q.resize(static_cast<size_t>(in));
+  a->scale.resize(static_cast<size_t>(nb));
+  a->q_sum.resize(static_cast<size_t>(nb));
+  a->group_sum.assign(static_cast<size_t>(in / group_size), 0.0f);
+  for (int64_t blk = 0; blk < nb; ++blk) {
+    float amax = 0.0f;
+    for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) amax = std::max(amax, std::fabs(x[k]));
+    const float scale = amax / 127.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) {
+      const int q = static_cast<int>(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f));
+      a->q[static_cast<size_t>(k)] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    a->scale[static_cast<size_t>(blk)] = scale;
+    a->q_sum[static_cast<size_t>(blk)] = sum;
+    a->group_sum[static_cast<size_t>(blk * bs / group_size)] += scale * static_cast<float>(sum);
+  }
+}
+
+void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                       int64_t ldy, bool accumulate, ThreadPool& pool) {
+  const int64_t gs = w.group_size, ng = w.n_groups();
+  Int8Activations xa;
+  for (int64_t i = 0; i < m; ++i) {
+    QuantizeActivationsInt8(x + i * ldx, w.in, gs, &xa);
+    float* yi = y + i * ldy;
+    pool.ParallelFor(
+        w.out,
+        [&](int64_t o0, int64_t o1, int) {
+          for (int64_t o = o0; o < o1; ++o) {
+            const int64_t b = o / kInt4Rows;
+            const int r = static_cast<int>(o % kInt4Rows);
+            float acc = 0.0f;
+            const int64_t bs = xa.block;
+            for (int64_t g = 0; g < ng; ++g) {
+              const Int4GroupHeader h = w.Header(b, g);
+              // sum over blocks of scale * (exact integer dot), then the zero's term.
+              float dot = 0.0f;
+              for (int64_t blk = g * gs / bs; blk < (g + 1) * gs / bs; ++blk) {
+                int32_t d = 0;
+                for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) {
+                  d += Int4Code(w, b, r, k) * xa.q[static_cast<size_t>(k)];
+                }
+                dot += xa.scale[static_cast<size_t>(blk)] * static_cast<float>(d);
+              }
+              const float z = Fp16ToFp32(h.zero[r]);
+              acc += Fp16ToFp32(h.scale[r]) * (dot - z * xa.group_sum[static_cast<size_t>(g)]);
+            }
+            yi[o] = accumulate ? yi[o] + acc : acc;
+          }
+        },
+        kInt4Rows);
+  }
 }
 
 }  // namespace awq

@@ -3,8 +3,10 @@
 #include <cstring>
 #include <vector>
 
+#include "awq/half.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/f16_linear.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/sgemm.h"
 #include "model/attention.h"
@@ -14,9 +16,9 @@ namespace awq {
 namespace {
 // y [n, rows] (+)= x [n, in] W^T through the int4 kernel when the layer has one, else fp32.
 void Linear(const Int4Matrix* w4, const Tensor& w, const float* x, int64_t ldx, float* y,
-            int64_t ldy, int64_t n, bool accumulate, ThreadPool& pool) {
+            int64_t ldy, int64_t n, bool accumulate, ThreadPool& pool, Int4Kernel kernel) {
   if (w4 != nullptr) {
-    Int4Linear(*w4, x, ldx, n, y, ldy, accumulate, pool);
+    Int4Linear(*w4, x, ldx, n, y, ldy, accumulate, pool, kernel);
   } else {
     LinearF32(x, ldx, w.data<float>(), w.dim(1), y, ldy, n, w.dim(0), w.dim(1), accumulate, pool);
   }
@@ -42,7 +44,7 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
 
   // Attention: x += o_proj(attn(rope(q), rope(k), v)) with q, k, v from one fused product.
   RmsNormRows(x, d, w.attn_norm.data<float>(), normed.data(), d, n, d, eps);
-  Linear(w.qkv4.get(), w.wqkv, normed.data(), d, qkv.data(), qkv_dim, n, false, pool);
+  Linear(w.qkv4.get(), w.wqkv, normed.data(), d, qkv.data(), qkv_dim, n, false, pool, int4_kernel_);
   if (!w.bqkv.empty()) {
     for (int64_t t = 0; t < n; ++t)
       AddInPlace(qkv.data() + t * qkv_dim, w.bqkv.data<float>(), qkv_dim);
@@ -57,16 +59,16 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
   }
   CausalAttention(qkv.data(), qkv_dim, keys, values, kv_dim, attn.data(), q_dim, n, pos0,
                   {h, kv, hd}, pool);
-  Linear(w.o4.get(), w.wo, attn.data(), q_dim, x, d, n, true, pool);
+  Linear(w.o4.get(), w.wo, attn.data(), q_dim, x, d, n, true, pool, int4_kernel_);
 
   // MLP: x += down(silu(gate(x')) * up(x')), gate and up from one fused product.
   RmsNormRows(x, d, w.ffn_norm.data<float>(), normed.data(), d, n, d, eps);
   std::vector<float> gate_up(static_cast<size_t>(n * 2 * inter));
   std::vector<float> act(static_cast<size_t>(n * inter));
   Linear(w.gate_up4.get(), w.w_gate_up, normed.data(), d, gate_up.data(), 2 * inter, n, false,
-         pool);
+         pool, int4_kernel_);
   SiluMulRows(gate_up.data(), 2 * inter, act.data(), inter, n, inter);
-  Linear(w.down4.get(), w.w_down, act.data(), inter, x, d, n, true, pool);
+  Linear(w.down4.get(), w.w_down, act.data(), inter, x, d, n, true, pool, int4_kernel_);
 }
 
 void Model::AttentionBatch(const float* wqkv, const float* bqkv, const float* wo, const float* x,
@@ -129,15 +131,21 @@ void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hid
                 " tokens exceed its capacity of " + std::to_string(cache.capacity()));
   }
   std::vector<float> x(static_cast<size_t>(n * d));
-  const float* embed = weights_.embed.data<float>();
+  const Tensor& embed = weights_.embed;
   for (int64_t t = 0; t < n; ++t) {
     const int32_t id = tokens[t];
     if (id < 0 || id >= config_.vocab_size) {
       throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " +
                   std::to_string(config_.vocab_size));
     }
-    std::memcpy(x.data() + t * d, embed + static_cast<int64_t>(id) * d,
-                static_cast<size_t>(d) * sizeof(float));
+    const int64_t row = static_cast<int64_t>(id) * d;
+    if (embed.dtype() == DType::kF16) {
+      const uint16_t* e = embed.data<uint16_t>() + row;
+      for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(t * d + i)] = Fp16ToFp32(e[i]);
+    } else {
+      std::memcpy(x.data() + t * d, embed.data<float>() + row,
+                  static_cast<size_t>(d) * sizeof(float));
+    }
   }
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     BlockForward(l, x.data(), n, pos0, cache.keys(l), cache.values(l));
@@ -149,7 +157,12 @@ void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hid
 
 void Model::Logits(const float* hidden, int64_t n, float* logits) const {
   const int64_t d = config_.hidden_size, v = config_.vocab_size;
-  LinearF32(hidden, d, weights_.lm_head.data<float>(), d, logits, v, n, v, d, false, *pool_);
+  const Tensor& head = weights_.lm_head;
+  if (head.dtype() == DType::kF16) {
+    LinearF16(hidden, d, head.data<uint16_t>(), d, logits, v, n, v, d, false, *pool_);
+  } else {
+    LinearF32(hidden, d, head.data<float>(), d, logits, v, n, v, d, false, *pool_);
+  }
 }
 
 }  // namespace awq

@@ -1,0 +1,55 @@
+// Throughput measurement: the machine's memory bandwidth (a STREAM-like triad and a plain read)
+// and a model's prefill and decode speed with the bytes of weights each decode step reads, so a
+// decode figure can be stated as a share of the bandwidth measured in the same run.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace awq {
+
+class Model;
+class ThreadPool;
+
+struct MemoryBandwidth {
+  int64_t bytes_per_array = 0;
+  int threads = 0;
+  // STREAM's triad a[i] = b[i] + s * c[i], counted as STREAM counts it: 3 arrays x 4 bytes per
+  // element (the write-allocate read of a is not counted). Best of the repetitions.
+  double triad_gb_per_s = 0;
+  // Summing one array: 4 bytes per element. Best of the repetitions.
+  double read_gb_per_s = 0;
+};
+
+// Runs both loops on `pool` over arrays of `bytes_per_array` (default 256 MiB, several times any
+// L3), `reps` times each.
+MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array = 256ll << 20,
+                                       int reps = 5);
+
+struct BenchOptions {
+  int64_t prompt_tokens = 512;  // prefill: one forward over a prompt of this many tokens
+  int64_t gen_tokens = 128;     // decode: this many single-token steps after the prompt
+  int reps = 3;                 // repetitions of each; the median is reported
+  uint64_t seed = 7;            // of the random prompt ids
+};
+
+struct BenchResult {
+  int64_t prompt_tokens = 0;
+  int64_t gen_tokens = 0;
+  // Median over the repetitions; the runs themselves below.
+  double prefill_tokens_per_s = 0;
+  double decode_tokens_per_s = 0;
+  std::vector<double> prefill_runs, decode_runs;  // tokens/s of each repetition
+  // Model::DecodeWeightBytes(): the weights one decode step reads.
+  int64_t weight_bytes_per_token = 0;
+  // weight_bytes_per_token * decode_tokens_per_s / 1e9.
+  double decode_weight_gb_per_s = 0;
+};
+
+// Prefill: a fresh cache, Forward over the prompt and the last position's logits. Decode: after
+// that prompt, gen_tokens steps of Forward(1 token) + full logits + argmax (the work of greedy
+// generation). Token ids are pseudo-random, so any weights (even random ones) can be timed.
+// Throws awq::Error when prompt + gen tokens exceed the model's context.
+BenchResult BenchModel(const Model& model, const BenchOptions& options);
+
+}  // namespace awq

@@ -1,0 +1,193 @@
+// `awq bench [MODEL | --synthetic llama2-7b]`: the machine's memory bandwidth, then prefill and
+// decode throughput of the model (and of its fp32 baseline with --fp32-baseline), all in one
+// run, with decode's weight traffic as a share of the measured bandwidth.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "awq/bench.h"
+#include "awq/error.h"
+#include "awq/int4_kernels.h"
+#include "awq/model.h"
+#include "awq/thread_pool.h"
+#include "cli/commands.h"
+
+namespace awq::cli {
+
+namespace {
+struct BenchArgs {
+  std::string model;
+  std::string synthetic;
+  int64_t layers = 8;
+  int64_t group_size = 128;
+  int64_t prompt_tokens = 512;
+  int64_t gen_tokens = 128;
+  int reps = 3;
+  bool fp32_baseline = false;
+  bool skip_memory = false;
+  bool json = false;
+};
+
+struct Entry {
+  std::string name;
+  BenchResult r;
+};
+
+Model LoadSubject(const BenchArgs& a, bool baseline) {
+  if (!a.synthetic.empty()) {
+    SyntheticOptions o;
+    o.int4 = !baseline;
+    o.f16_head = !baseline;
+    o.group_size = a.group_size;
+    return Model::Synthetic(Llama2_7bConfig(a.layers), o);
+  }
+  return Model::Load(a.model, LoadOptions{.int4 = !baseline});
+}
+
+nlohmann::json ToJson(const Entry& e, const MemoryBandwidth& mem) {
+  nlohmann::json j = {{"name", e.name},
+                      {"prompt_tokens", e.r.prompt_tokens},
+                      {"gen_tokens", e.r.gen_tokens},
+                      {"prefill_tokens_per_s", e.r.prefill_tokens_per_s},
+                      {"decode_tokens_per_s", e.r.decode_tokens_per_s},
+                      {"prefill_runs", e.r.prefill_runs},
+                      {"decode_runs", e.r.decode_runs},
+                      {"weight_bytes_per_token", e.r.weight_bytes_per_token},
+                      {"decode_weight_gb_per_s", e.r.decode_weight_gb_per_s}};
+  if (mem.triad_gb_per_s > 0) {
+    j["decode_share_of_triad"] = e.r.decode_weight_gb_per_s / mem.triad_gb_per_s;
+    j["decode_share_of_read"] = e.r.decode_weight_gb_per_s / mem.read_gb_per_s;
+  }
+  return j;
+}
+
+int RunBench(const BenchArgs& a) {
+  if (a.model.empty() == a.synthetic.empty()) {
+    throw Error("bench: give either a MODEL path or --synthetic llama2-7b");
+  }
+  if (!a.synthetic.empty() && a.synthetic != "llama2-7b") {
+    throw Error("bench: --synthetic " + a.synthetic + " is not a known shape (known: llama2-7b)");
+  }
+  if (!a.synthetic.empty() && a.layers < 1) {
+    throw Error("bench: --layers " + std::to_string(a.layers) + " must be positive");
+  }
+  if (!a.model.empty() && !std::filesystem::exists(a.model)) {
+    throw Error(a.model + ": no such file or folder");
+  }
+  ThreadPool& pool = ThreadPool::Global();
+  const char* kernel = Int4KernelAvailable(Int4Kernel::kAvx2) ? "avx2" : "reference";
+  MemoryBandwidth mem;
+  if (!a.skip_memory) {
+    std::fprintf(stderr, "measuring memory bandwidth (3 x 256 MiB arrays, %d threads)...\n",
+                 pool.size());
+    mem = MeasureMemoryBandwidth(pool);
+  }
+  BenchOptions o;
+  o.prompt_tokens = a.prompt_tokens;
+  o.gen_tokens = a.gen_tokens;
+  o.reps = a.reps;
+  const std::string subject = a.synthetic.empty()
+                                  ? a.model
+                                  : "synthetic " + a.synthetic + ", " + std::to_string(a.layers) +
+                                        " layers";
+  std::vector<Entry> entries;
+  bool subject_int4 = false;
+  for (const bool baseline : {false, true}) {
+    if (baseline && !a.fp32_baseline) break;
+    const auto t0 = std::chrono::steady_clock::now();
+    const Model m = LoadSubject(a, baseline);
+    const bool int4 = m.uses_int4();
+    if (!baseline) subject_int4 = int4;
+    if (baseline && !subject_int4) {
+      std::fprintf(stderr, "the model already runs in fp32; no separate baseline\n");
+      break;
+    }
+    const std::string what = int4 ? "int4 (" + std::string(kernel) + ")" : "fp32";
+    std::fprintf(stderr, "%s %s: %lld parameters, %.1f MB of weights per token, ready in %.1fs\n",
+                 baseline ? "baseline" : "model", what.c_str(),
+                 static_cast<long long>(m.ParameterCount()), m.DecodeWeightBytes() / 1e6,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::fprintf(stderr, "running %d x (prefill %lld + decode %lld tokens)...\n", a.reps,
+                 static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens));
+    entries.push_back({what, BenchModel(m, o)});
+  }
+  if (a.json) {
+    nlohmann::json j = {{"model", subject}, {"threads", pool.size()}, {"int4_kernel", kernel}};
+    if (!a.skip_memory) {
+      j["memory"] = {{"bytes_per_array", mem.bytes_per_array},
+                     {"triad_gb_per_s", mem.triad_gb_per_s},
+                     {"read_gb_per_s", mem.read_gb_per_s}};
+    }
+    j["results"] = nlohmann::json::array();
+    for (const Entry& e : entries) j["results"].push_back(ToJson(e, mem));
+    if (entries.size() == 2) {
+      j["int4_over_fp32"] = {
+          {"prefill", entries[0].r.prefill_tokens_per_s / entries[1].r.prefill_tokens_per_s},
+          {"decode", entries[0].r.decode_tokens_per_s / entries[1].r.decode_tokens_per_s}};
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model: %s\nthreads: %d, int4 kernel: %s\n", subject.c_str(), pool.size(), kernel);
+  if (!a.skip_memory) {
+    std::printf("memory bandwidth (same run, 256 MiB arrays): triad %.1f GB/s, read %.1f GB/s\n",
+                mem.triad_gb_per_s, mem.read_gb_per_s);
+  }
+  std::printf("\n%-14s %12s %14s %13s %12s %9s %9s\n", "weights", "MB/token", "prefill tok/s",
+              "decode tok/s", "decode GB/s", "of triad", "of read");
+  for (const Entry& e : entries) {
+    std::printf("%-14s %12.1f %14.1f %13.2f %12.2f", e.name.c_str(),
+                e.r.weight_bytes_per_token / 1e6, e.r.prefill_tokens_per_s,
+                e.r.decode_tokens_per_s, e.r.decode_weight_gb_per_s);
+    if (a.skip_memory) {
+      std::printf("\n");
+    } else {
+      std::printf(" %8.0f%% %8.0f%%\n", 100 * e.r.decode_weight_gb_per_s / mem.triad_gb_per_s,
+                  100 * e.r.decode_weight_gb_per_s / mem.read_gb_per_s);
+    }
+  }
+  if (entries.size() == 2) {
+    std::printf("%-14s %12s %13.2fx %12.2fx\n", "int4 / fp32", "",
+                entries[0].r.prefill_tokens_per_s / entries[1].r.prefill_tokens_per_s,
+                entries[0].r.decode_tokens_per_s / entries[1].r.decode_tokens_per_s);
+  }
+  std::printf("(prefill: %lld-token prompt; decode: %lld tokens after it; medians of %d runs)\n",
+              static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens),
+              a.reps);
+  return 0;
+}
+}  // namespace
+
+Runner AddBenchCommand(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "bench", "Measure prefill/decode throughput against the memory bandwidth of this machine");
+  sub->add_option("model", args->model, "GGUF file or Hugging Face folder (4-bit AWQ folders run "
+                                        "on the int4 kernels)");
+  sub->add_option("--synthetic", args->synthetic,
+                  "Benchmark a model with random 4-bit weights generated in memory instead: "
+                  "llama2-7b (Llama-2-7B layer shapes)");
+  sub->add_option("--layers", args->layers, "Decoder layers of the synthetic model")
+      ->capture_default_str();
+  sub->add_option("--q-group-size", args->group_size, "Group size of the synthetic int4 weights")
+      ->capture_default_str();
+  sub->add_option("--prompt-tokens", args->prompt_tokens, "Prompt length for prefill")
+      ->capture_default_str();
+  sub->add_option("--gen-tokens", args->gen_tokens, "Tokens generated for decode")
+      ->capture_default_str();
+  sub->add_option("--reps", args->reps, "Repetitions (the median is reported)")
+      ->capture_default_str();
+  sub->add_flag("--fp32-baseline", args->fp32_baseline,
+                "Also run the same model with fp32 weights (dequantized, or random for "
+                "--synthetic) and print the int4/fp32 ratios");
+  sub->add_flag("--no-memory", args->skip_memory, "Skip the memory bandwidth measurement");
+  sub->add_flag("--json", args->json, "Print the results as JSON");
+  return [args] { return RunBench(*args); };
+}
+
+}  // namespace awq::cli

@@ -1,0 +1,131 @@
+// Memory bandwidth loops and the prefill/decode timing of BenchModel.
+#include "awq/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "awq/error.h"
+#include "awq/model.h"
+#include "awq/thread_pool.h"
+
+namespace awq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Chunks of 64 Ki floats (256 KiB): enough per task that scheduling costs nothing.
+constexpr int64_t kGrain = 1 << 16;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : (n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+}  // namespace
+
+MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array, int reps) {
+  AWQ_CHECK(bytes_per_array >= 4 && reps >= 1);
+  const int64_t n = bytes_per_array / 4;
+  // Uninitialised buffers, first touched by the threads that later stream them.
+  std::unique_ptr<float[]> a(new float[n]), b(new float[n]), c(new float[n]);
+  pool.ParallelFor(
+      n,
+      [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i) {
+          a[i] = 0.0f;
+          b[i] = 1.0f;
+          c[i] = 2.0f;
+        }
+      },
+      kGrain);
+  MemoryBandwidth r;
+  r.bytes_per_array = n * 4;
+  r.threads = pool.size();
+  const float s = 3.0f;
+  for (int rep = 0; rep < reps; ++rep) {
+    const Clock::time_point t0 = Clock::now();
+    pool.ParallelFor(
+        n,
+        [&](int64_t i0, int64_t i1, int) {
+          float* __restrict pa = a.get();
+          const float* __restrict pb = b.get();
+          const float* __restrict pc = c.get();
+          for (int64_t i = i0; i < i1; ++i) pa[i] = pb[i] + s * pc[i];
+        },
+        kGrain);
+    r.triad_gb_per_s = std::max(r.triad_gb_per_s, 3.0 * 4.0 * n / Seconds(t0) / 1e9);
+  }
+  std::vector<float> sums(static_cast<size_t>(pool.size()) * 16);
+  for (int rep = 0; rep < reps; ++rep) {
+    const Clock::time_point t0 = Clock::now();
+    pool.ParallelFor(
+        n,
+        [&](int64_t i0, int64_t i1, int t) {
+          // 16 independent sums: the compiler keeps them in vector registers.
+          float acc[16] = {};
+          const float* p = a.get();
+          int64_t i = i0;
+          for (; i + 16 <= i1; i += 16) {
+            for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
+          }
+          for (; i < i1; ++i) acc[0] += p[i];
+          for (int j = 0; j < 16; ++j) sums[static_cast<size_t>(t) * 16 + j] += acc[j];
+        },
+        kGrain);
+    r.read_gb_per_s = std::max(r.read_gb_per_s, 4.0 * n / Seconds(t0) / 1e9);
+  }
+  volatile float sink = sums[0];  // keeps the read loop from being optimised away
+  (void)sink;
+  return r;
+}
+
+BenchResult BenchModel(const Model& model, const BenchOptions& o) {
+  const ModelConfig& c = model.config();
+  if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.reps < 1) {
+    throw Error("bench: prompt tokens, generated tokens and repetitions must be positive (got " +
+                std::to_string(o.prompt_tokens) + ", " + std::to_string(o.gen_tokens) + ", " +
+                std::to_string(o.reps) + ")");
+  }
+  const int64_t total = o.prompt_tokens + o.gen_tokens;
+  std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));
+  uint64_t state = o.seed;
+  for (int32_t& t : prompt) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    t = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
+  }
+  const int64_t d = c.hidden_size, v = c.vocab_size;
+  std::vector<float> hidden(static_cast<size_t>(o.prompt_tokens * d)), logits(static_cast<size_t>(v));
+  BenchResult r;
+  r.prompt_tokens = o.prompt_tokens;
+  r.gen_tokens = o.gen_tokens;
+  r.weight_bytes_per_token = model.DecodeWeightBytes();
+  for (int rep = 0; rep < o.reps; ++rep) {
+    KvCache cache = model.NewCache(total);
+    Clock::time_point t0 = Clock::now();
+    model.Forward(prompt.data(), o.prompt_tokens, cache, hidden.data());
+    model.Logits(hidden.data() + (o.prompt_tokens - 1) * d, 1, logits.data());
+    r.prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
+    t0 = Clock::now();
+    for (int64_t i = 0; i < o.gen_tokens; ++i) {
+      const int32_t next = static_cast<int32_t>(
+          std::max_element(logits.begin(), logits.end()) - logits.begin());
+      model.Forward(&next, 1, cache, hidden.data());
+      model.Logits(hidden.data(), 1, logits.data());
+    }
+    r.decode_runs.push_back(static_cast<double>(o.gen_tokens) / Seconds(t0));
+  }
+  r.prefill_tokens_per_s = Median(r.prefill_runs);
+  r.decode_tokens_per_s = Median(r.decode_runs);
+  r.decode_weight_gb_per_s =
+      static_cast<double>(r.weight_bytes_per_token) * r.decode_tokens_per_s / 1e9;
+  return r;
+}
+
+}  // namespace awq

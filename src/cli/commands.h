@@ -16,5 +16,7 @@ Runner AddEvalCommand(CLI::App& app);
 Runner AddGenerateCommand(CLI::App& app);
 Runner AddDataCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
+Runner AddInspectCommand(CLI::App& app);
+Runner AddValidateCommand(CLI::App& app);
 
 }  // namespace awq::cli

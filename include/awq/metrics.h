@@ -113,11 +113,14 @@ CheckpointSizes MeasureCheckpointSizes(const std::string& path);
 //    the fp16 rounding of the stored norm;
 //  - "fit": o_proj and down_proj (1/s sits in v_proj's / up_proj's rows, themselves quantized):
 //    per input column the least-squares s_j = <W_hat[:,j], W[:,j]> / ||W[:,j]||^2, over all
-//    output rows, so rounding errors average out.
-// For an RTN checkpoint (nothing folded) both give s ~= 1.
+//    output rows, so rounding errors average out (to a few percent on columns with little
+//    weight; the fit also absorbs the error component along W[:,j], about 1/out of it);
+//  - "none": o_proj under grouped-query attention, which AWQ never scales: s = 1.
+// The rows of up_proj (and v_proj when o_proj is fitted) carry 1/s of the next linear and are
+// multiplied back. For an RTN checkpoint (nothing folded) every s is ~1.
 struct LinearComparison {
   std::string module;
-  std::string unfold;  // "norm" or "fit"
+  std::string unfold;  // "norm", "fit" or "none"
   double scale_min = 1, scale_max = 1;  // range of the recovered s
   // W vs W_hat diag(1/s).
   TensorMetrics weight;

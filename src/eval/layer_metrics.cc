@@ -175,16 +175,20 @@ std::vector<LinearComparison> CompareLinears(const Model& reference, const Model
       st[i].w_hat = p.quant->data<float>() + p.row0 * p.in;
       st[i].own_input = i != 3 && i != 6;
     }
-    const std::vector<float> s_o = ScalesFromFit(st[3].w, st[3].w_hat, d, qd);
+    // With grouped-query attention (v narrower than o's input) AWQ cannot fold into v, so o_proj
+    // is known to be unscaled: s_o = 1 exactly instead of a fit that would absorb noise.
+    const bool o_folded = kvd == qd;
+    const std::vector<float> s_o = o_folded ? ScalesFromFit(st[3].w, st[3].w_hat, d, qd)
+                                            : std::vector<float>(static_cast<size_t>(qd), 1.0f);
     const std::vector<float> s_down = ScalesFromFit(st[6].w, st[6].w_hat, d, inter);
-    if (kvd == qd) st[2].row_s = s_o;
+    if (o_folded) st[2].row_s = s_o;
     st[5].row_s = s_down;
     for (size_t i = 0; i < 7; ++i) {
       LinearState& s = st[i];
       const std::vector<float>& scales = i < 3 ? s_attn : i == 3 ? s_o : i < 6 ? s_ffn : s_down;
       s.unfolded = Unfold(s.w_hat, s.out, s.in, scales, s.row_s);
       s.result.module = names[i];
-      s.result.unfold = s.own_input ? "norm" : "fit";
+      s.result.unfold = s.own_input ? "norm" : (i == 3 && !o_folded) ? "none" : "fit";
       const auto [mn, mx] = std::minmax_element(scales.begin(), scales.end());
       s.result.scale_min = *mn;
       s.result.scale_max = *mx;

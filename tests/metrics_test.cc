@@ -120,6 +120,9 @@ TEST(Metrics, QuantizedSizeCountsStoredBytes) {
   EXPECT_EQ(s.fp32_bytes, 64 * 128 * 4);
   EXPECT_DOUBLE_EQ(s.ratio(), 16384.0 / 4416.0);
   EXPECT_EQ(s.saved_bytes(), 16384 - 4416);
+  const SizeMetrics f32 = TensorSize(Tensor(DType::kF32, {64, 128}));
+  EXPECT_EQ(f32.stored_bytes, 64 * 128 * 4);
+  EXPECT_DOUBLE_EQ(f32.ratio(), 0.5);  // fp32 is twice the fp16 baseline
   // 3 bits: rows of ceil(64 * 3 / 32) = 6 words.
   const QuantizedLinear q3 = QuantizeLinear(w.data(), 64, 128, {3, 64, true});
   EXPECT_EQ(QuantizedSize(q3).stored_bytes, 128 * 6 * 4 + 2 * 6 * 4 + 2 * 64 * 2);

@@ -81,6 +81,9 @@ struct SizeMetrics {
 // awq_checkpoint.h; for 4 bits this is the GEMM layout exactly).
 SizeMetrics QuantizedSize(const QuantizedLinear& q);
 
+// The size of a tensor stored as it is (its own dtype: F16, F32, I32, ...).
+SizeMetrics TensorSize(const Tensor& t);
+
 // One linear or tensor of a checkpoint on disk.
 struct CheckpointEntry {
   std::string name;   // module name for a quantized linear, tensor name otherwise

@@ -167,6 +167,10 @@ SizeMetrics PlainSize(int64_t params, int64_t stored) {
 }
 }  // namespace
 
+SizeMetrics TensorSize(const Tensor& t) {
+  return PlainSize(t.numel(), static_cast<int64_t>(t.nbytes()));
+}
+
 SizeMetrics QuantizedSize(const QuantizedLinear& q) {
   const int64_t words = (q.out * q.params.bits + 31) / 32;
   const int64_t ng = q.n_groups();

@@ -1,6 +1,7 @@
 // Tokenizer and text loading for the CLI.
 #include "cli/load.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
@@ -20,6 +21,12 @@ Tokenizer LoadTokenizer(const std::string& model_path) {
     return Tokenizer::FromHfJson(tj.string(), fs::exists(tc) ? tc.string() : "");
   }
   return Tokenizer::FromGguf(GgufFile::Open(model_path));
+}
+
+std::string DefaultTextPath(const std::string& name) {
+  const char* env = std::getenv("AWQ_ASSETS_DIR");
+  const std::string assets = env ? env : std::string(AWQ_SOURCE_DIR) + "/assets";
+  return assets + "/text/" + name + ".txt";
 }
 
 std::string ReadText(const std::string& path) {

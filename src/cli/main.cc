@@ -1,5 +1,6 @@
 // Entry point of the `awq` command: subcommand dispatch and the error policy (user errors print
-// one line naming the file/field/value and exit 1; nothing is half-written).
+// one line naming the file/field/value and exit 1; nothing is half-written; `validate` exits 2
+// when a threshold fails).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -20,10 +21,15 @@ int main(int argc, char** argv) {
   runners["generate"] = awq::cli::AddGenerateCommand(app);
   runners["data"] = awq::cli::AddDataCommand(app);
   runners["bench"] = awq::cli::AddBenchCommand(app);
+  runners["inspect"] = awq::cli::AddInspectCommand(app);
+  runners["validate"] = awq::cli::AddValidateCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the problem (naming the option) and returns its own codes (106, 109, ...);
+    // every usage error exits 1 like the other user errors, so that 2 stays `validate`'s
+    // "threshold failed". --help and --version exit 0.
+    return app.exit(e) == 0 ? 0 : 1;
   }
   try {
     for (auto* sub : app.get_subcommands()) return runners.at(sub->get_name())();

@@ -332,18 +332,19 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
 
 TEST(Int4Linear, Int8ActivationsOfZerosAndExtremes) {
   // An all-zero block has scale 0 and codes 0; a block's max |x| maps to exactly +-127; blocks
-  // are 32 wide inside a 64-wide group, and the whole group when it is not a multiple of 32.
+  // are 16 wide inside a 64-wide group, and the whole group when it is not a multiple of 16.
   std::vector<float> x(64, 0.0f);
   x[40] = -3.0f;
   x[41] = 1.0f;
   Int8Activations a;
   QuantizeActivationsInt8(x.data(), 64, 64, &a);
-  EXPECT_EQ(a.block, 32);
+  EXPECT_EQ(a.block, kInt8Block);
+  ASSERT_EQ(kInt8Block, 16);
   EXPECT_EQ(a.scale[0], 0.0f);
   EXPECT_EQ(a.q_sum[0], 0);
   EXPECT_EQ(a.q[40], -127);
   EXPECT_EQ(a.q[41], 42);  // 1 / (3 / 127) = 42.33
-  EXPECT_EQ(a.q_sum[1], -85);
+  EXPECT_EQ(a.q_sum[2], -85);
   EXPECT_FLOAT_EQ(a.group_sum[0], -85 * 3.0f / 127);
   QuantizeActivationsInt8(x.data(), 48, 24, &a);
   EXPECT_EQ(a.block, 24);

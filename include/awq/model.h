@@ -95,6 +95,9 @@ class Model {
   // True when the fp32 copies of the decoder linears are present (quantization and weight
   // analysis read them).
   bool has_dense_linears() const;
+  // Throws awq::Error naming `what` unless every weight is fp32 (has_dense_linears() and an fp32
+  // embedding): what module-level analysis of the weights needs (Load with LoadOptions{false}).
+  void RequireFp32Weights(const std::string& what) const;
   // Bytes of weights one decode step reads: every decoder linear (int4 or fp32 as it runs), the
   // norms and the LM head (the embedding row read per token is negligible and not counted).
   int64_t DecodeWeightBytes() const;

@@ -105,14 +105,14 @@ int RunInspect(const InspectArgs& a) {
                                 : a.calib_data;
   std::optional<Model> ref_model, quant_model;
   auto quant = [&]() -> const Model& {
-    if (!quant_model) quant_model = Model::Load(a.checkpoint);
+    if (!quant_model) quant_model = Model::Load(a.checkpoint, LoadOptions{.int4 = false});
     return *quant_model;
   };
   std::optional<CalibrationBatch> batch;
   const std::string tok_path = a.reference.empty() ? a.checkpoint : a.reference;
   if (!a.reference.empty()) {
     if (!a.quiet) std::fprintf(stderr, "loading reference %s\n", a.reference.c_str());
-    ref_model = Model::Load(a.reference);
+    ref_model = Model::Load(a.reference, LoadOptions{.int4 = false});
   }
   if (!stats_file.empty() && fs::exists(stats_file) && a.calib_data.empty()) {
     stats = LoadActivationStats(stats_file);

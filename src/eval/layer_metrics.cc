@@ -108,6 +108,8 @@ void CheckSame(const char* field, int64_t a, int64_t b) {
 
 std::vector<LinearComparison> CompareLinears(const Model& reference, const Model& quantized,
                                              const CalibrationBatch& batch) {
+  reference.RequireFp32Weights("comparing linears (reference model)");
+  quantized.RequireFp32Weights("comparing linears (quantized model)");
   const ModelConfig& c = reference.config();
   const ModelConfig& cq = quantized.config();
   CheckSame("num_hidden_layers", c.num_hidden_layers, cq.num_hidden_layers);

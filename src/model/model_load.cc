@@ -166,6 +166,13 @@ bool Model::has_dense_linears() const {
   return !weights_.layers.empty() && !weights_.layers[0].wqkv.empty();
 }
 
+void Model::RequireFp32Weights(const std::string& what) const {
+  if (!has_dense_linears() || weights_.embed.dtype() != DType::kF32) {
+    throw Error(what + " needs the model's fp32 weights, but this model holds 4-bit or fp16 ones " +
+                "(load it with LoadOptions{.int4 = false})");
+  }
+}
+
 int64_t Model::DecodeWeightBytes() const {
   int64_t n = static_cast<int64_t>(weights_.final_norm.nbytes() + weights_.lm_head.nbytes());
   for (const LayerWeights& l : weights_.layers) {

@@ -17,6 +17,7 @@ Runner AddGenerateCommand(CLI::App& app);
 Runner AddDataCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddCompareCommand(CLI::App& app);
 Runner AddInspectCommand(CLI::App& app);
 Runner AddValidateCommand(CLI::App& app);
 

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   runners["generate"] = awq::cli::AddGenerateCommand(app);
   runners["data"] = awq::cli::AddDataCommand(app);
   runners["bench"] = awq::cli::AddBenchCommand(app);
+  runners["compare"] = awq::cli::AddCompareCommand(app);
   runners["inspect"] = awq::cli::AddInspectCommand(app);
   runners["validate"] = awq::cli::AddValidateCommand(app);
   try {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "awq/safetensors.h"
+#include "core/mapped_file.h"
 #include "test_util.h"
 
 namespace awq {
@@ -160,6 +161,76 @@ TEST(CliInspect, GgufIsNotQuantized) {
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("not an AWQ-quantized checkpoint"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("token_embd.weight"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace awq
+
+namespace awq {
+namespace {
+
+TEST(CliCompare, FpAndRtnTableAndJson) {
+  // The smallest real comparison: fp and RTN on 1024 tokens. RTN must lose perplexity against fp,
+  // agree on most top-1 predictions, and be about 2x smaller than fp16 (embeddings stay fp16).
+  const std::string md = test::MakeTempDir("awq-cli-compare") + "/table.md";
+  const CliRun r = Awq("compare " + test::ModelPath() +
+                           " --methods fp,rtn --q-group-size 64 --max-tokens 1024 --ctx 512 -q "
+                           "--json --markdown " + md,
+                       true);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["methods"].size(), 2u);
+  const nlohmann::json& fp = j["methods"][0];
+  const nlohmann::json& rtn = j["methods"][1];
+  EXPECT_EQ(fp["method"], "fp");
+  EXPECT_DOUBLE_EQ(fp["mean_kl"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(fp["top1_agreement"].get<double>(), 1.0);
+  EXPECT_GT(rtn["perplexity"].get<double>(), fp["perplexity"].get<double>());
+  EXPECT_GT(rtn["mean_kl"].get<double>(), 0.01);
+  EXPECT_GT(rtn["top1_agreement"].get<double>(), 0.5);
+  const double ratio = fp["size_bytes"].get<double>() / rtn["size_bytes"].get<double>();
+  EXPECT_GT(ratio, 2.0);
+  EXPECT_LT(ratio, 2.6);
+  EXPECT_GT(rtn["peak_rss_bytes"].get<int64_t>(), 0);
+  const std::string table = ReadFileToString(md);
+  EXPECT_NE(table.find("| rtn |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| fp |"), std::string::npos) << table;
+
+  const CliRun bad = Awq("compare " + test::ModelPath() + " --methods fp,magic");
+  EXPECT_EQ(bad.rc, 1) << bad.out;
+  EXPECT_NE(bad.out.find("magic"), std::string::npos) << bad.out;
+}
+
+TEST(CliBench, ReportsThroughputAndBandwidthShare) {
+  const CliRun r = Awq("bench " + test::ModelPath() +
+                           " --prompt-tokens 16 --gen-tokens 4 --reps 1 --json",
+                       true);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["memory"]["triad_gb_per_s"].get<double>(), 0.1);
+  ASSERT_EQ(j["results"].size(), 1u);
+  const nlohmann::json& res = j["results"][0];
+  EXPECT_GT(res["prefill_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(res["decode_tokens_per_s"].get<double>(), 0);
+  // The GGUF is dequantized to fp32: 134.5 M parameters, 4 bytes each, minus the embedding row.
+  EXPECT_GT(res["weight_bytes_per_token"].get<int64_t>(), 500'000'000);
+  EXPECT_GT(res["decode_share_of_triad"].get<double>(), 0);
+
+  const CliRun synth = Awq("bench --synthetic llama2-7b --layers 1 --prompt-tokens 8 "
+                           "--gen-tokens 2 --reps 1 --no-memory --json",
+                           true);
+  ASSERT_EQ(synth.rc, 0) << synth.out;
+  const nlohmann::json s = nlohmann::json::parse(synth.out);
+  // One 7B layer at 4 bits with g128 fp16 scales/zeros (~4.25 bits/weight, ~107 MB), plus the
+  // fp16 LM head (32000 x 4096 x 2 = 262 MB).
+  const int64_t bytes = s["results"][0]["weight_bytes_per_token"].get<int64_t>();
+  EXPECT_GT(bytes, 360'000'000);
+  EXPECT_LT(bytes, 380'000'000);
+  EXPECT_EQ(s["results"][0]["name"].get<std::string>().rfind("int4", 0), 0u);
+
+  const CliRun bad = Awq("bench --synthetic llama9");
+  EXPECT_EQ(bad.rc, 1) << bad.out;
+  EXPECT_NE(bad.out.find("llama9"), std::string::npos) << bad.out;
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -251,8 +250,9 @@ void Gemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
 // the product, narrow enough that the fp32 panel of W (in x kSgemmCols x 4 bytes) stays small.
 constexpr int64_t kSgemmCols = 256;
 static_assert(kSgemmCols % kInt4Rows == 0, "panels hold whole row blocks");
-// TEMP: threshold under measurement.
-const int64_t kSgemmMinRows = std::getenv("SGEMM_MIN") ? std::atoll(std::getenv("SGEMM_MIN")) : 32;
+// From this many rows of x on, GemmSgemm: oneDNN's kernel beats our 6x16 micro-kernel once its
+// packing of x is amortised; below it the register-blocked path avoids that packing.
+constexpr int64_t kSgemmMinRows = 32;
 
 // Dequantizes row blocks [b0, b1) of W into p[in][cols] (p[k][c] = w[8 b0 + c, k]), the layout
 // of sgemm's B operand without transposition: one aligned 8-float store per nibble.

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -208,8 +208,8 @@ TEST(Gptq, DiagonalHessianGivesExactlyRtn) {
   for (const bool act_order : {false, true}) {
     for (const bool zp : {true, false}) {
       for (const int64_t group : {int64_t{32}, int64_t{-1}}) {
-        SCOPED_TRACE(testing::Message() << "act_order " << act_order << " zp " << zp
-                                        << " group " << group);
+        SCOPED_TRACE(testing::Message()
+                     << "act_order " << act_order << " zp " << zp << " group " << group);
         const QuantParams p{4, group, zp};
         GptqOptions o;
         o.act_order = act_order;
@@ -231,8 +231,8 @@ TEST(Gptq, BeatsRtnOnCorrelatedInputs) {
   const std::vector<float> w = Normal(out * in, 11, 0.05f);
   const std::vector<float> x = CorrelatedInputs(n, in, 24, 12);
   const std::vector<double> h = HessianOf(x, in);
-  // GPTQ's advantage on such low-rank inputs is large (0.02-0.05x of RTN's error measured); 0.8 asks for a
-  // clear win in every setting without depending on the seed.
+  // GPTQ's advantage on such low-rank inputs is large (0.02-0.05x of RTN's error measured); 0.8
+  // asks for a clear win in every setting without depending on the seed.
   constexpr double kMaxRatio = 0.8;
   double best = 1e30, worst = 0;
   for (const bool act_order : {false, true}) {
@@ -242,8 +242,8 @@ TEST(Gptq, BeatsRtnOnCorrelatedInputs) {
     for (const int bits : {3, 4}) {
       for (const bool zp : {true, false}) {
         for (const int64_t group : {int64_t{32}, int64_t{64}, int64_t{-1}}) {
-          SCOPED_TRACE(testing::Message() << "act_order " << act_order << " bits " << bits
-                                          << " zp " << zp << " group " << group);
+          SCOPED_TRACE(testing::Message() << "act_order " << act_order << " bits " << bits << " zp "
+                                          << zp << " group " << group);
           const QuantParams p{bits, group, zp};
           const GptqResult g = GptqQuantize(w.data(), out, in, f, p, o, "corr");
           const std::vector<float> wq_g = Dequant(g.q);
@@ -262,7 +262,8 @@ TEST(Gptq, BeatsRtnOnCorrelatedInputs) {
             for (int64_t i = 0; i < in; ++i) {
               const double di = w[r * in + i] - wq_g[r * in + i];
               double s = 0.01 * mean * di;
-              for (int64_t j = 0; j < in; ++j) s += h[i * in + j] * (w[r * in + j] - wq_g[r * in + j]);
+              for (int64_t j = 0; j < in; ++j)
+                s += h[i * in + j] * (w[r * in + j] - wq_g[r * in + j]);
               proxy += di * s / 2;
             }
           }
@@ -295,8 +296,8 @@ TEST(Gptq, EveryBlockSizeMatchesTheUnblockedReference) {
         ASSERT_NEAR(f.hinv[i], ref.u[i], 1e-5 * umax) << "entry " << i;
       }
       for (const int64_t bs : {int64_t{1}, int64_t{7}, int64_t{128}}) {
-        SCOPED_TRACE(testing::Message() << "act_order " << act_order << " group " << group
-                                        << " block " << bs);
+        SCOPED_TRACE(testing::Message()
+                     << "act_order " << act_order << " group " << group << " block " << bs);
         o.block_size = bs;
         const GptqResult g = GptqQuantize(w.data(), out, in, f, p, o, "ref");
         // fp32 sweep vs double reference: a weight that lands within rounding of a code
@@ -370,17 +371,28 @@ TEST(Gptq, BadOptionsAreErrors) {
   o = GptqOptions{};
   const GptqFactor f = PrepareGptqHessian(h, in, o, "x");
   const std::vector<float> w = Normal(8 * in, 52);
-  test::ExpectError([&] { GptqQuantize(w.data(), 8, in, f, QuantParams{9, 32, true}, o, "lin"); },
-                    {"lin", "bits", "9"});
-  test::ExpectError([&] { GptqQuantize(w.data(), 8, in, f, QuantParams{4, 48, true}, o, "lin"); },
-                    {"lin", "48", "64"});
+  test::ExpectError(
+      [&] {
+        GptqQuantize(w.data(), 8, in, f, QuantParams{9, 32, true}, o, "lin");
+      },
+      {"lin", "bits", "9"});
+  test::ExpectError(
+      [&] {
+        GptqQuantize(w.data(), 8, in, f, QuantParams{4, 48, true}, o, "lin");
+      },
+      {"lin", "48", "64"});
   const GptqFactor f32 = PrepareGptqHessian(HessianOf(Normal(256 * 32, 53), 32), 32, o, "y");
-  test::ExpectError([&] { GptqQuantize(w.data(), 8, in, f32, QuantParams{4, 32, true}, o, "lin"); },
-                    {"lin", "32", "64"});
+  test::ExpectError(
+      [&] {
+        GptqQuantize(w.data(), 8, in, f32, QuantParams{4, 32, true}, o, "lin");
+      },
+      {"lin", "32", "64"});
   std::vector<float> bad = w;
   bad[70] = std::nanf("");
   test::ExpectError(
-      [&] { GptqQuantize(bad.data(), 8, in, f, QuantParams{4, 32, true}, o, "lin"); },
+      [&] {
+        GptqQuantize(bad.data(), 8, in, f, QuantParams{4, 32, true}, o, "lin");
+      },
       {"lin", "row 1", "column 6"});
   test::ExpectError([&] { PrepareGptqHessian(h, in + 1, o, "z"); }, {"z", "entries"});
   test::ExpectError([] { HessianAccumulator(16).Hessian(); }, {"no calibration tokens"});

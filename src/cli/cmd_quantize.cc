@@ -1,5 +1,6 @@
-// `awq quantize MODEL OUT`: RTN, AWQ, GPTQ or AWQ+GPTQ quantization to an AutoAWQ GEMM checkpoint folder, with
-// per-block progress, a size/time summary and --json for scripts. Option names follow AutoAWQ.
+// `awq quantize MODEL OUT`: RTN, AWQ, GPTQ or AWQ+GPTQ quantization to an AutoAWQ GEMM checkpoint
+// folder, with per-block progress, a size/time summary and --json for scripts. Option names follow
+// AutoAWQ.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -88,8 +89,10 @@ int RunQuantize(const QuantizeArgs& a) {
   opt.gptq.act_order = a.act_order;
   const bool uses_gptq = opt.method == QuantMethod::kGptq || opt.method == QuantMethod::kAwqGptq;
   if (!uses_gptq && (a.damp_percent || a.gptq_block_size || a.act_order)) {
-    throw Error("--damp-percent, --gptq-block-size and --act-order apply to --method gptq and "
-                "awq+gptq, not '" + a.method + "'");
+    throw Error(
+        "--damp-percent, --gptq-block-size and --act-order apply to --method gptq and "
+        "awq+gptq, not '" +
+        a.method + "'");
   }
   opt.config = QuantPreset(a.preset);
   if (!a.config_file.empty()) LoadQuantOverrides(a.config_file, &opt.config);
@@ -160,11 +163,10 @@ int RunQuantize(const QuantizeArgs& a) {
                         {"compression_ratio_vs_fp16", ratio},
                         {"memory_saved_bytes", fp16_bytes - out_bytes},
                         {"calib_blocks", r.calib_blocks},
-                        {"gptq",
-                         uses_gptq ? nlohmann::json{{"damp_percent", opt.gptq.damp_percent},
-                                                    {"block_size", opt.gptq.block_size},
-                                                    {"act_order", opt.gptq.act_order}}
-                                   : nlohmann::json(nullptr)},
+                        {"gptq", uses_gptq ? nlohmann::json{{"damp_percent", opt.gptq.damp_percent},
+                                                            {"block_size", opt.gptq.block_size},
+                                                            {"act_order", opt.gptq.act_order}}
+                                           : nlohmann::json(nullptr)},
                         {"calib_tokens", r.calib_tokens},
                         {"peak_rss_bytes", r.peak_rss_bytes},
                         {"seconds",

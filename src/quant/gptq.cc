@@ -123,8 +123,8 @@ void InverseLowerTransposed(const double* l, int64_t n, double* t) {
       const double* li = l + i * n;
       // Entries of row j left of j are 0, so one dot over [j0, i) serves all four rows.
       double s[4];
-      Dot4(li + j0, std::array<const double*, 4>{trc[0] + j0, trc[1] + j0, trc[2] + j0,
-                                                 trc[3] + j0}.data(),
+      Dot4(li + j0,
+           std::array<const double*, 4>{trc[0] + j0, trc[1] + j0, trc[2] + j0, trc[3] + j0}.data(),
            i - j0, s);
       for (int64_t c = 0; c < jb; ++c) {
         const int64_t j = j0 + c;
@@ -176,8 +176,7 @@ void HessianAccumulator::Add(const float* x, int64_t n) {
       const float* xr = x + (t0 + t) * in_;
       for (int64_t i = 0; i < in_; ++i) xt[static_cast<size_t>(i * c + t)] = xr[i];
     }
-    LinearF32(xt.data(), c, xt.data(), c, g.data(), in_, in_, in_, c, false,
-              ThreadPool::Global());
+    LinearF32(xt.data(), c, xt.data(), c, g.data(), in_, in_, in_, c, false, ThreadPool::Global());
     for (size_t i = 0; i < g.size(); ++i) sum_[i] += g[i];
   }
   n_ += n;
@@ -195,8 +194,8 @@ GptqFactor PrepareGptqHessian(std::vector<double> h, int64_t in, const GptqOptio
                               const std::string& name) {
   o.Validate();
   if (in <= 0 || h.size() != static_cast<size_t>(in * in)) {
-    throw Error(name + ": GPTQ Hessian has " + std::to_string(h.size()) +
-                " entries, expected " + std::to_string(in) + " x " + std::to_string(in));
+    throw Error(name + ": GPTQ Hessian has " + std::to_string(h.size()) + " entries, expected " +
+                std::to_string(in) + " x " + std::to_string(in));
   }
   for (size_t i = 0; i < h.size(); ++i) {
     if (!std::isfinite(h[i])) {
@@ -311,8 +310,8 @@ GptqResult GptqQuantize(const float* w, int64_t out, int64_t in, const GptqFacto
 
   const auto sweep_tile = [&](int64_t tile) {
     const int64_t r0 = tile * kTileRows, nr = std::min(kTileRows, out - r0);
-    std::vector<float> wt(static_cast<size_t>(nr * in));     // [nr, in] processing order
-    std::vector<float> err(static_cast<size_t>(nr * bs));    // [nr, bs] scaled errors
+    std::vector<float> wt(static_cast<size_t>(nr * in));   // [nr, in] processing order
+    std::vector<float> err(static_cast<size_t>(nr * bs));  // [nr, bs] scaled errors
     std::vector<GroupGrid> grid(static_cast<size_t>(nr * ng));
     std::vector<float> tmp(static_cast<size_t>(gs));
     for (int64_t r = 0; r < nr; ++r) {

@@ -127,9 +127,8 @@ struct Captures {
 
 // Quantizes the converted linears among `lins`, which all read `inputs` [n, in_dim], with GPTQ
 // on one shared Hessian; the model keeps the dequantized weights.
-void GptqGroup(const std::vector<LinearRef*>& lins, const float* inputs, int64_t n,
-               int64_t in_dim, const GptqOptions& go, QuantizeResult& result,
-               BlockReport& report) {
+void GptqGroup(const std::vector<LinearRef*>& lins, const float* inputs, int64_t n, int64_t in_dim,
+               const GptqOptions& go, QuantizeResult& result, BlockReport& report) {
   std::string names;
   for (const LinearRef* r : lins) {
     if (!r->params) continue;
@@ -154,8 +153,8 @@ void GptqGroup(const std::vector<LinearRef*>& lins, const float* inputs, int64_t
 // quantized so far compute it, and every linear's Hessian comes from its input recomputed with
 // the linears before it already quantized (q/k/v, then o, then gate/up, then down). On return x
 // is the block's output with every weight quantized: the next block's input.
-void GptqBlock(Model& model, int64_t layer, BlockLinears& b, std::vector<float>& x,
-               int64_t n_seq, int64_t seq_len, const GptqOptions& go, QuantizeResult& result,
+void GptqBlock(Model& model, int64_t layer, BlockLinears& b, std::vector<float>& x, int64_t n_seq,
+               int64_t seq_len, const GptqOptions& go, QuantizeResult& result,
                BlockReport& report) {
   const ModelConfig& c = model.config();
   const int64_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim,
@@ -187,8 +186,8 @@ void GptqBlock(Model& model, int64_t layer, BlockLinears& b, std::vector<float>&
 
   t0 = Clock::now();
   std::vector<float> act(static_cast<size_t>(n * inter));
-  model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n,
-                 act.data(), out.data());
+  model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, act.data(),
+                 out.data());
   result.seconds.capture += Since(t0);
   GptqGroup({&b.down}, act.data(), n, inter, go, result, report);
 
@@ -251,8 +250,7 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
   QuantizeResult result;
   result.method = options.method;
   const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
-  const bool gptq =
-      options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
+  const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
   if (gptq) options.gptq.Validate();
   // Check every layer's shapes against the config before any work.
   for (int64_t l = 0; l < n_layers; ++l) Linears(model, l, qc);

@@ -61,6 +61,10 @@ class AwqCheckpointWriter {
   // Quantization scales are always F16, which the GEMM kernels require. A value that overflows
   // F16 is an awq::Error naming the tensor.
   DType dtype = DType::kF16;
+  // The method that produced the codes ("rtn", "awq", "gptq", "awq+gptq"), recorded as
+  // quant_config.json's "awqcpp_method" when not empty. config.json's quant_method stays "awq"
+  // whatever it is: that names the layout transformers and vLLM load.
+  std::string method;
 
   // A full-precision tensor under its Hugging Face name ("model.norm.weight"). F32/F16/BF16
   // tensors are converted to `dtype` at Write(); integer tensors are kept. A 2-D "<m>.weight"

@@ -1,5 +1,6 @@
-// Whole-model quantization: RTN, or AWQ's block-by-block pipeline (calibration pass, scale
-// search, folding, clip search, quantization), on a loaded fp32 model.
+// Whole-model quantization: RTN, AWQ's block-by-block pipeline (calibration pass, scale
+// search, folding, clip search, quantization), GPTQ, or AWQ's scaling and clipping followed by
+// GPTQ rounding, on a loaded fp32 model.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "awq/calibration.h"
+#include "awq/gptq.h"
 #include "awq/quant_config.h"
 #include "awq/quantizer.h"
 
@@ -17,15 +19,19 @@ namespace awq {
 class Model;
 class Tokenizer;
 
-enum class QuantMethod : uint8_t { kRtn, kAwq, kCount };
+// kGptq: GPTQ rounding block by block, each block fed the output of the blocks already
+// quantized. kAwqGptq: AWQ's scale and clip searches, then GPTQ rounding of the scaled and
+// clipped weights (docs/GPTQ.md).
+enum class QuantMethod : uint8_t { kRtn, kAwq, kGptq, kAwqGptq, kCount };
 const char* QuantMethodName(QuantMethod m);
-// "rtn", "awq"; anything else is an awq::Error listing the methods.
+// "rtn", "awq", "gptq", "awq+gptq"; anything else is an awq::Error listing the methods.
 QuantMethod ParseQuantMethod(const std::string& name);
 
 struct QuantizeOptions {
   QuantMethod method = QuantMethod::kAwq;
   QuantConfig config;
-  std::string calib_data;  // file or folder (awq only)
+  std::string calib_data;  // file or folder (every method but rtn)
+  GptqOptions gptq;        // gptq and awq+gptq
   // Called after each decoder block with (blocks done, blocks total).
   std::function<void(int64_t, int64_t)> progress;
 };
@@ -43,6 +49,13 @@ struct BlockReport {
     double identity_loss = 0;
   };
   std::vector<Group> groups;
+  // gptq and awq+gptq: GPTQ's reported loss of every quantized linear, in quantization order
+  // (GptqResult::loss: the proxy error tr((W - Q) H (W - Q)^T) / 2 on this block's inputs).
+  struct GptqLinear {
+    std::string name;
+    double loss = 0;
+  };
+  std::vector<GptqLinear> gptq;
 };
 
 struct StageSeconds {
@@ -50,11 +63,13 @@ struct StageSeconds {
   double capture = 0;      // running the original blocks, recording linear inputs
   double scale_search = 0;
   double clip_search = 0;
-  double quantize = 0;
+  double quantize = 0;  // rtn rounding and dequantization
+  double gptq = 0;      // Hessians, inverse factors and GPTQ sweeps (block forwards: capture)
   double total = 0;
 };
 
 struct QuantizeResult {
+  QuantMethod method = QuantMethod::kAwq;
   // Every quantized linear by module name ("model.layers.0.self_attn.q_proj"); linears that the
   // config leaves unconverted are absent and stay fp32 in the model.
   std::map<std::string, QuantizedLinear> linears;

@@ -52,6 +52,22 @@ int64_t GroupSize(const QuantParams& p, int64_t in);
 // column).
 QuantizedLinear QuantizeLinear(const float* w, int64_t out, int64_t in, const QuantParams& p);
 
+// The grid of one group exactly as QuantizeLinear fits it, for quantizers that fit groups one at
+// a time while they change the weights (GPTQ): a weight w maps to the offset
+// o = clamp(rint(w / scale), lo, hi), its code is o + zero and its dequantized value o * scale.
+struct GroupGrid {
+  float scale = 0;  // fp16-representable
+  int zero = 0;     // the stored zero: explicit (zero point on) or 2^(bits-1) (off)
+  float lo = 0;     // smallest offset: -zero, or -2^(bits-1) when symmetric
+  float hi = 0;     // largest offset: 2^bits - 1 - zero, or 2^(bits-1) - 1 when symmetric
+};
+// Fits the grid of w[0, n) with p.bits and p.zero_point (p.group_size is not used). Throws
+// awq::Error for bad bits or a non-finite weight in the group.
+GroupGrid FitGroupGrid(const float* w, int64_t n, const QuantParams& p);
+// o = clamp(rint(w / g.scale), g.lo, g.hi) as an exact small integer in a float, the same
+// arithmetic QuantizeLinear encodes with.
+float GridOffset(float w, const GroupGrid& g);
+
 // w [out, in] = (q - z) * s, in fp32.
 void DequantizeLinear(const QuantizedLinear& q, float* w);
 

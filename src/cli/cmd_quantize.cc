@@ -1,5 +1,6 @@
-// `awq quantize MODEL OUT`: RTN or AWQ quantization to an AutoAWQ GEMM checkpoint folder, with
-// per-block progress, a size/time summary and --json for scripts. Option names follow AutoAWQ.
+// `awq quantize MODEL OUT`: RTN, AWQ, GPTQ or AWQ+GPTQ quantization to an AutoAWQ GEMM checkpoint
+// folder, with per-block progress, a size/time summary and --json for scripts. Option names follow
+// AutoAWQ.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -32,6 +33,9 @@ struct QuantizeArgs {
   std::optional<bool> duo_scaling;
   std::optional<bool> apply_clip;
   std::optional<int64_t> max_calib_samples, max_calib_seq_len;
+  std::optional<double> damp_percent;
+  std::optional<int64_t> gptq_block_size;
+  bool act_order = false;
   std::string version;
   std::string calib_data;
   std::vector<std::string> modules_to_not_convert;
@@ -66,6 +70,30 @@ int RunQuantize(const QuantizeArgs& a) {
   }
   QuantizeOptions opt;
   opt.method = ParseQuantMethod(a.method);
+  if (a.damp_percent) {
+    if (!(*a.damp_percent > 0 && *a.damp_percent < 1)) {
+      char v[32];
+      std::snprintf(v, sizeof(v), "%g", *a.damp_percent);
+      throw Error(std::string("--damp-percent ") + v +
+                  " is out of range: it must be in (0, 1), e.g. 0.01");
+    }
+    opt.gptq.damp_percent = *a.damp_percent;
+  }
+  if (a.gptq_block_size) {
+    if (*a.gptq_block_size <= 0) {
+      throw Error("--gptq-block-size " + std::to_string(*a.gptq_block_size) +
+                  " is not positive (default 128)");
+    }
+    opt.gptq.block_size = *a.gptq_block_size;
+  }
+  opt.gptq.act_order = a.act_order;
+  const bool uses_gptq = opt.method == QuantMethod::kGptq || opt.method == QuantMethod::kAwqGptq;
+  if (!uses_gptq && (a.damp_percent || a.gptq_block_size || a.act_order)) {
+    throw Error(
+        "--damp-percent, --gptq-block-size and --act-order apply to --method gptq and "
+        "awq+gptq, not '" +
+        a.method + "'");
+  }
   opt.config = QuantPreset(a.preset);
   if (!a.config_file.empty()) LoadQuantOverrides(a.config_file, &opt.config);
   if (a.w_bit) opt.config.w_bit = *a.w_bit;
@@ -135,6 +163,10 @@ int RunQuantize(const QuantizeArgs& a) {
                         {"compression_ratio_vs_fp16", ratio},
                         {"memory_saved_bytes", fp16_bytes - out_bytes},
                         {"calib_blocks", r.calib_blocks},
+                        {"gptq", uses_gptq ? nlohmann::json{{"damp_percent", opt.gptq.damp_percent},
+                                                            {"block_size", opt.gptq.block_size},
+                                                            {"act_order", opt.gptq.act_order}}
+                                           : nlohmann::json(nullptr)},
                         {"calib_tokens", r.calib_tokens},
                         {"peak_rss_bytes", r.peak_rss_bytes},
                         {"seconds",
@@ -144,6 +176,7 @@ int RunQuantize(const QuantizeArgs& a) {
                           {"scale_search", s.scale_search},
                           {"clip_search", s.clip_search},
                           {"quantize", s.quantize},
+                          {"gptq", s.gptq},
                           {"write", write_s}}}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
@@ -158,8 +191,9 @@ int RunQuantize(const QuantizeArgs& a) {
     }
     std::printf(
         "  time %.1fs: calibration %.1fs, capture %.1fs, scale search %.1fs, clip search %.1fs, "
-        "quantize %.1fs, write %.1fs\n",
-        total_s, s.calibration, s.capture, s.scale_search, s.clip_search, s.quantize, write_s);
+        "quantize %.1fs, gptq %.1fs, write %.1fs\n",
+        total_s, s.calibration, s.capture, s.scale_search, s.clip_search, s.quantize, s.gptq,
+        write_s);
     std::printf("  peak RSS %.0f MiB\n", Mib(r.peak_rss_bytes));
   }
   return 0;
@@ -170,10 +204,19 @@ int RunQuantize(const QuantizeArgs& a) {
 Runner AddQuantizeCommand(CLI::App& app) {
   auto a = std::make_shared<QuantizeArgs>();
   CLI::App* sub = app.add_subcommand(
-      "quantize", "Quantize a model to 4-bit (AWQ or RTN) and write an AutoAWQ GEMM checkpoint");
+      "quantize",
+      "Quantize a model to 4-bit (AWQ, GPTQ, AWQ+GPTQ or RTN) and write an AutoAWQ GEMM "
+      "checkpoint");
   sub->add_option("model", a->model, "GGUF file or Hugging Face folder")->required();
   sub->add_option("output", a->out, "Output folder (Hugging Face layout)")->required();
-  sub->add_option("--method", a->method, "awq or rtn")->capture_default_str();
+  sub->add_option("--method", a->method, "rtn, awq, gptq or awq+gptq (docs/GPTQ.md)")
+      ->capture_default_str();
+  sub->add_option("--damp-percent,--damp_percent", a->damp_percent,
+                  "GPTQ dampening, a fraction of mean(diag H) added to the diagonal (0.01)");
+  sub->add_option("--gptq-block-size,--gptq_block_size", a->gptq_block_size,
+                  "GPTQ columns per lazy batch update (128)");
+  sub->add_flag("--act-order,--act_order", a->act_order,
+                "GPTQ: quantize columns by descending Hessian diagonal (static groups)");
   sub->add_option("--preset", a->preset,
                   "default, conservative or aggressive (docs/QUANT_CONFIG.md)")
       ->capture_default_str();

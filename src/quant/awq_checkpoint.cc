@@ -358,6 +358,7 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
   legacy["w_bit"] = qc.w_bit;
   legacy["version"] = ToUpper(qc.version);
   legacy["modules_to_not_convert"] = not_convert.empty() ? json(nullptr) : json(not_convert);
+  if (!method.empty()) legacy["awqcpp_method"] = method;
   const std::string legacy_text = legacy.dump(2) + "\n";
   json gen = json::object();
   if (config.bos_token_id >= 0) gen["bos_token_id"] = config.bos_token_id;

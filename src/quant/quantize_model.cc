@@ -1,7 +1,9 @@
 // The whole-model quantization pipeline. AWQ runs block by block: capture the inputs of every
 // linear while running the ORIGINAL block, search one scale vector per group against the
 // original weights, fold them, search clipping, quantize, and hand the original block output to
-// the next block (AWQ.md section 1), so only one block's activations are live at a time.
+// the next block (AWQ.md section 1), so only one block's activations are live at a time. GPTQ
+// (and the GPTQ rounding of awq+gptq) instead feeds each block the output of the blocks already
+// quantized and quantizes the block's linears in order (docs/GPTQ.md).
 #include "awq/quantize.h"
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "awq/awq_search.h"
+#include "awq/gptq.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "awq/tokenizer.h"
@@ -122,6 +125,78 @@ struct Captures {
   std::vector<float> mlp_out;   // [N, D]    MLP output
 };
 
+// Quantizes the converted linears among `lins`, which all read `inputs` [n, in_dim], with GPTQ
+// on one shared Hessian; the model keeps the dequantized weights.
+void GptqGroup(const std::vector<LinearRef*>& lins, const float* inputs, int64_t n, int64_t in_dim,
+               const GptqOptions& go, QuantizeResult& result, BlockReport& report) {
+  std::string names;
+  for (const LinearRef* r : lins) {
+    if (!r->params) continue;
+    names += (names.empty() ? "" : ", ") + r->name;
+  }
+  if (names.empty()) return;  // every linear of the group stays in full precision
+  const auto t0 = Clock::now();
+  HessianAccumulator acc(in_dim);
+  acc.Add(inputs, n);
+  const GptqFactor f = PrepareGptqHessian(acc.Hessian(), in_dim, go, names);
+  for (LinearRef* r : lins) {
+    if (!r->params) continue;
+    GptqResult g = GptqQuantize(r->w, r->rows, r->in, f, *r->params, go, r->name);
+    DequantizeLinear(g.q, r->w);
+    report.gptq.push_back({r->name, g.loss});
+    result.linears.emplace(r->name, std::move(g.q));
+  }
+  result.seconds.gptq += Since(t0);
+}
+
+// GPTQ over one decoder block, "true sequential": x [N, D] is the block's input as the blocks
+// quantized so far compute it, and every linear's Hessian comes from its input recomputed with
+// the linears before it already quantized (q/k/v, then o, then gate/up, then down). On return x
+// is the block's output with every weight quantized: the next block's input.
+void GptqBlock(Model& model, int64_t layer, BlockLinears& b, std::vector<float>& x, int64_t n_seq,
+               int64_t seq_len, const GptqOptions& go, QuantizeResult& result,
+               BlockReport& report) {
+  const ModelConfig& c = model.config();
+  const int64_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim,
+                inter = c.intermediate_size, n = n_seq * seq_len;
+  LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
+  const float* bqkv = lw.bqkv.empty() ? nullptr : lw.bqkv.data<float>();
+  std::vector<float> normed(static_cast<size_t>(n * d)), out(static_cast<size_t>(n * d));
+
+  auto t0 = Clock::now();
+  model.Norm(x.data(), lw.attn_norm.data<float>(), n, normed.data());
+  result.seconds.capture += Since(t0);
+  GptqGroup({&b.q, &b.k, &b.v}, normed.data(), n, d, go, result, report);
+
+  t0 = Clock::now();
+  std::vector<float> ctx(static_cast<size_t>(n * qd));
+  model.AttentionBatch(lw.wqkv.data<float>(), bqkv, lw.wo.data<float>(), normed.data(), n_seq,
+                       seq_len, ctx.data(), out.data());
+  result.seconds.capture += Since(t0);
+  GptqGroup({&b.o}, ctx.data(), n, qd, go, result, report);
+
+  t0 = Clock::now();
+  LinearF32Into(ctx.data(), b.o.w, out.data(), n, d, qd);  // attention with quantized o_proj
+  for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
+  ctx.clear();
+  ctx.shrink_to_fit();
+  model.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
+  result.seconds.capture += Since(t0);
+  GptqGroup({&b.gate, &b.up}, normed.data(), n, d, go, result, report);
+
+  t0 = Clock::now();
+  std::vector<float> act(static_cast<size_t>(n * inter));
+  model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, act.data(),
+                 out.data());
+  result.seconds.capture += Since(t0);
+  GptqGroup({&b.down}, act.data(), n, inter, go, result, report);
+
+  t0 = Clock::now();
+  LinearF32Into(act.data(), b.down.w, out.data(), n, d, inter);
+  for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
+  result.seconds.capture += Since(t0);
+}
+
 }  // namespace
 
 const char* QuantMethodName(QuantMethod m) {
@@ -130,6 +205,10 @@ const char* QuantMethodName(QuantMethod m) {
       return "rtn";
     case QuantMethod::kAwq:
       return "awq";
+    case QuantMethod::kGptq:
+      return "gptq";
+    case QuantMethod::kAwqGptq:
+      return "awq+gptq";
     case QuantMethod::kCount:
       break;
   }
@@ -141,7 +220,7 @@ QuantMethod ParseQuantMethod(const std::string& name) {
   for (int i = 0; i < static_cast<int>(QuantMethod::kCount); ++i) {
     if (name == QuantMethodName(static_cast<QuantMethod>(i))) return static_cast<QuantMethod>(i);
   }
-  throw Error("--method '" + name + "' is not supported; choose rtn or awq");
+  throw Error("--method '" + name + "' is not supported; choose rtn, awq, gptq or awq+gptq");
 }
 
 std::vector<std::string> LinearNames(int64_t layer) {
@@ -169,15 +248,22 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
   const int64_t qd = c.num_attention_heads * c.head_dim, inter = c.intermediate_size;
   const auto t_start = Clock::now();
   QuantizeResult result;
+  result.method = options.method;
+  const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
+  const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
+  if (gptq) options.gptq.Validate();
   // Check every layer's shapes against the config before any work.
   for (int64_t l = 0; l < n_layers; ++l) Linears(model, l, qc);
 
   // Calibration: the embedded token blocks [n_seq * seq_len, D].
   std::vector<float> x;
   int64_t n_seq = 0, seq_len = 0;
-  if (options.method == QuantMethod::kAwq) {
+  if (awq || gptq) {
     auto t0 = Clock::now();
-    if (options.calib_data.empty()) throw Error("awq needs calibration text: pass --calib-data");
+    if (options.calib_data.empty()) {
+      throw Error(std::string(QuantMethodName(options.method)) +
+                  " needs calibration text: pass --calib-data");
+    }
     CalibrationOptions co;
     co.max_samples = qc.max_calib_samples;
     co.seq_len = qc.max_calib_seq_len;
@@ -203,7 +289,11 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
     LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
     BlockReport report;
     report.layer = l;
-    if (options.method == QuantMethod::kAwq) {
+    // awq+gptq: the AWQ searches below run on this block's input, and GPTQ then starts again
+    // from it with the scaled and clipped weights.
+    std::vector<float> block_in;
+    if (awq && gptq) block_in = x;
+    if (awq) {
       // 1. Run the original block, recording every linear's input.
       auto t0 = Clock::now();
       Captures cap;
@@ -347,14 +437,19 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
     }
 
     // 5. Quantize every converted linear; the model keeps the dequantized weights.
-    const auto t0 = Clock::now();
-    for (LinearRef* r : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) {
-      if (!r->params) continue;
-      QuantizedLinear ql = QuantizeLinear(r->w, r->rows, r->in, *r->params);
-      DequantizeLinear(ql, r->w);
-      result.linears.emplace(r->name, std::move(ql));
+    if (gptq) {
+      if (awq) x = std::move(block_in);
+      GptqBlock(model, l, b, x, n_seq, seq_len, options.gptq, result, report);
+    } else {
+      const auto t0 = Clock::now();
+      for (LinearRef* r : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) {
+        if (!r->params) continue;
+        QuantizedLinear ql = QuantizeLinear(r->w, r->rows, r->in, *r->params);
+        DequantizeLinear(ql, r->w);
+        result.linears.emplace(r->name, std::move(ql));
+      }
+      result.seconds.quantize += Since(t0);
     }
-    result.seconds.quantize += Since(t0);
     result.blocks.push_back(std::move(report));
     if (options.progress) options.progress(l + 1, n_layers);
   }

@@ -247,6 +247,27 @@ QuantizedLinear QuantizeLinear(const float* w, int64_t out, int64_t in, const Qu
   return q;
 }
 
+GroupGrid FitGroupGrid(const float* w, int64_t n, const QuantParams& p) {
+  CheckBits(p.bits);
+  AWQ_CHECK(n > 0);
+  const GroupFit f = FitGroup(w, n, p.bits, p.zero_point);
+  if (!f.finite) throw Error("quantizer: a group holds a non-finite weight");
+  GroupGrid g;
+  g.scale = f.scale;
+  g.zero = p.zero_point ? static_cast<int>(f.zero) : 1 << (p.bits - 1);
+  g.lo = f.lo;
+  g.hi = f.hi;
+  return g;
+}
+
+float GridOffset(float w, const GroupGrid& g) {
+  GroupFit f;
+  f.scale = g.scale;
+  f.lo = g.lo;
+  f.hi = g.hi;
+  return EncodeOffset(w, f);
+}
+
 void DequantizeLinear(const QuantizedLinear& q, float* w) {
   const int64_t gs = GroupSize(q.params, q.in);
   const int64_t ng = q.in / gs;

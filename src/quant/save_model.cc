@@ -12,6 +12,7 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
                         const Tokenizer* tokenizer, const std::string& dir,
                         uint64_t max_shard_bytes, bool overwrite) {
   AwqCheckpointWriter w;
+  w.method = QuantMethodName(r.method);
   const ModelWeights& mw = model.weights();
   const ModelConfig& c = model.config();
   w.AddTensor("model.embed_tokens.weight", mw.embed);

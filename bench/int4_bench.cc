@@ -5,7 +5,8 @@
 //   build/bench/int4_bench [--benchmark_filter=4096x4096/m:1] [--benchmark_min_time=0.2]
 //
 // Names: <impl>/<out>x<in>/m:<rows>, impl in {int4 (fp32 activations), int4_i8act (activations
-// quantized to int8, GEMV only), f32_onednn, dequant_sgemm}. Counters:
+// quantized to int8, GEMV only), f32_onednn, f16 (LinearF16, the LM head shape only),
+// dequant_sgemm}. Counters:
 // GB/s = weight bytes read per second (4-bit codes + fp16 scales/zeros for int4, fp32 weights
 // for sgemm, both for dequant_sgemm); GFLOP/s = 2 * m * out * in per second. Threads: the
 // global pool (AWQ_NUM_THREADS).
@@ -19,6 +20,7 @@
 #include "awq/int4_kernels.h"
 #include "awq/quantizer.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/f16_linear.h"
 #include "kernels/cpu/sgemm.h"
 
 namespace {
@@ -96,7 +98,21 @@ void BM_F32(benchmark::State& st, Shape s, int64_t m) {
   SetCounters(st, 4.0 * s.out * s.in, 2.0 * m * s.out * s.in);
 }
 
-// What the model does today: dequantize the whole linear to fp32, then sgemm.
+// fp16 weights (the LM head of 4-bit checkpoints) through LinearF16.
+void BM_F16(benchmark::State& st, Shape s, int64_t m) {
+  const std::vector<float> wf = RandomVector(s.out * s.in), x = RandomVector(m * s.in);
+  std::vector<uint16_t> w(wf.size());
+  for (size_t i = 0; i < w.size(); ++i) w[i] = awq::Fp32ToFp16(wf[i]);
+  std::vector<float> y(m * s.out);
+  auto& pool = awq::ThreadPool::Global();
+  for (auto _ : st) {
+    awq::LinearF16(x.data(), s.in, w.data(), s.in, y.data(), s.out, m, s.out, s.in, false, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(st, 2.0 * s.out * s.in, 2.0 * m * s.out * s.in);
+}
+
+// What the model did before the int4 kernels: dequantize the whole linear to fp32, then sgemm.
 void BM_DequantSgemm(benchmark::State& st, Shape s, int64_t m) {
   const awq::QuantizedLinear q = RandomQuantized(s.out, s.in, s.group_size);
   const std::vector<float> x = RandomVector(m * s.in);
@@ -171,6 +187,9 @@ int main(int argc, char** argv) {
             ->UseRealTime();
       }
       benchmark::RegisterBenchmark(("f32_onednn" + tail).c_str(), BM_F32, s, m)->UseRealTime();
+      if (s.out == 49152) {  // the LM head
+        benchmark::RegisterBenchmark(("f16" + tail).c_str(), BM_F16, s, m)->UseRealTime();
+      }
       benchmark::RegisterBenchmark(("dequant_sgemm" + tail).c_str(), BM_DequantSgemm, s, m)
           ->UseRealTime();
     }

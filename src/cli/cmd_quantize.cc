@@ -9,9 +9,12 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
+#include "awq/activation_stats.h"
 #include "awq/awq_checkpoint.h"
+#include "awq/calibration.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
 #include "awq/safetensors.h"
@@ -42,6 +45,7 @@ struct QuantizeArgs {
   std::string config_file;
   std::string shard_size = "5GB";
   bool overwrite = false;
+  bool save_activation_stats = false;
   bool json = false;
   bool quiet = false;
 };
@@ -120,7 +124,7 @@ int RunQuantize(const QuantizeArgs& a) {
   const uint64_t shard_bytes = ParseByteSize(a.shard_size);
   opt.calib_data = a.calib_data.empty() ? DefaultCalibData() : a.calib_data;
 
-  Model model = Model::Load(a.model);
+  Model model = Model::Load(a.model, LoadOptions{.int4 = false});
   const Tokenizer tok = LoadTokenizer(a.model);
   const int64_t params = model.ParameterCount();
   if (!a.quiet) {
@@ -134,12 +138,28 @@ int RunQuantize(const QuantizeArgs& a) {
     bar.Update(done, total);
     if (!a.quiet) std::fprintf(stderr, " RSS %.0f MiB", Mib(PeakRssBytes()));
   };
+  // Salience statistics of the ORIGINAL model's linear inputs on the same calibration batch, for
+  // `awq inspect` to report later without recomputing (docs/METRICS.md).
+  std::optional<ActivationStats> stats;
+  if (a.save_activation_stats) {
+    CalibrationOptions co;
+    co.max_samples = opt.config.max_calib_samples;
+    co.seq_len = opt.config.max_calib_seq_len;
+    const CalibrationBatch batch =
+        BuildCalibrationBatch(LoadCalibrationTexts(opt.calib_data), tok, co);
+    if (!a.quiet) {
+      std::fprintf(stderr, "collecting activation statistics on %lld x %lld calibration tokens\n",
+                   static_cast<long long>(batch.n_blocks), static_cast<long long>(batch.seq_len));
+    }
+    stats = CollectActivationStats(model, batch);
+  }
   const QuantizeResult r = QuantizeModel(model, tok, opt);
   bar.Finish();
 
   // Write: every non-linear tensor plus the quantized linears.
   const auto t_write = std::chrono::steady_clock::now();
   SaveQuantizedModel(model, r, opt.config, &tok, a.out, shard_bytes, a.overwrite);
+  if (stats) SaveActivationStats(*stats, a.out);
   const double write_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
   const double total_s =
@@ -245,6 +265,10 @@ Runner AddQuantizeCommand(CLI::App& app) {
   sub->add_option("--shard-size", a->shard_size, "Maximum safetensors shard size")
       ->capture_default_str();
   sub->add_flag("--overwrite", a->overwrite, "Replace an existing output folder");
+  sub->add_flag("--save-activation-stats", a->save_activation_stats,
+                "Also save the original model's per-channel input statistics (mean/max |x| of "
+                "every linear on the calibration batch) as activation_stats.safetensors in the "
+                "output, for `awq inspect`");
   sub->add_flag("--json", a->json, "Print the summary as JSON");
   sub->add_flag("-q,--quiet", a->quiet, "No progress on stderr");
   return [a] { return RunQuantize(*a); };

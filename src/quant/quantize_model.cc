@@ -243,6 +243,7 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
                              const QuantizeOptions& options) {
   const QuantConfig& qc = options.config;
   qc.Validate();
+  model.RequireFp32Weights("quantization");
   const ModelConfig& c = model.config();
   const int64_t n_layers = c.num_hidden_layers, d = c.hidden_size;
   const int64_t qd = c.num_attention_heads * c.head_dim, inter = c.intermediate_size;

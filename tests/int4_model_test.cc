@@ -102,6 +102,14 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   const double ppl_loaded = EvaluatePerplexity(loaded, ids, po).perplexity;
   const double ppl_dense = EvaluatePerplexity(dense, ids, po).perplexity;
   EXPECT_NEAR(ppl_loaded, ppl_dense, ppl_dense * kPplRelTol);
+  // The optional int8 LM head: fewer bytes per token, perplexity within 0.5%.
+  const Model head8 = Model::Load(dir, LoadOptions{.int8_lm_head = true});
+  ASSERT_NE(head8.weights().lm_head8, nullptr);
+  EXPECT_LT(head8.DecodeWeightBytes(), loaded.DecodeWeightBytes() * 8 / 10);
+  const double ppl_head8 = EvaluatePerplexity(head8, ids, po).perplexity;
+  std::printf("int8 LM head: perplexity %.6f vs %.6f (%+.3f%%)\n", ppl_head8, ppl_loaded,
+              100 * (ppl_head8 / ppl_loaded - 1));
+  EXPECT_NEAR(ppl_head8, ppl_loaded, ppl_loaded * 5e-3);
   setenv("AWQ_INT4", "0", 1);
   EXPECT_FALSE(Model::Load(dir).uses_int4());
   unsetenv("AWQ_INT4");

@@ -16,6 +16,7 @@ namespace awq {
 
 class ThreadPool;
 class WeightSource;
+struct Int8Rows;
 
 // One decoder block. q/k/v and gate/up are stored fused so each pair of products is one GEMM;
 // the separate Hugging Face tensors are row ranges of the fused ones.
@@ -38,6 +39,8 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   Tensor final_norm;  // [D]
   Tensor lm_head;     // [V, D], F32 or F16; shares storage with embed when tie_word_embeddings
+  // Set by LoadOptions::int8_lm_head: Logits runs this instead of lm_head.
+  std::shared_ptr<const Int8Rows> lm_head8;
 };
 
 // How Model::Load treats a quantized checkpoint.
@@ -49,6 +52,10 @@ struct LoadOptions {
   // AWQ_INT4=0 turns this off.
   // false: every weight dequantized to fp32, as quantization and weight analysis need.
   bool int4 = true;
+  // Quantize the LM head to int8 per row (symmetric, max |w| / 127) at load: a quarter of fp32's
+  // and half of fp16's bytes per decoded token, at a small perplexity cost (docs/KERNELS.md).
+  // Off by default: the head then runs exactly as the checkpoint stores it.
+  bool int8_lm_head = false;
 };
 
 // A model with random weights generated in memory, for benchmarks whose numbers must not be
@@ -132,6 +139,7 @@ class Model {
 
  private:
   static Model Build(const WeightSource& source, bool dense_linears);
+  static Model LoadWeights(const std::string& path, const LoadOptions& options);
 
   ModelConfig config_;
   ModelWeights weights_;

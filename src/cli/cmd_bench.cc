@@ -29,6 +29,7 @@ struct BenchArgs {
   int64_t gen_tokens = 128;
   int reps = 3;
   bool fp32_baseline = false;
+  bool int8_lm_head = false;
   bool skip_memory = false;
   bool json = false;
 };
@@ -46,7 +47,8 @@ Model LoadSubject(const BenchArgs& a, bool baseline) {
     o.group_size = a.group_size;
     return Model::Synthetic(Llama2_7bConfig(a.layers), o);
   }
-  return Model::Load(a.model, LoadOptions{.int4 = !baseline});
+  return Model::Load(a.model,
+                     LoadOptions{.int4 = !baseline, .int8_lm_head = a.int8_lm_head && !baseline});
 }
 
 nlohmann::json ToJson(const Entry& e, const MemoryBandwidth& mem) {
@@ -107,7 +109,8 @@ int RunBench(const BenchArgs& a) {
       std::fprintf(stderr, "the model already runs in fp32; no separate baseline\n");
       break;
     }
-    const std::string what = int4 ? "int4 (" + std::string(kernel) + ")" : "fp32";
+    std::string what = int4 ? "int4 (" + std::string(kernel) + ")" : "fp32";
+    if (m.weights().lm_head8 != nullptr) what += ", int8 head";
     std::fprintf(stderr, "%s %s: %lld parameters, %.1f MB of weights per token, ready in %.1fs\n",
                  baseline ? "baseline" : "model", what.c_str(),
                  static_cast<long long>(m.ParameterCount()), m.DecodeWeightBytes() / 1e6,
@@ -185,6 +188,8 @@ Runner AddBenchCommand(CLI::App& app) {
   sub->add_flag("--fp32-baseline", args->fp32_baseline,
                 "Also run the same model with fp32 weights (dequantized, or random for "
                 "--synthetic) and print the int4/fp32 ratios");
+  sub->add_flag("--lm-head-int8", args->int8_lm_head,
+                "Run the model (not the fp32 baseline) with its LM head quantized to int8 per row");
   sub->add_flag("--no-memory", args->skip_memory, "Skip the memory bandwidth measurement");
   sub->add_flag("--json", args->json, "Print the results as JSON");
   return [args] { return RunBench(*args); };

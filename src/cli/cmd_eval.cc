@@ -19,6 +19,7 @@ namespace awq::cli {
 namespace {
 struct EvalArgs {
   std::string model;
+  bool int8_lm_head = false;
   std::string ppl_file;
   int64_t ctx = 2048;
   int64_t max_tokens = -1;
@@ -32,7 +33,7 @@ double Since(std::chrono::steady_clock::time_point t0) {
 
 int RunEval(const EvalArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
-  const Model model = Model::Load(a.model);
+  const Model model = Model::Load(a.model, LoadOptions{.int8_lm_head = a.int8_lm_head});
   const Tokenizer tok = LoadTokenizer(a.model);
   if (!a.quiet) {
     std::fprintf(stderr, "loaded %s: %lld parameters, %lld layers, in %.1fs (%d threads, %s)\n",
@@ -83,6 +84,8 @@ Runner AddEvalCommand(CLI::App& app) {
                   "Evaluate only the first N tokens of the text (-1: all)")
       ->capture_default_str();
   sub->add_flag("--json", args->json, "Print the result as JSON");
+  sub->add_flag("--lm-head-int8", args->int8_lm_head,
+                "Quantize the LM head to int8 per row at load (faster decode, small accuracy cost)");
   sub->add_flag("-q,--quiet", args->quiet, "No progress or load messages on stderr");
   return [args] { return RunEval(*args); };
 }

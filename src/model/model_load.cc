@@ -10,6 +10,7 @@
 #include "awq/quantize.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/i8_linear.h"
 #include "model/rope.h"
 #include "model/weight_source.h"
 
@@ -122,7 +123,23 @@ Tensor F16View(const SafetensorsCheckpoint& ckpt, const std::string& name, const
 
 }  // namespace
 
+namespace {
+void ApplyInt8Head(ModelWeights& w) {
+  const Tensor& h = w.lm_head;
+  w.lm_head8 = std::make_shared<const Int8Rows>(
+      h.dtype() == DType::kF16
+          ? QuantizeRowsInt8(h.data<uint16_t>(), h.dim(0), h.dim(1), ThreadPool::Global())
+          : QuantizeRowsInt8(h.data<float>(), h.dim(0), h.dim(1), ThreadPool::Global()));
+}
+}  // namespace
+
 Model Model::Load(const std::string& path, const LoadOptions& options) {
+  Model m = LoadWeights(path, options);
+  if (options.int8_lm_head) ApplyInt8Head(m.weights_);
+  return m;
+}
+
+Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   const std::unique_ptr<WeightSource> src = OpenWeights(path);
   const char* env = std::getenv("AWQ_INT4");
   const bool int4 = options.int4 && (env == nullptr || std::string(env) != "0");
@@ -174,7 +191,12 @@ void Model::RequireFp32Weights(const std::string& what) const {
 }
 
 int64_t Model::DecodeWeightBytes() const {
-  int64_t n = static_cast<int64_t>(weights_.final_norm.nbytes() + weights_.lm_head.nbytes());
+  int64_t n = static_cast<int64_t>(weights_.final_norm.nbytes());
+  if (weights_.lm_head8 != nullptr) {
+    n += static_cast<int64_t>(weights_.lm_head8->q.size() + 4 * weights_.lm_head8->scale.size());
+  } else {
+    n += static_cast<int64_t>(weights_.lm_head.nbytes());
+  }
   for (const LayerWeights& l : weights_.layers) {
     n += static_cast<int64_t>(l.attn_norm.nbytes() + l.bqkv.nbytes() + l.ffn_norm.nbytes());
     if (l.qkv4 != nullptr) {

@@ -7,6 +7,7 @@
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/f16_linear.h"
+#include "kernels/cpu/i8_linear.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/sgemm.h"
 #include "model/attention.h"
@@ -158,7 +159,9 @@ void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hid
 void Model::Logits(const float* hidden, int64_t n, float* logits) const {
   const int64_t d = config_.hidden_size, v = config_.vocab_size;
   const Tensor& head = weights_.lm_head;
-  if (head.dtype() == DType::kF16) {
+  if (weights_.lm_head8 != nullptr) {
+    LinearI8(hidden, d, *weights_.lm_head8, logits, v, n, *pool_);
+  } else if (head.dtype() == DType::kF16) {
     LinearF16(hidden, d, head.data<uint16_t>(), d, logits, v, n, v, d, false, *pool_);
   } else {
     LinearF32(hidden, d, head.data<float>(), d, logits, v, n, v, d, false, *pool_);

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -231,6 +232,30 @@ TEST(CliBench, ReportsThroughputAndBandwidthShare) {
   const CliRun bad = Awq("bench --synthetic llama9");
   EXPECT_EQ(bad.rc, 1) << bad.out;
   EXPECT_NE(bad.out.find("llama9"), std::string::npos) << bad.out;
+}
+
+}  // namespace
+}  // namespace awq
+
+namespace awq {
+namespace {
+
+TEST(CliQuantize, SavedActivationStatsAreReusedByInspect) {
+  // --save-activation-stats writes the original model's input statistics next to the checkpoint;
+  // inspect then reports salience from that file without a reference model or calibration run.
+  const std::string out = test::MakeTempDir("awq-cli-stats") + "/rtn";
+  const CliRun q = Awq("quantize " + test::ModelPath() + " " + out +
+                       " --method rtn --q-group-size 64 --max-calib-samples 16 "
+                       "--save-activation-stats -q");
+  ASSERT_EQ(q.rc, 0) << q.out;
+  ASSERT_TRUE(std::filesystem::exists(out + "/activation_stats.safetensors"));
+  const CliRun r = Awq("inspect " + out + " --json", true);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("salience")) << r.out.substr(0, 2000);
+  EXPECT_NE(j["salience"]["source"].get<std::string>().find("activation_stats.safetensors"),
+            std::string::npos);
+  EXPECT_GT(j["salience"]["n_tokens"].get<int64_t>(), 0);
 }
 
 }  // namespace

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every benchmark behind the issue-4 targets on this machine, each with its baseline in the
+# same run, and keeps the outputs in out/bench/. Needs a 4-bit folder; by default the one
+# scripts/quickstart.sh writes.
+#   bash bench/run_all.sh [AWQ_FOLDER]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-out/SmolLM2-135M-Instruct-awq-w4-g64}
+mkdir -p out/bench
+run() { echo "+ $*" | tee -a out/bench/all.txt; "$@" 2>/dev/null | tee -a out/bench/all.txt; }
+: > out/bench/all.txt
+# SmolLM2-135M AWQ: decode and prefill against the fp32 model, bandwidth in the same run.
+run build/awq bench "$model" --fp32-baseline
+run build/awq bench "$model" --fp32-baseline --lm-head-int8
+# Llama-2-7B shapes, 8 layers (1 GB at 4 bits): decode as a share of the measured bandwidth.
+run build/awq bench --synthetic llama2-7b --layers 8 --fp32-baseline
+# Kernels: int4 GEMV/GEMM against fp32 sgemv/sgemm and the measured peaks.
+run build/bench/int4_bench --benchmark_min_time=0.5 \
+  --benchmark_filter='limit/|/(4096x4096|11008x4096|4096x11008|1536x576|576x1536|49152x576)/'

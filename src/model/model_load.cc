@@ -82,12 +82,16 @@ Model Model::Build(const WeightSource& src, bool dense_linears) {
     lw.ffn_norm = Fetch(src, p + "post_attention_layernorm.weight", {d});
     m.weights_.layers.push_back(std::move(lw));
   }
-  RopeTables rope = BuildRopeTables(c, c.max_position_embeddings);
-  m.rope_cos_ = std::move(rope.cos);
-  m.rope_sin_ = std::move(rope.sin);
-  m.rope_positions_ = rope.max_positions;
-  m.pool_ = &ThreadPool::Global();
+  m.InitRuntime();
   return m;
+}
+
+void Model::InitRuntime() {
+  RopeTables rope = BuildRopeTables(config_, config_.max_position_embeddings);
+  rope_cos_ = std::move(rope.cos);
+  rope_sin_ = std::move(rope.sin);
+  rope_positions_ = rope.max_positions;
+  pool_ = &ThreadPool::Global();
 }
 
 std::unique_ptr<WeightSource> OpenWeights(const std::string& path) {

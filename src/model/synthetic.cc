@@ -9,7 +9,6 @@
 #include "awq/half.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
-#include "model/rope.h"
 
 namespace awq {
 
@@ -37,32 +36,30 @@ constexpr int64_t kChunk = 1 << 16;  // elements per generator stream
 // input and the residual stream neither vanishes nor overflows through the layers.
 float Amplitude(int64_t in) { return 1.7f / std::sqrt(static_cast<float>(in)); }
 
-Tensor RandomF32(Shape shape, float amp, uint64_t seed) {
-  Tensor t(DType::kF32, std::move(shape));
-  float* p = t.data<float>();
-  const int64_t n = t.numel();
-  ThreadPool::Global().ParallelFor((n + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c) {
-      SplitMix g{seed * 0x100000001B3ull + static_cast<uint64_t>(c)};
-      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) p[i] = g.Uniform(amp);
-    }
-  });
-  return t;
-}
-
-Tensor RandomF16(Shape shape, float amp, uint64_t seed) {
-  Tensor t(DType::kF16, std::move(shape));
-  uint16_t* p = t.data<uint16_t>();
+// A tensor of `dtype` (F32 or F16) filled with Uniform(amp) values, stored through `put`.
+template <class T, class Put>
+Tensor RandomTensor(DType dtype, Shape shape, float amp, uint64_t seed, Put put) {
+  Tensor t(dtype, std::move(shape));
+  T* p = t.data<T>();
   const int64_t n = t.numel();
   ThreadPool::Global().ParallelFor((n + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       SplitMix g{seed * 0x100000001B3ull + static_cast<uint64_t>(c)};
       for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
-        p[i] = Fp32ToFp16(g.Uniform(amp));
+        p[i] = put(g.Uniform(amp));
       }
     }
   });
   return t;
+}
+
+Tensor RandomF32(Shape shape, float amp, uint64_t seed) {
+  return RandomTensor<float>(DType::kF32, std::move(shape), amp, seed, [](float v) { return v; });
+}
+
+Tensor RandomF16(Shape shape, float amp, uint64_t seed) {
+  return RandomTensor<uint16_t>(DType::kF16, std::move(shape), amp, seed,
+                                [](float v) { return Fp32ToFp16(v); });
 }
 
 // A random 4-bit matrix written straight into the kernel layout: uniform codes, zero 8 and one
@@ -165,11 +162,7 @@ Model Model::Synthetic(const ModelConfig& config, const SyntheticOptions& o) {
     }
     m.weights_.layers.push_back(std::move(lw));
   }
-  RopeTables rope = BuildRopeTables(c, c.max_position_embeddings);
-  m.rope_cos_ = std::move(rope.cos);
-  m.rope_sin_ = std::move(rope.sin);
-  m.rope_positions_ = rope.max_positions;
-  m.pool_ = &ThreadPool::Global();
+  m.InitRuntime();
   return m;
 }
 

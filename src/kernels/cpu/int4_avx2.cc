@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "awq/thread_pool.h"
+#include "kernels/cpu/int4_avx2_util.h"
 #include "kernels/cpu/int4_layout.h"
 #include "kernels/cpu/sgemm.h"
 
@@ -100,16 +101,7 @@ void Gemv(const Int4Matrix& w, const float* x, float* y, bool accumulate, Thread
       w.row_blocks(),
       [&](int64_t b0, int64_t b1, int) {
         for (int64_t b = b0; b < b1; ++b) {
-          const __m256 r = GemvRowBlock(w, b, xs.data(), xsum.data(), nm);
-          float* yb = y + b * kInt4Rows;
-          const int64_t valid = std::min<int64_t>(kInt4Rows, w.out - b * kInt4Rows);
-          if (valid == kInt4Rows) {
-            _mm256_storeu_ps(yb, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yb), r) : r);
-          } else {
-            alignas(32) float tmp[8];
-            _mm256_store_ps(tmp, r);
-            for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
-          }
+          StoreRowBlock(GemvRowBlock(w, b, xs.data(), xsum.data(), nm), y, b, w.out, accumulate);
         }
       },
       2);

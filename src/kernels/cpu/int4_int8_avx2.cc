@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "awq/thread_pool.h"
+#include "kernels/cpu/int4_avx2_util.h"
 #include "kernels/cpu/int4_layout.h"
 
 namespace awq {
@@ -100,16 +101,7 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
         w.row_blocks(),
         [&](int64_t b0, int64_t b1, int) {
           for (int64_t b = b0; b < b1; ++b) {
-            const __m256 r = GemvRowBlockInt8(w, b, xw.data(), xa);
-            float* yb = yi + b * kInt4Rows;
-            const int64_t valid = std::min<int64_t>(kInt4Rows, w.out - b * kInt4Rows);
-            if (valid == kInt4Rows) {
-              _mm256_storeu_ps(yb, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yb), r) : r);
-            } else {
-              alignas(32) float tmp[8];
-              _mm256_store_ps(tmp, r);
-              for (int64_t j = 0; j < valid; ++j) yb[j] = accumulate ? yb[j] + tmp[j] : tmp[j];
-            }
+            StoreRowBlock(GemvRowBlockInt8(w, b, xw.data(), xa), yi, b, w.out, accumulate);
           }
         },
         2);

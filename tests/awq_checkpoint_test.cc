@@ -390,9 +390,13 @@ TEST(AwqCheckpointTest, WriterRejectsWhatTheLayoutCannotHold) {
   expect(QuantizeLinear(w.data(), 32, 128, {4, 128, true}), "lm_head", gemm,
          {"lm_head", "would not treat this linear as quantized"});
   QuantConfig bad_version;
-  bad_version.version = "gemv";
+  bad_version.version = "gemv_fast";
   expect(QuantizeLinear(w.data(), 8, 128, {4, 128, true}), "m.q_proj", bad_version,
-         {"version = 'gemv'"});
+         {"version = 'gemv_fast'"});
+  QuantConfig gemv;
+  gemv.version = kLayoutGemv;
+  expect(QuantizeLinear(w.data(), 128, 128, {4, 64, true}), "m.q_proj", gemv,
+         {"m.q_proj", "group size 64", "'gemv'"});
   AwqCheckpointWriter twice;
   const QuantizedLinear q = QuantizeLinear(w.data(), 8, 128, {4, 128, true});
   twice.AddQuantized("m.q_proj", q);
@@ -454,8 +458,8 @@ TEST(AwqCheckpointTest, ReadsAutoAwqConfigs) {
     WriteText(dir + "/config.json", R"({"quantization_config": )" + quant + "}");
     ExpectError([&] { ReadAwqQuantConfig(dir); }, parts);
   };
-  expect(R"({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"})",
-         {"config.json", "\"gemv\"", "not supported"});
+  expect(R"({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "GEMVFast"})",
+         {"config.json", "\"gemvfast\"", "not supported"});
   expect(R"({"quant_method": "awq", "bits": "4", "group_size": 128})",
          {"config.json", "\"bits\"", "\"4\""});
   expect(R"({"quant_method": "awq", "group_size": 128})", {"config.json", "no \"bits\""});
@@ -484,6 +488,79 @@ TEST(AwqCheckpointTest, ReadErrorsNameTheTensor) {
   g64.q_group_size = 64;
   ExpectError([&] { DequantizeAwqWeight(ckpt, "model.layers.0.mlp.up_proj", g64); },
               {"model.layers.0.mlp.up_proj.scales", "1 groups", "group size 64"});
+}
+
+}  // namespace
+}  // namespace awq
+
+namespace awq {
+namespace {
+
+QuantizedLinear RandomLinear(int64_t out, int64_t in, int64_t group, bool zp, uint32_t seed) {
+  const Tensor w = RandomTensor({out, in}, seed);
+  return QuantizeLinear(w.data<float>(), out, in, {4, group, zp});
+}
+
+TEST(AwqGemvLayout, WordsZerosAndPaddingAsAutoAwqLaysThemOut) {
+  // Inputs 0..7 of row 0 holding codes 0..7 pack to 0x76543210 (sequential nibbles, unlike GEMM's
+  // 0x75316420); zeros pack the same way by group; W is rounded up per group size.
+  QuantizedLinear q = RandomLinear(3, 256, 32, true, 1);
+  for (int k = 0; k < 8; ++k) q.q[k] = static_cast<uint8_t>(k);
+  for (int g = 0; g < 8; ++g) q.zeros[g] = static_cast<uint8_t>(15 - g);
+  const AwqGemvTensors t = PackAwqGemv(q);
+  EXPECT_EQ(static_cast<uint32_t>(t.qweight.data<int32_t>()[0]), 0x76543210u);
+  EXPECT_EQ(static_cast<uint32_t>(t.qzeros.data<int32_t>()[0]), 0x89ABCDEFu);
+  EXPECT_EQ(t.qweight.shape(), (Shape{3, 32}));
+  EXPECT_EQ(t.qzeros.shape(), (Shape{3, 4}));  // ceil(8 / 8) = 1, rounded to a multiple of 4
+  EXPECT_EQ(t.scales.shape(), (Shape{3, 32}));
+  EXPECT_EQ(t.qzeros.data<int32_t>()[1], 0);  // padding
+  EXPECT_EQ(t.scales.data<uint16_t>()[8], 0);
+  EXPECT_EQ(AwqGemvZerosWidth(4096, 128), 4);
+  EXPECT_EQ(AwqGemvZerosWidth(576, 64), 2);   // 9 groups -> 2 words
+  EXPECT_EQ(AwqGemvZerosWidth(11008, 128), 11);  // 86 groups -> 11 words
+  EXPECT_EQ(AwqGemvZerosWidth(576, -1), 1);
+}
+
+TEST(AwqGemvLayout, RoundTripsEveryGroupSize) {
+  uint32_t seed = 10;
+  for (const int64_t g : {32, 64, 128, -1}) {
+    for (const bool zp : {true, false}) {
+      const QuantizedLinear q = RandomLinear(12, 384, g, zp, seed++);
+      const AwqGemvTensors t = PackAwqGemv(q);
+      const QuantizedLinear r =
+          UnpackAwqGemv(t.qweight, t.qzeros, t.scales, 4, g, "layer", zp);
+      EXPECT_EQ(r.q, q.q) << g;
+      EXPECT_EQ(r.scales, q.scales) << g;
+      EXPECT_EQ(r.zeros, q.zeros) << g;
+      EXPECT_EQ(r.out, 12);
+      EXPECT_EQ(r.in, 384);
+    }
+  }
+  const QuantizedLinear q = RandomLinear(8, 64, 32, true, 3);
+  const AwqGemvTensors t = PackAwqGemv(q);
+  test::ExpectError([&] { UnpackAwqGemv(t.qweight, t.qzeros, t.scales, 3, 32, "m.q_proj"); },
+                    {"m.q_proj", "4-bit"});
+  const Tensor short_zeros(DType::kI32, {4, 1});
+  test::ExpectError([&] { UnpackAwqGemv(t.qweight, short_zeros, t.scales, 4, 32, "m.q_proj"); },
+                    {"m.q_proj.qzeros", "[4, 1]"});
+  test::ExpectError([&] { UnpackAwqGemv(t.qweight, t.qzeros, t.scales, 4, 48, "m.q_proj"); },
+                    {"group size 48"});
+  QuantizedLinear three_bit = q;
+  three_bit.params.bits = 3;
+  test::ExpectError([&] { PackAwqGemv(three_bit); }, {"4-bit"});
+}
+
+TEST(AwqGemvLayout, CheckpointReadsBackLikeGemm) {
+  const std::string dir = test::MakeTempDir("awq_ckpt") + "/gemv";
+  QuantConfig qc;
+  qc.q_group_size = 64;
+  qc.version = kLayoutGemv;
+  AwqCheckpointWriter writer;
+  const TinyModel m = BuildModel(qc, &writer);
+  writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+  const QuantConfig read = *ReadAwqQuantConfig(dir);
+  EXPECT_EQ(read.version, "gemv");
+  ExpectReadsBack(dir, m, DType::kF16);
 }
 
 }  // namespace

@@ -102,6 +102,15 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   const double ppl_loaded = EvaluatePerplexity(loaded, ids, po).perplexity;
   const double ppl_dense = EvaluatePerplexity(dense, ids, po).perplexity;
   EXPECT_NEAR(ppl_loaded, ppl_dense, ppl_dense * kPplRelTol);
+  // AutoAWQ's GEMV layout holds the same codes: it loads onto the same kernels, same result.
+  QuantConfig gemv = o.config;
+  gemv.version = kLayoutGemv;
+  const std::string dir_gemv = test::MakeTempDir("int4-model") + "/rtn-gemv";
+  SaveQuantizedModel(m, r, gemv, &tok, dir_gemv, 5000000000ull, false);
+  const Model loaded_gemv = Model::Load(dir_gemv);
+  EXPECT_TRUE(loaded_gemv.uses_int4());
+  EXPECT_DOUBLE_EQ(EvaluatePerplexity(loaded_gemv, ids, po).perplexity, ppl_loaded);
+
   // The optional int8 LM head: fewer bytes per token, perplexity within 0.5%.
   const Model head8 = Model::Load(dir, LoadOptions{.int8_lm_head = true});
   ASSERT_NE(head8.weights().lm_head8, nullptr);

@@ -40,6 +40,21 @@ QuantizedLinear UnpackAwqGemm(const Tensor& qweight, const Tensor& qzeros, const
                               int bits, int64_t group_size, const std::string& name_for_errors,
                               bool zero_point = true);
 
+// One linear in AutoAWQ's GEMV layout ("version": "gemv", 4-bit, rows = output channels):
+struct AwqGemvTensors {
+  Tensor qweight;  // [out, in/8] I32: word (o, c) holds input 8c + n in nibble n, in order
+  Tensor qzeros;   // [out, W] I32: the zero of group 8w + n in nibble n; W = AwqGemvZerosWidth
+  Tensor scales;   // [out, 8W] F16: scale of group g in column g, zero padding after the last
+};
+// W: ceil(groups / 8) rounded up to a multiple of 2 (group 64) or 4 (group 32), as AutoAWQ
+// allocates it.
+int64_t AwqGemvZerosWidth(int64_t in, int64_t group_size);
+AwqGemvTensors PackAwqGemv(const QuantizedLinear& q);
+// The inverse; padding of any width is accepted. Throws awq::Error naming the tensor.
+QuantizedLinear UnpackAwqGemv(const Tensor& qweight, const Tensor& qzeros, const Tensor& scales,
+                              int bits, int64_t group_size, const std::string& name_for_errors,
+                              bool zero_point = true);
+
 // One linear in our packed layout ("version": "awqcpp_packed", 2..8 bits):
 struct AwqPackedTensors {
   Tensor qweight;  // [in, W] I32, W = ceil(out * bits / 32): row i is a little-endian bit

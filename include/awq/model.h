@@ -140,6 +140,8 @@ class Model {
  private:
   static Model Build(const WeightSource& source, bool dense_linears);
   static Model LoadWeights(const std::string& path, const LoadOptions& options);
+  // RoPE tables for config_ and the global pool: the state every constructor ends with.
+  void InitRuntime();
 
   ModelConfig config_;
   ModelWeights weights_;

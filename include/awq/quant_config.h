@@ -15,6 +15,8 @@ namespace awq {
 // only awq.cpp reads it.
 inline constexpr const char* kLayoutGemm = "gemm";
 inline constexpr const char* kLayoutPacked = "awqcpp_packed";
+// AutoAWQ's WQLinear_GEMV layout (4-bit, rows = output channels): read and written.
+inline constexpr const char* kLayoutGemv = "gemv";
 
 // How one linear is quantized.
 struct QuantParams {

@@ -245,7 +245,8 @@ Runner AddQuantizeCommand(CLI::App& app) {
                   "Group size along the input (32, 64, 128, 256, -1 = per channel)");
   sub->add_option("--zero-point,--zero_point", a->zero_point,
                   "Asymmetric quantization with zero points (true/false)");
-  sub->add_option("--version", a->version, "Checkpoint layout (gemm)");
+  sub->add_option("--version", a->version,
+                  "Checkpoint layout: gemm (default at 4 bits), gemv, awqcpp_packed");
   sub->add_option("--calib-data,--calib_data", a->calib_data,
                   "Calibration text: .txt (a sample per paragraph), .jsonl ('text' field) or a "
                   "folder (default: Emma)");

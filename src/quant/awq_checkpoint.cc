@@ -162,9 +162,9 @@ QuantConfig ParseAwqSettings(const json& obj, const std::string& file) {
     }
     qc.version = ToLower(v->get<std::string>());
   }
-  if (qc.version != kLayoutGemm && qc.version != kLayoutPacked) {
+  if (qc.version != kLayoutGemm && qc.version != kLayoutGemv && qc.version != kLayoutPacked) {
     throw Error(file + ": AWQ layout \"version\" = \"" + qc.version +
-                "\" is not supported (awq.cpp reads \"gemm\" and \"awqcpp_packed\")");
+                "\" is not supported (awq.cpp reads \"gemm\", \"gemv\" and \"awqcpp_packed\")");
   }
   if (const json* v = Find(obj, {"modules_to_not_convert"}); v != nullptr && !v->is_null()) {
     if (!v->is_array()) {
@@ -250,7 +250,8 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
   };
   check_target();  // fail before any work; checked again before the rename
 
-  const bool gemm = qc.version == kLayoutGemm;
+  const bool gemv = qc.version == kLayoutGemv;
+  const bool gemm = qc.version == kLayoutGemm || gemv;  // one uniform 4-bit setting
   // What a reader will resolve every module to: the global settings, plus anchored overrides for
   // the linears that differ (packed layout only).
   QuantConfig readback;
@@ -272,7 +273,7 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
     if (SameParams(e.params, qc.DefaultParams(), e.in)) continue;
     if (gemm) {
       throw Error(e.name + ": quantized with " + ParamsText(e.params) +
-                  ", which the 'gemm' layout cannot hold (it stores every linear at the config's " +
+                  ", which the '" + qc.version + "' layout cannot hold (it stores every linear at the config's " +
                   ParamsText(qc.DefaultParams()) + "); use version 'awqcpp_packed'");
     }
     per_module[e.name] = {{"bits", e.params.bits}, {"group_size", e.params.group_size}};
@@ -319,7 +320,15 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
     }
     Tensor qweight = e.qweight, qzeros = e.qzeros, scales = e.scales;
     try {
-      if (gemm && !e.gemm) {
+      if (gemv) {
+        const QuantizedLinear q =
+            e.gemm ? UnpackAwqGemm(qweight, qzeros, scales, e.params.bits, e.params.group_size,
+                                   e.name, e.params.zero_point)
+                   : UnpackAwqPacked(qweight, qzeros, scales, e.params.bits, e.params.group_size,
+                                     e.name, e.params.zero_point);
+        AwqGemvTensors t = PackAwqGemv(q);
+        qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
+      } else if (gemm && !e.gemm) {
         AwqGemmTensors t =
             PackAwqGemm(UnpackAwqPacked(qweight, qzeros, scales, e.params.bits, e.params.group_size,
                                         e.name, e.params.zero_point));
@@ -451,6 +460,9 @@ QuantizedLinear ReadAwqLinear(const SafetensorsCheckpoint& ckpt, const std::stri
   }
   if (qc.version == kLayoutPacked) {
     return UnpackAwqPacked(qweight, qzeros, scales, p->bits, p->group_size, where, p->zero_point);
+  }
+  if (qc.version == kLayoutGemv) {
+    return UnpackAwqGemv(qweight, qzeros, scales, p->bits, p->group_size, where, p->zero_point);
   }
   throw Error(where + ": AWQ layout '" + qc.version + "' is not supported");
 }

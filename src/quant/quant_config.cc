@@ -139,9 +139,9 @@ LayerOverride ParseOverride(const json& o, const std::string& where) {
 void QuantConfig::Validate() const {
   ValidateBits(w_bit, "w_bit");
   ValidateGroupSize(q_group_size, "q_group_size");
-  if (version != kLayoutGemm && version != kLayoutPacked) {
-    throw Error("version = '" + version + "': unknown layout (expected '" + kLayoutGemm + "' or '" +
-                kLayoutPacked + "')");
+  if (version != kLayoutGemm && version != kLayoutGemv && version != kLayoutPacked) {
+    throw Error("version = '" + version + "': unknown layout (expected '" + kLayoutGemm + "', '" +
+                kLayoutGemv + "' or '" + kLayoutPacked + "')");
   }
   if (n_grid <= 0 || n_grid > 1000) {
     throw Error("n_grid = " + std::to_string(n_grid) + ": must be between 1 and 1000");
@@ -161,7 +161,8 @@ void QuantConfig::Validate() const {
   for (const std::string& m : modules_to_not_convert) {
     if (m.empty()) throw Error("modules_to_not_convert: an empty entry would skip every module");
   }
-  const bool gemm = version == kLayoutGemm;
+  // The GEMV layout has the same one-setting-for-all-linears rule as GEMM.
+  const bool gemm = version == kLayoutGemm || version == kLayoutGemv;
   // GEMM readers (transformers, vLLM) build every linear from the one bits/group_size in
   // config.json, so the GEMM layout can only hold a uniform 4-bit model.
   if (gemm && w_bit != 4) {

@@ -7,6 +7,7 @@
 #include "awq/error.h"
 #include "awq/half.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/sgemm.h"
 
 namespace awq {
@@ -61,13 +62,13 @@ void LinearF16(const float* x, int64_t ldx, const uint16_t* w, int64_t ldw, floa
   pool.ParallelFor(
       n,
       [&](int64_t n0, int64_t n1, int) {
-        std::vector<float> panel(static_cast<size_t>(std::min(kPanelRows, n1 - n0) * k));
+        float* panel = ThreadScratch(static_cast<size_t>(std::min(kPanelRows, n1 - n0) * k));
         for (int64_t p0 = n0; p0 < n1; p0 += kPanelRows) {
           const int64_t rows = std::min(kPanelRows, n1 - p0);
           for (int64_t r = 0; r < rows; ++r) {
-            WidenRow(w + (p0 + r) * ldw, panel.data() + r * k, k);
+            WidenRow(w + (p0 + r) * ldw, panel + r * k, k);
           }
-          SgemmSerial(false, true, m, rows, k, 1.0f, x, ldx, panel.data(), k,
+          SgemmSerial(false, true, m, rows, k, 1.0f, x, ldx, panel, k,
                       accumulate ? 1.0f : 0.0f, y + p0, ldy);
         }
       },

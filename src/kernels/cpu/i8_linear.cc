@@ -8,6 +8,7 @@
 #include "awq/half.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/f16_linear.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/sgemm.h"
 
 namespace awq {
@@ -87,16 +88,16 @@ void LinearI8(const float* x, int64_t ldx, const Int8Rows& w, float* y, int64_t 
   pool.ParallelFor(
       w.rows,
       [&](int64_t n0, int64_t n1, int) {
-        std::vector<float> panel(static_cast<size_t>(std::min(kPanelRows, n1 - n0) * k));
+        float* panel = ThreadScratch(static_cast<size_t>(std::min(kPanelRows, n1 - n0) * k));
         for (int64_t p0 = n0; p0 < n1; p0 += kPanelRows) {
           const int64_t rows = std::min(kPanelRows, n1 - p0);
           for (int64_t r = 0; r < rows; ++r) {
             const int8_t* q = w.q.data() + (p0 + r) * k;
             const float s = w.scale[static_cast<size_t>(p0 + r)];
-            float* dst = panel.data() + r * k;
+            float* dst = panel + r * k;
             for (int64_t i = 0; i < k; ++i) dst[i] = static_cast<float>(q[i]) * s;
           }
-          SgemmSerial(false, true, m, rows, k, 1.0f, x, ldx, panel.data(), k, 0.0f, y + p0, ldy);
+          SgemmSerial(false, true, m, rows, k, 1.0f, x, ldx, panel, k, 0.0f, y + p0, ldy);
         }
       },
       kPanelRows);

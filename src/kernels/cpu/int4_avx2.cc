@@ -9,6 +9,7 @@
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_avx2_util.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/sgemm.h"
 
 namespace awq {
@@ -238,8 +239,7 @@ void Gemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
 
 // ---- GEMM through sgemm -----------------------------------------------------------------------
 
-// Output columns per sgemm call: wide enough that repacking x inside sgemm costs little next to
-// the product, narrow enough that the fp32 panel of W (in x kSgemmCols x 4 bytes) stays small.
+// The smallest share of output columns a thread takes in GemmSgemm.
 constexpr int64_t kSgemmCols = 256;
 static_assert(kSgemmCols % kInt4Rows == 0, "panels hold whole row blocks");
 // From this many rows of x on, GemmSgemm: oneDNN's kernel beats our 6x16 micro-kernel once its
@@ -277,27 +277,34 @@ void DequantColumns(const Int4Matrix& w, int64_t b0, int64_t b1, float* p, int64
   }
 }
 
-// y (+)= x W^T for many rows of x: W is dequantized kSgemmCols columns at a time into a
-// per-thread fp32 panel and multiplied with the tuned serial sgemm, so prefill runs at fp32
-// BLAS speed while reading 4-bit weights (the dequantization is amortised over the m rows).
+// y (+)= x W^T for many rows of x: each thread dequantizes its share of W's columns into an fp32
+// panel and multiplies it with the tuned serial sgemm, so prefill runs at fp32 BLAS speed while
+// reading 4-bit weights (the dequantization is amortised over the m rows). Panels are as wide as
+// the thread's share allows within kMaxPanelBytes: every sgemm call repacks x, so few wide calls
+// beat many narrow ones (256-column panels ran SmolLM2's prefill at 0.75x of fp32).
 void GemmSgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                bool accumulate, ThreadPool& pool) {
   const NibbleMasks nm;
-  const int64_t blocks_per_panel = kSgemmCols / kInt4Rows;
+  constexpr int64_t kMaxPanelBytes = 8 << 20;
+  const int64_t min_blocks = kSgemmCols / kInt4Rows;
+  const int64_t max_blocks =
+      std::max(min_blocks, kMaxPanelBytes / (w.in * kInt4Rows * static_cast<int64_t>(sizeof(float))));
   pool.ParallelFor(
       w.row_blocks(),
       [&](int64_t b0, int64_t b1, int) {
-        std::vector<float> panel(static_cast<size_t>(w.in * kSgemmCols));
-        for (int64_t pb = b0; pb < b1; pb += blocks_per_panel) {
-          const int64_t pe = std::min(b1, pb + blocks_per_panel);
+        const int64_t per_panel = std::min(max_blocks, b1 - b0);
+        const int64_t ld = per_panel * kInt4Rows;
+        float* panel = ThreadScratch(static_cast<size_t>(w.in * ld));
+        for (int64_t pb = b0; pb < b1; pb += per_panel) {
+          const int64_t pe = std::min(b1, pb + per_panel);
           const int64_t col0 = pb * kInt4Rows;
           const int64_t cols = std::min(pe * kInt4Rows, w.out) - col0;
-          DequantColumns(w, pb, pe, panel.data(), kSgemmCols, nm);
-          SgemmSerial(false, false, m, cols, w.in, 1.0f, x, ldx, panel.data(), kSgemmCols,
+          DequantColumns(w, pb, pe, panel, ld, nm);
+          SgemmSerial(false, false, m, cols, w.in, 1.0f, x, ldx, panel, ld,
                       accumulate ? 1.0f : 0.0f, y + col0, ldy);
         }
       },
-      blocks_per_panel);
+      min_blocks);
 }
 
 }  // namespace

@@ -74,12 +74,7 @@ QuantizedLinear UnpackAwqGemm(const Tensor& qweight, const Tensor& qzeros, const
                               int bits, int64_t group_size, const std::string& name_for_errors,
                               bool zero_point) {
   const std::string& m = name_for_errors;
-  if (bits != 4) {
-    throw Error(m + ": the GEMM layout holds 4-bit codes only, the config says bits = " +
-                std::to_string(bits));
-  }
-  pack::Require2D(qweight, DType::kI32, m, "qweight");
-  pack::Require2D(qzeros, DType::kI32, m, "qzeros");
+  pack::RequireInt4Words(qweight, qzeros, bits, "GEMM", m);
   const Tensor s = pack::ScalesToF32(scales, m);
   const int64_t in = qweight.dim(0);
   const int64_t out = s.dim(1);

@@ -71,12 +71,7 @@ QuantizedLinear UnpackAwqGemv(const Tensor& qweight, const Tensor& qzeros, const
                               int bits, int64_t group_size, const std::string& name_for_errors,
                               bool zero_point) {
   const std::string& m = name_for_errors;
-  if (bits != 4) {
-    throw Error(m + ": the GEMV layout holds 4-bit codes only, the config says bits = " +
-                std::to_string(bits));
-  }
-  pack::Require2D(qweight, DType::kI32, m, "qweight");
-  pack::Require2D(qzeros, DType::kI32, m, "qzeros");
+  pack::RequireInt4Words(qweight, qzeros, bits, "GEMV", m);
   const Tensor s = pack::ScalesToF32(scales, m);  // [out, >= ng]
   const int64_t out = qweight.dim(0), in = qweight.dim(1) * 8;
   if (out == 0 || in == 0) throw Error(m + ".qweight: empty shape " + ShapeToString(qweight.shape()));

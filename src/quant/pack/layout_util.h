@@ -22,6 +22,18 @@ inline void Require2D(const Tensor& t, DType dtype, const std::string& module,
   }
 }
 
+// The common preamble of the 4-bit layouts' readers: bits must be 4 and qweight / qzeros 2-D
+// I32 tensors. `layout` names the layout in the message ("GEMM", "GEMV").
+inline void RequireInt4Words(const Tensor& qweight, const Tensor& qzeros, int bits,
+                             const char* layout, const std::string& module) {
+  if (bits != 4) {
+    throw Error(module + ": the " + layout + " layout holds 4-bit codes only, the config says " +
+                "bits = " + std::to_string(bits));
+  }
+  Require2D(qweight, DType::kI32, module, "qweight");
+  Require2D(qzeros, DType::kI32, module, "qzeros");
+}
+
 inline void RequireShape(const Tensor& t, const Shape& want, const std::string& module,
                          const char* tensor_name) {
   if (t.shape() != want) {

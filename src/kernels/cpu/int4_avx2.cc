@@ -246,13 +246,33 @@ static_assert(kSgemmCols % kInt4Rows == 0, "panels hold whole row blocks");
 // packing of x is amortised; below it the register-blocked path avoids that packing.
 constexpr int64_t kSgemmMinRows = 32;
 
-// Dequantizes row blocks [b0, b1) of W into p[in][cols] (p[k][c] = w[8 b0 + c, k]), the layout
-// of sgemm's B operand without transposition: one aligned 8-float store per nibble.
-void DequantColumns(const Int4Matrix& w, int64_t b0, int64_t b1, float* p, int64_t cols,
-                    const NibbleMasks& nm) {
-  const int64_t gs = w.group_size, n_slots = gs / kInt4Inputs;
+// 8x8 transpose of fp32 vectors: on return r[i] lane j = the old r[j] lane i.
+inline void Transpose8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Dequantizes row blocks [b0, b1) of W into p[rows][in] (p[c][k] = w[8 b0 + c, k]): the row-major
+// [out, in] layout of fp32 weights, so the product is the very sgemm call LinearF32 makes. Each
+// code slot gives 8 nibble vectors (lane = row), transposed in registers to 8 rows of 8 inputs.
+void DequantRows(const Int4Matrix& w, int64_t b0, int64_t b1, float* p, const NibbleMasks& nm) {
+  const int64_t gs = w.group_size, n_slots = gs / kInt4Inputs, in = w.in;
   for (int64_t b = b0; b < b1; ++b) {
-    float* pb = p + (b - b0) * kInt4Rows;
+    float* pb = p + (b - b0) * kInt4Rows * in;
     for (int64_t g = 0; g < w.n_groups(); ++g) {
       const Int4Codes* hdr = w.group(b, g);
       __m256 s, z;
@@ -263,15 +283,17 @@ void DequantColumns(const Int4Matrix& w, int64_t b0, int64_t b1, float* p, int64
       const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
       for (int64_t c = 0; c < n_slots; ++c) {
         const __m256i v = _mm256_load_si256(codes + c);
-        float* dst = pb + (g * gs + c * kInt4Inputs) * cols;
-        _mm256_storeu_ps(dst + 0 * cols, _mm256_fmadd_ps(Nibble<0>(v, nm), sj[0], mn));
-        _mm256_storeu_ps(dst + 1 * cols, _mm256_fmadd_ps(Nibble<1>(v, nm), sj[1], mn));
-        _mm256_storeu_ps(dst + 2 * cols, _mm256_fmadd_ps(Nibble<2>(v, nm), sj[2], mn));
-        _mm256_storeu_ps(dst + 3 * cols, _mm256_fmadd_ps(Nibble<3>(v, nm), sj[3], mn));
-        _mm256_storeu_ps(dst + 4 * cols, _mm256_fmadd_ps(Nibble<4>(v, nm), sj[4], mn));
-        _mm256_storeu_ps(dst + 5 * cols, _mm256_fmadd_ps(Nibble<5>(v, nm), sj[5], mn));
-        _mm256_storeu_ps(dst + 6 * cols, _mm256_fmadd_ps(Nibble<6>(v, nm), sj[6], mn));
-        _mm256_storeu_ps(dst + 7 * cols, _mm256_fmadd_ps(Nibble<7>(v, nm), sj[7], mn));
+        __m256 r[8] = {_mm256_fmadd_ps(Nibble<0>(v, nm), sj[0], mn),
+                       _mm256_fmadd_ps(Nibble<1>(v, nm), sj[1], mn),
+                       _mm256_fmadd_ps(Nibble<2>(v, nm), sj[2], mn),
+                       _mm256_fmadd_ps(Nibble<3>(v, nm), sj[3], mn),
+                       _mm256_fmadd_ps(Nibble<4>(v, nm), sj[4], mn),
+                       _mm256_fmadd_ps(Nibble<5>(v, nm), sj[5], mn),
+                       _mm256_fmadd_ps(Nibble<6>(v, nm), sj[6], mn),
+                       _mm256_fmadd_ps(Nibble<7>(v, nm), sj[7], mn)};
+        Transpose8x8(r);
+        float* dst = pb + g * gs + c * kInt4Inputs;
+        for (int row = 0; row < 8; ++row) _mm256_storeu_ps(dst + row * in, r[row]);
       }
     }
   }
@@ -293,14 +315,13 @@ void GemmSgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, floa
       w.row_blocks(),
       [&](int64_t b0, int64_t b1, int) {
         const int64_t per_panel = std::min(max_blocks, b1 - b0);
-        const int64_t ld = per_panel * kInt4Rows;
-        float* panel = ThreadScratch(static_cast<size_t>(w.in * ld));
+        float* panel = ThreadScratch(static_cast<size_t>(w.in * per_panel * kInt4Rows));
         for (int64_t pb = b0; pb < b1; pb += per_panel) {
           const int64_t pe = std::min(b1, pb + per_panel);
           const int64_t col0 = pb * kInt4Rows;
           const int64_t cols = std::min(pe * kInt4Rows, w.out) - col0;
-          DequantColumns(w, pb, pe, panel, ld, nm);
-          SgemmSerial(false, false, m, cols, w.in, 1.0f, x, ldx, panel, ld,
+          DequantRows(w, pb, pe, panel, nm);
+          SgemmSerial(false, true, m, cols, w.in, 1.0f, x, ldx, panel, w.in,
                       accumulate ? 1.0f : 0.0f, y + col0, ldy);
         }
       },

@@ -102,7 +102,7 @@ TEST(ActivationStats, SalienceSummary) {
   const SalienceSummary r = SummarizeSalience(s);
   EXPECT_EQ(r.channels, 100);
   EXPECT_DOUBLE_EQ(r.median_mean_abs, 1.0);
-  EXPECT_DOUBLE_EQ(r.salient_share, 0.02);  // 10 and 20 exceed 5 x 1
+  EXPECT_DOUBLE_EQ(r.salient_share, 0.02);         // 10 and 20 exceed 5 x 1
   EXPECT_DOUBLE_EQ(r.top1pct_mass, 20.0 / 128.0);  // the top channel of 100
   EXPECT_EQ(r.top_channel, 42);
   EXPECT_DOUBLE_EQ(r.top_mean_abs, 20.0);
@@ -255,14 +255,16 @@ TEST(LibraryQuantizer, BatchMatchesOneByOne) {
   const Quantizer qz = Quantizer::FromPreset("aggressive");  // w3 g128
   std::mt19937 rng(13);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{8, 128}, {576, 256}, {16, 384}, {3, 128}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {8, 128}, {576, 256}, {16, 384}, {3, 128}};
   std::vector<std::vector<float>> ws;
   std::vector<WeightView> views;
   for (const auto& [o, i] : shapes) {
     ws.emplace_back(o * i);
     for (float& v : ws.back()) v = nd(rng);
   }
-  for (size_t k = 0; k < shapes.size(); ++k) views.push_back({ws[k].data(), shapes[k].first, shapes[k].second});
+  for (size_t k = 0; k < shapes.size(); ++k)
+    views.push_back({ws[k].data(), shapes[k].first, shapes[k].second});
   const std::vector<QuantizedLinear> batch = qz.QuantizeBatch(views);
   ASSERT_EQ(batch.size(), shapes.size());
   for (size_t k = 0; k < shapes.size(); ++k) {

@@ -516,7 +516,7 @@ TEST(AwqGemvLayout, WordsZerosAndPaddingAsAutoAwqLaysThemOut) {
   EXPECT_EQ(t.qzeros.data<int32_t>()[1], 0);  // padding
   EXPECT_EQ(t.scales.data<uint16_t>()[8], 0);
   EXPECT_EQ(AwqGemvZerosWidth(4096, 128), 4);
-  EXPECT_EQ(AwqGemvZerosWidth(576, 64), 2);   // 9 groups -> 2 words
+  EXPECT_EQ(AwqGemvZerosWidth(576, 64), 2);      // 9 groups -> 2 words
   EXPECT_EQ(AwqGemvZerosWidth(11008, 128), 11);  // 86 groups -> 11 words
   EXPECT_EQ(AwqGemvZerosWidth(576, -1), 1);
 }
@@ -527,8 +527,7 @@ TEST(AwqGemvLayout, RoundTripsEveryGroupSize) {
     for (const bool zp : {true, false}) {
       const QuantizedLinear q = RandomLinear(12, 384, g, zp, seed++);
       const AwqGemvTensors t = PackAwqGemv(q);
-      const QuantizedLinear r =
-          UnpackAwqGemv(t.qweight, t.qzeros, t.scales, 4, g, "layer", zp);
+      const QuantizedLinear r = UnpackAwqGemv(t.qweight, t.qzeros, t.scales, 4, g, "layer", zp);
       EXPECT_EQ(r.q, q.q) << g;
       EXPECT_EQ(r.scales, q.scales) << g;
       EXPECT_EQ(r.zeros, q.zeros) << g;

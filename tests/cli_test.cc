@@ -42,8 +42,8 @@ CliRun Awq(const std::string& args, bool stdout_only = false) {
 // RTN is a few seconds: each test process quantizes its own folder.
 std::string QuantizedFolder() {
   const std::string out = test::MakeTempDir("awq-cli") + "/rtn-w4g64";
-  const CliRun r = Awq("quantize " + test::ModelPath() + " " + out +
-                    " --method rtn --q-group-size 64 -q");
+  const CliRun r =
+      Awq("quantize " + test::ModelPath() + " " + out + " --method rtn --q-group-size 64 -q");
   EXPECT_EQ(r.rc, 0) << r.out;
   return out;
 }
@@ -71,15 +71,18 @@ TEST(CliInspect, TableAndJsonTotals) {
     EXPECT_EQ(l["bits"], 4);
     EXPECT_EQ(l["group_size"], 64);
     const int64_t out = l["shape"][0], in = l["shape"][1];
-    // qweight in*out/8 words, qzeros and scales per group of 64: out*in/2 + in/64*out/2 + in/64*out*2.
-    EXPECT_EQ(l["size"]["stored_bytes"].get<int64_t>(), out * in / 2 + in / 64 * (out / 2 + 2 * out))
+    // qweight in*out/8 words, qzeros and scales per group of 64: out*in/2 + in/64*out/2 +
+    // in/64*out*2.
+    EXPECT_EQ(l["size"]["stored_bytes"].get<int64_t>(),
+              out * in / 2 + in / 64 * (out / 2 + 2 * out))
         << l["module"];
     linear_bytes += l["size"]["stored_bytes"].get<int64_t>();
   }
   // The totals are the bytes of every tensor in the safetensors files.
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(dir);
   int64_t all = 0;
-  for (const std::string& name : ckpt.names()) all += static_cast<int64_t>(ckpt.Info(name).nbytes());
+  for (const std::string& name : ckpt.names())
+    all += static_cast<int64_t>(ckpt.Info(name).nbytes());
   EXPECT_EQ(j["totals"]["quantized_linears"]["stored_bytes"].get<int64_t>(), linear_bytes);
   EXPECT_EQ(j["totals"]["total"]["stored_bytes"].get<int64_t>(), all);
   // SmolLM2-135M: 134,515,008 parameters (embeddings tied).
@@ -90,8 +93,8 @@ TEST(CliInspect, TableAndJsonTotals) {
 TEST(CliInspect, ReferenceMetricsOnRtn) {
   const std::string dir = QuantizedFolder();
   const CliRun js = Awq("inspect " + dir + " --reference " + test::ModelPath() + " --calib-data " +
-                         test::TextPath("emma") + " --max-calib-samples 16 --json",
-                     true);
+                            test::TextPath("emma") + " --max-calib-samples 16 --json",
+                        true);
   ASSERT_EQ(js.rc, 0) << js.out;
   const nlohmann::json j = nlohmann::json::parse(js.out);
   ASSERT_EQ(j["layers"].size(), 210u);
@@ -137,7 +140,8 @@ TEST(CliErrors, MissingFilesAndBadOptionsExit1) {
   const CliRun missing_text =
       Awq("validate " + test::ModelPath() + " " + test::ModelPath() + " --text /nonexistent.txt");
   EXPECT_EQ(missing_text.rc, 1) << missing_text.out;
-  EXPECT_NE(missing_text.out.find("--text /nonexistent.txt"), std::string::npos) << missing_text.out;
+  EXPECT_NE(missing_text.out.find("--text /nonexistent.txt"), std::string::npos)
+      << missing_text.out;
 
   const CliRun bad_option = Awq("inspect " + test::ModelPath() + " --bogus-option");
   EXPECT_EQ(bad_option.rc, 1) << bad_option.out;
@@ -176,7 +180,8 @@ TEST(CliCompare, FpAndRtnTableAndJson) {
   const std::string md = test::MakeTempDir("awq-cli-compare") + "/table.md";
   const CliRun r = Awq("compare " + test::ModelPath() +
                            " --methods fp,rtn --q-group-size 64 --max-tokens 1024 --ctx 512 -q "
-                           "--json --markdown " + md,
+                           "--json --markdown " +
+                           md,
                        true);
   ASSERT_EQ(r.rc, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out);
@@ -203,9 +208,8 @@ TEST(CliCompare, FpAndRtnTableAndJson) {
 }
 
 TEST(CliBench, ReportsThroughputAndBandwidthShare) {
-  const CliRun r = Awq("bench " + test::ModelPath() +
-                           " --prompt-tokens 16 --gen-tokens 4 --reps 1 --json",
-                       true);
+  const CliRun r = Awq(
+      "bench " + test::ModelPath() + " --prompt-tokens 16 --gen-tokens 4 --reps 1 --json", true);
   ASSERT_EQ(r.rc, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["memory"]["triad_gb_per_s"].get<double>(), 0.1);
@@ -217,9 +221,10 @@ TEST(CliBench, ReportsThroughputAndBandwidthShare) {
   EXPECT_GT(res["weight_bytes_per_token"].get<int64_t>(), 500'000'000);
   EXPECT_GT(res["decode_share_of_triad"].get<double>(), 0);
 
-  const CliRun synth = Awq("bench --synthetic llama2-7b --layers 1 --prompt-tokens 8 "
-                           "--gen-tokens 2 --reps 1 --no-memory --json",
-                           true);
+  const CliRun synth =
+      Awq("bench --synthetic llama2-7b --layers 1 --prompt-tokens 8 "
+          "--gen-tokens 2 --reps 1 --no-memory --json",
+          true);
   ASSERT_EQ(synth.rc, 0) << synth.out;
   const nlohmann::json s = nlohmann::json::parse(synth.out);
   // One 7B layer at 4 bits with g128 fp16 scales/zeros (~4.25 bits/weight, ~107 MB), plus the

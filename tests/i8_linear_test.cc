@@ -36,7 +36,7 @@ TEST(LinearI8, MatchesFp32OnDequantizedRows) {
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (const int64_t m : {1, 3, 40}) {
-    for (const auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {67, 576}, {300, 45}}) {
+    for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {67, 576}, {300, 45}}) {
       std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(m * cols));
       for (float& v : w) v = nd(rng) * 0.1f;
       for (float& v : x) v = nd(rng);

@@ -12,9 +12,9 @@
 #include "awq/error.h"
 #include "awq/half.h"
 #include "awq/int4_kernels.h"
-#include "kernels/cpu/int4_layout.h"
 #include "awq/quantizer.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/int4_layout.h"
 #include "test_util.h"
 
 namespace awq {
@@ -313,8 +313,8 @@ void CheckInt8Case(const Case& c, uint32_t seed) {
 }
 
 TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
-  const std::vector<Shape> shapes = {{1, 72, 8},     {7, 200, 8},   {33, 200, -1}, {7, 160, 32},
-                                     {33, 192, 64},  {1, 384, 128}, {33, 384, 128}, {16, 72, -1},
+  const std::vector<Shape> shapes = {{1, 72, 8},    {7, 200, 8},   {33, 200, -1},  {7, 160, 32},
+                                     {33, 192, 64}, {1, 384, 128}, {33, 384, 128}, {16, 72, -1},
                                      {300, 264, 8}, {65, 1024, 64}};
   uint32_t seed = 500;
   int variant = 0;

@@ -8,10 +8,10 @@
 #include <random>
 
 #include "awq/calibration.h"
+#include "awq/gguf.h"
 #include "awq/model.h"
 #include "awq/quantizer_api.h"
 #include "awq/tokenizer.h"
-#include "awq/gguf.h"
 #include "test_util.h"
 
 namespace awq {
@@ -135,7 +135,7 @@ TEST(Metrics, ThresholdsPassFailAndName) {
   m.correlation = 0.95;
   TensorThresholds t;
   EXPECT_TRUE(ValidateMetrics(m, t).passed);  // nothing to check
-  t.max_mse = 0.1;  // equal passes
+  t.max_mse = 0.1;                            // equal passes
   t.min_correlation = 0.99;
   const ValidationReport r = ValidateMetrics(m, t);
   EXPECT_FALSE(r.passed);
@@ -225,12 +225,12 @@ TEST(Metrics, CompareLinearsIsFoldingInvariant) {
 TEST(Metrics, ModelAgainstItselfHasZeroKlAndFullAgreement) {
   const Model m = Model::Load(test::ModelPath());
   const Tokenizer tok = Tokenizer::FromGguf(GgufFile::Open(test::ModelPath()));
-  const std::vector<int32_t> ids =
-      tok.Encode("It is a truth universally acknowledged, that a single man in possession of a "
-                 "good fortune, must be in want of a wife. However little known the feelings or "
-                 "views of such a man may be on his first entering a neighbourhood, this truth is "
-                 "so well fixed in the minds of the surrounding families.",
-                 true, false);
+  const std::vector<int32_t> ids = tok.Encode(
+      "It is a truth universally acknowledged, that a single man in possession of a "
+      "good fortune, must be in want of a wife. However little known the feelings or "
+      "views of such a man may be on his first entering a neighbourhood, this truth is "
+      "so well fixed in the minds of the surrounding families.",
+      true, false);
   OutputComparisonOptions opt;
   opt.ctx = 24;
   const OutputComparison c = CompareModelOutputs(m, m, ids, opt);

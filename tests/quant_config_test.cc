@@ -53,7 +53,8 @@ TEST(QuantConfigTest, ValidateNamesOptionAndValue) {
   ExpectInvalid([](QuantConfig& c) { c.n_sample_token = 0; }, {"n_sample_token = 0"});
   ExpectInvalid([](QuantConfig& c) { c.max_calib_samples = -1; }, {"max_calib_samples = -1"});
   ExpectInvalid([](QuantConfig& c) { c.max_calib_seq_len = 0; }, {"max_calib_seq_len = 0"});
-  ExpectInvalid([](QuantConfig& c) { c.version = "gemv_fast"; }, {"version = 'gemv_fast'", "awqcpp_packed"});
+  ExpectInvalid([](QuantConfig& c) { c.version = "gemv_fast"; },
+                {"version = 'gemv_fast'", "awqcpp_packed"});
   ExpectInvalid([](QuantConfig& c) { c.modules_to_not_convert = {""}; },
                 {"modules_to_not_convert"});
   // The GEMM layout holds one uniform 4-bit setting.

@@ -64,7 +64,8 @@ int main() {
   std::vector<float> x(static_cast<size_t>(in)), x_scaled(x.size());
   for (int64_t j = 0; j < in; ++j) {
     x[static_cast<size_t>(j)] = salience[static_cast<size_t>(j)] * (j % 2 ? 1.0f : -1.0f);
-    x_scaled[static_cast<size_t>(j)] = x[static_cast<size_t>(j)] / awq_q.input_scales[static_cast<size_t>(j)];
+    x_scaled[static_cast<size_t>(j)] =
+        x[static_cast<size_t>(j)] / awq_q.input_scales[static_cast<size_t>(j)];
   }
   const std::vector<float> w_scaled = quantizer.Dequantize(awq_q.linear);  // Q(W diag(s))
   std::vector<float> y(static_cast<size_t>(out)), y_rtn(y.size()), y_awq(y.size());

@@ -13,7 +13,7 @@ struct CalibrationBatch;
 
 // The statistics of one linear's input x [n_tokens, in].
 struct ChannelStats {
-  std::string module;          // "model.layers.0.self_attn.q_proj" (LinearNames order)
+  std::string module;           // "model.layers.0.self_attn.q_proj" (LinearNames order)
   std::vector<float> mean_abs;  // [in] mean over tokens of |x[t, c]| (summed in double)
   std::vector<float> max_abs;   // [in] max over tokens of |x[t, c]|
 };
@@ -37,12 +37,12 @@ inline constexpr double kDefaultSalienceThreshold = 5.0;
 struct SalienceSummary {
   int64_t channels = 0;
   double median_mean_abs = 0;
-  double salient_share = 0;   // share of channels with mean |x| > threshold * median
-  double top1pct_mass = 0;    // share of the total mean |x| held by the top 1% of channels
-                              // (at least one channel)
-  int64_t top_channel = 0;    // the channel with the largest mean |x|
-  double top_mean_abs = 0;    // its mean |x|
-  double max_abs = 0;         // the largest |x| of any channel and token
+  double salient_share = 0;  // share of channels with mean |x| > threshold * median
+  double top1pct_mass = 0;   // share of the total mean |x| held by the top 1% of channels
+                             // (at least one channel)
+  int64_t top_channel = 0;   // the channel with the largest mean |x|
+  double top_mean_abs = 0;   // its mean |x|
+  double max_abs = 0;        // the largest |x| of any channel and token
 };
 SalienceSummary SummarizeSalience(const ChannelStats& s,
                                   double threshold = kDefaultSalienceThreshold);

@@ -86,7 +86,7 @@ SizeMetrics TensorSize(const Tensor& t);
 
 // One linear or tensor of a checkpoint on disk.
 struct CheckpointEntry {
-  std::string name;   // module name for a quantized linear, tensor name otherwise
+  std::string name;  // module name for a quantized linear, tensor name otherwise
   bool quantized = false;
   int bits = 0;            // quantized only: the code width
   int64_t group_size = 0;  // quantized only (-1: one group per row)
@@ -97,10 +97,10 @@ struct CheckpointEntry {
 
 struct CheckpointSizes {
   std::string path;
-  std::string format;  // "safetensors" or "gguf"
+  std::string format;                    // "safetensors" or "gguf"
   std::vector<CheckpointEntry> entries;  // quantized linears first, in name order, then the rest
-  SizeMetrics quantized;  // the quantized linears
-  SizeMetrics other;      // everything else (embeddings, norms, unconverted linears)
+  SizeMetrics quantized;                 // the quantized linears
+  SizeMetrics other;                     // everything else (embeddings, norms, unconverted linears)
   SizeMetrics total;
 };
 
@@ -123,7 +123,7 @@ CheckpointSizes MeasureCheckpointSizes(const std::string& path);
 // multiplied back. For an RTN checkpoint (nothing folded) every s is ~1.
 struct LinearComparison {
   std::string module;
-  std::string unfold;  // "norm", "fit" or "none"
+  std::string unfold;                   // "norm", "fit" or "none"
   double scale_min = 1, scale_max = 1;  // range of the recovered s
   // W vs W_hat diag(1/s).
   TensorMetrics weight;

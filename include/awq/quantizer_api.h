@@ -25,11 +25,11 @@ struct WeightView {
 // the op that produces the input (an RMSNorm weight, the previous linear's output rows), exactly
 // as AWQ checkpoints do.
 struct ScaledQuantization {
-  QuantizedLinear linear;            // codes of W diag(s)
-  std::vector<float> input_scales;   // s [in]
-  double alpha = 0;                  // the winning exponent: s = salience^alpha, normalized
-  double weighted_error = 0;         // sum_j salience_j^2 ||W[:,j] - W_hat[:,j]||^2 at alpha
-  double rtn_weighted_error = 0;     // the same for plain RTN (alpha = 0, s = 1)
+  QuantizedLinear linear;           // codes of W diag(s)
+  std::vector<float> input_scales;  // s [in]
+  double alpha = 0;                 // the winning exponent: s = salience^alpha, normalized
+  double weighted_error = 0;        // sum_j salience_j^2 ||W[:,j] - W_hat[:,j]||^2 at alpha
+  double rtn_weighted_error = 0;    // the same for plain RTN (alpha = 0, s = 1)
 };
 
 class Quantizer {

@@ -102,10 +102,9 @@ int RunBench(const BenchArgs& a) {
   o.prompt_tokens = a.prompt_tokens;
   o.gen_tokens = a.gen_tokens;
   o.reps = a.reps;
-  const std::string subject = a.synthetic.empty()
-                                  ? a.model
-                                  : "synthetic " + a.synthetic + ", " + std::to_string(a.layers) +
-                                        " layers";
+  const std::string subject = a.synthetic.empty() ? a.model
+                                                  : "synthetic " + a.synthetic + ", " +
+                                                        std::to_string(a.layers) + " layers";
   std::vector<Entry> entries;
   bool subject_int4 = false;
   for (const bool baseline : {false, true}) {
@@ -148,16 +147,17 @@ int RunBench(const BenchArgs& a) {
   }
   std::printf("model: %s\nthreads: %d, int4 kernel: %s\n", subject.c_str(), pool.size(), kernel);
   if (!a.skip_memory) {
-    std::printf("memory bandwidth (same run, best of before/after, 256 MiB arrays): triad %.1f GB/s, "
-                "read %.1f GB/s\n",
-                mem.triad_gb_per_s, mem.read_gb_per_s);
+    std::printf(
+        "memory bandwidth (same run, best of before/after, 256 MiB arrays): triad %.1f GB/s, "
+        "read %.1f GB/s\n",
+        mem.triad_gb_per_s, mem.read_gb_per_s);
   }
   std::printf("\n%-14s %12s %14s %13s %12s %9s %9s\n", "weights", "MB/token", "prefill tok/s",
               "decode tok/s", "decode GB/s", "of triad", "of read");
   for (const Entry& e : entries) {
     std::printf("%-14s %12.1f %14.1f %13.2f %12.2f", e.name.c_str(),
-                e.r.weight_bytes_per_token / 1e6, e.r.prefill_tokens_per_s,
-                e.r.decode_tokens_per_s, e.r.decode_weight_gb_per_s);
+                e.r.weight_bytes_per_token / 1e6, e.r.prefill_tokens_per_s, e.r.decode_tokens_per_s,
+                e.r.decode_weight_gb_per_s);
     if (a.skip_memory) {
       std::printf("\n");
     } else {
@@ -181,8 +181,9 @@ Runner AddBenchCommand(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* sub = app.add_subcommand(
       "bench", "Measure prefill/decode throughput against the memory bandwidth of this machine");
-  sub->add_option("model", args->model, "GGUF file or Hugging Face folder (4-bit AWQ folders run "
-                                        "on the int4 kernels)");
+  sub->add_option("model", args->model,
+                  "GGUF file or Hugging Face folder (4-bit AWQ folders run "
+                  "on the int4 kernels)");
   sub->add_option("--synthetic", args->synthetic,
                   "Benchmark a model with random 4-bit weights generated in memory instead: "
                   "llama2-7b (Llama-2-7B layer shapes)");

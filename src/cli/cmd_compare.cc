@@ -18,10 +18,10 @@
 #include "awq/metrics.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
-#include "core/mapped_file.h"
 #include "cli/commands.h"
 #include "cli/load.h"
 #include "cli/progress.h"
+#include "core/mapped_file.h"
 
 namespace awq::cli {
 
@@ -83,10 +83,10 @@ std::string MarkdownTable(const std::vector<Row>& rows, const CompareArgs& a, in
   const double ppl_fp = rows.empty() ? 0 : rows[0].cmp.ppl_reference;
   for (const Row& r : rows) {
     const bool fp = r.method == "fp";
-    std::snprintf(buf, sizeof(buf), "| %s | %.4f | %+.2f%% | %.4f | %.2f%% | %.1f | %.2fx | %s | %s |\n",
-                  r.method.c_str(), r.cmp.ppl_quantized,
-                  100 * (r.cmp.ppl_quantized / ppl_fp - 1), r.cmp.mean_kl,
-                  100 * r.cmp.top1_agreement, Mib(r.disk_bytes),
+    std::snprintf(buf, sizeof(buf),
+                  "| %s | %.4f | %+.2f%% | %.4f | %.2f%% | %.1f | %.2fx | %s | %s |\n",
+                  r.method.c_str(), r.cmp.ppl_quantized, 100 * (r.cmp.ppl_quantized / ppl_fp - 1),
+                  r.cmp.mean_kl, 100 * r.cmp.top1_agreement, Mib(r.disk_bytes),
                   static_cast<double>(fp16_bytes) / static_cast<double>(r.disk_bytes),
                   fp ? "-" : std::to_string(static_cast<int64_t>(r.quant_seconds + 0.5)).c_str(),
                   fp ? "-" : std::to_string(static_cast<int64_t>(Mib(r.peak_rss_bytes))).c_str());
@@ -116,8 +116,8 @@ int RunCompare(CompareArgs a) {
   if (!fs::exists(a.text)) throw Error(a.text + ": no such file (--text)");
   const bool keep = !a.out_dir.empty();
   const std::string out_dir =
-      keep ? a.out_dir : (fs::temp_directory_path() / ("awq-compare-" + std::to_string(getpid())))
-                             .string();
+      keep ? a.out_dir
+           : (fs::temp_directory_path() / ("awq-compare-" + std::to_string(getpid()))).string();
   fs::create_directories(out_dir);
 
   const Tokenizer tok = LoadTokenizer(a.model);
@@ -188,11 +188,16 @@ int RunCompare(CompareArgs a) {
   const std::string md = MarkdownTable(rows, a, fp16_bytes, positions);
   if (!a.markdown.empty()) WriteFileAtomic(a.markdown, md.data(), md.size());
   if (a.json) {
-    nlohmann::json j = {{"model", a.model},       {"w_bit", a.w_bit},
-                        {"q_group_size", a.q_group_size}, {"zero_point", a.zero_point},
-                        {"calib_data", a.calib_data}, {"max_calib_samples", a.max_calib_samples},
-                        {"text", a.text},         {"ctx", a.ctx},
-                        {"n_positions", positions}, {"fp16_bytes", fp16_bytes}};
+    nlohmann::json j = {{"model", a.model},
+                        {"w_bit", a.w_bit},
+                        {"q_group_size", a.q_group_size},
+                        {"zero_point", a.zero_point},
+                        {"calib_data", a.calib_data},
+                        {"max_calib_samples", a.max_calib_samples},
+                        {"text", a.text},
+                        {"ctx", a.ctx},
+                        {"n_positions", positions},
+                        {"fp16_bytes", fp16_bytes}};
     j["methods"] = nlohmann::json::array();
     for (const Row& r : rows) {
       j["methods"].push_back({{"method", r.method},

@@ -84,8 +84,9 @@ Runner AddEvalCommand(CLI::App& app) {
                   "Evaluate only the first N tokens of the text (-1: all)")
       ->capture_default_str();
   sub->add_flag("--json", args->json, "Print the result as JSON");
-  sub->add_flag("--lm-head-int8", args->int8_lm_head,
-                "Quantize the LM head to int8 per row at load (faster decode, small accuracy cost)");
+  sub->add_flag(
+      "--lm-head-int8", args->int8_lm_head,
+      "Quantize the LM head to int8 per row at load (faster decode, small accuracy cost)");
   sub->add_flag("-q,--quiet", args->quiet, "No progress or load messages on stderr");
   return [args] { return RunEval(*args); };
 }

@@ -112,8 +112,9 @@ Runner AddGenerateCommand(CLI::App& app) {
   sub->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass")->capture_default_str();
   sub->add_option("--seed", a->sampling.seed, "Random seed for sampling")->capture_default_str();
   sub->add_option("--ctx", a->ctx, "Context size (default: prompt + new tokens)");
-  sub->add_flag("--lm-head-int8", a->int8_lm_head,
-                "Quantize the LM head to int8 per row at load (faster decode, small accuracy cost)");
+  sub->add_flag(
+      "--lm-head-int8", a->int8_lm_head,
+      "Quantize the LM head to int8 per row at load (faster decode, small accuracy cost)");
   sub->add_flag("-q,--quiet", a->quiet, "No statistics on stderr");
   return [a] {
     if (a->prompt.empty() && a->prompt_file.empty()) {

@@ -5,12 +5,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <tuple>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "awq/activation_stats.h"
 #include "awq/awq_checkpoint.h"
@@ -45,16 +45,22 @@ nlohmann::json MetricsJson(const TensorMetrics& m) {
 }
 
 nlohmann::json SizeJson(const SizeMetrics& s) {
-  return {{"parameters", s.parameters},   {"fp16_bytes", s.fp16_bytes},
-          {"fp32_bytes", s.fp32_bytes},   {"stored_bytes", s.stored_bytes},
-          {"ratio_vs_fp16", s.ratio()},   {"saved_bytes_vs_fp16", s.saved_bytes()},
+  return {{"parameters", s.parameters},
+          {"fp16_bytes", s.fp16_bytes},
+          {"fp32_bytes", s.fp32_bytes},
+          {"stored_bytes", s.stored_bytes},
+          {"ratio_vs_fp16", s.ratio()},
+          {"saved_bytes_vs_fp16", s.saved_bytes()},
           {"bits_per_weight", s.bits_per_weight()}};
 }
 
 nlohmann::json SalienceJson(const SalienceSummary& s) {
-  return {{"channels", s.channels},         {"salient_share", s.salient_share},
-          {"top1pct_mass", s.top1pct_mass}, {"top_channel", s.top_channel},
-          {"top_mean_abs", s.top_mean_abs}, {"max_abs", s.max_abs},
+  return {{"channels", s.channels},
+          {"salient_share", s.salient_share},
+          {"top1pct_mass", s.top1pct_mass},
+          {"top_channel", s.top_channel},
+          {"top_mean_abs", s.top_mean_abs},
+          {"max_abs", s.max_abs},
           {"median_mean_abs", s.median_mean_abs}};
 }
 
@@ -100,9 +106,8 @@ int RunInspect(const InspectArgs& a) {
   std::string stats_source;
   const std::string stats_file =
       is_dir ? (fs::path(a.checkpoint) / kActivationStatsFile).string() : std::string();
-  const std::string calib = a.calib_data.empty() && !a.reference.empty()
-                                ? DefaultTextPath("emma")
-                                : a.calib_data;
+  const std::string calib =
+      a.calib_data.empty() && !a.reference.empty() ? DefaultTextPath("emma") : a.calib_data;
   std::optional<Model> ref_model, quant_model;
   auto quant = [&]() -> const Model& {
     if (!quant_model) quant_model = Model::Load(a.checkpoint, LoadOptions{.int4 = false});
@@ -191,9 +196,8 @@ int RunInspect(const InspectArgs& a) {
     }
     if (!a.reference.empty()) j["reference"] = a.reference;
     if (stats) {
-      j["salience"] = {{"source", stats_source},
-                       {"n_tokens", stats->n_tokens},
-                       {"threshold", a.threshold}};
+      j["salience"] = {
+          {"source", stats_source}, {"n_tokens", stats->n_tokens}, {"threshold", a.threshold}};
     }
     if (batch) j["calibration"] = {{"file", calib}, {"tokens", batch->n_blocks * batch->seq_len}};
     nlohmann::json layers = nlohmann::json::array();
@@ -235,10 +239,11 @@ int RunInspect(const InspectArgs& a) {
 
   std::printf("checkpoint  %s (%s)\n", a.checkpoint.c_str(), sizes.format.c_str());
   if (qc) {
-    std::printf("quantization  quant_method awq, w_bit %d, group size %lld, zero point %s, "
-                "version %s, modules_to_not_convert: %s\n",
-                qc->w_bit, static_cast<long long>(qc->q_group_size), qc->zero_point ? "on" : "off",
-                qc->version.c_str(), Join(qc->modules_to_not_convert).c_str());
+    std::printf(
+        "quantization  quant_method awq, w_bit %d, group size %lld, zero point %s, "
+        "version %s, modules_to_not_convert: %s\n",
+        qc->w_bit, static_cast<long long>(qc->q_group_size), qc->zero_point ? "on" : "off",
+        qc->version.c_str(), Join(qc->modules_to_not_convert).c_str());
   } else {
     std::printf("quantization  none: not an AWQ-quantized checkpoint\n");
   }
@@ -321,13 +326,13 @@ int RunInspect(const InspectArgs& a) {
   add("other tensors", n_other, sizes.other);
   add("total", static_cast<int64_t>(sizes.entries.size()), sizes.total);
   std::printf("%s", tot.Render().c_str());
-  std::printf("original size (fp16) %s, compressed size %s, compression ratio %.2fx, saved %s "
-              "(%.1f%%)\n",
-              Bytes(sizes.total.fp16_bytes).c_str(), Bytes(sizes.total.stored_bytes).c_str(),
-              sizes.total.ratio(), Bytes(sizes.total.saved_bytes()).c_str(),
-              sizes.total.fp16_bytes > 0
-                  ? 100.0 * sizes.total.saved_bytes() / sizes.total.fp16_bytes
-                  : 0.0);
+  std::printf(
+      "original size (fp16) %s, compressed size %s, compression ratio %.2fx, saved %s "
+      "(%.1f%%)\n",
+      Bytes(sizes.total.fp16_bytes).c_str(), Bytes(sizes.total.stored_bytes).c_str(),
+      sizes.total.ratio(), Bytes(sizes.total.saved_bytes()).c_str(),
+      sizes.total.fp16_bytes > 0 ? 100.0 * sizes.total.saved_bytes() / sizes.total.fp16_bytes
+                                 : 0.0);
   return 0;
 }
 

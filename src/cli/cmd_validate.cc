@@ -66,7 +66,8 @@ int RunValidate(const ValidateArgs& a) {
   if (a.max_tokens == 0 || a.max_tokens < -1) {
     throw Error("--max-tokens must be positive or -1 (all), got " + std::to_string(a.max_tokens));
   }
-  if (!a.quiet) std::fprintf(stderr, "loading %s and %s\n", a.fp_model.c_str(), a.quant_model.c_str());
+  if (!a.quiet)
+    std::fprintf(stderr, "loading %s and %s\n", a.fp_model.c_str(), a.quant_model.c_str());
   const Model ref = Model::Load(a.fp_model);
   const Model quant = Model::Load(a.quant_model);
   const Tokenizer tok = LoadTokenizer(a.fp_model);
@@ -131,14 +132,16 @@ int RunValidate(const ValidateArgs& a) {
                         {"failures", r.reasons}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("reference  %s\nquantized  %s\ntext       %s: %lld windows of %lld tokens, %lld "
-                "predicted positions\n",
-                a.fp_model.c_str(), a.quant_model.c_str(), a.text.c_str(),
-                static_cast<long long>(c.n_windows), static_cast<long long>(a.ctx),
-                static_cast<long long>(c.n_positions));
-    std::printf("perplexity reference %.4f, quantized %.4f; max per-position KL %.4g; max |logit "
-                "error| %.4g\n\n",
-                c.ppl_reference, c.ppl_quantized, c.max_kl, c.logits.max_abs_error);
+    std::printf(
+        "reference  %s\nquantized  %s\ntext       %s: %lld windows of %lld tokens, %lld "
+        "predicted positions\n",
+        a.fp_model.c_str(), a.quant_model.c_str(), a.text.c_str(),
+        static_cast<long long>(c.n_windows), static_cast<long long>(a.ctx),
+        static_cast<long long>(c.n_positions));
+    std::printf(
+        "perplexity reference %.4f, quantized %.4f; max per-position KL %.4g; max |logit "
+        "error| %.4g\n\n",
+        c.ppl_reference, c.ppl_quantized, c.max_kl, c.logits.max_abs_error);
     Table t({"metric", "value", "threshold", "option", "result"});
     for (const Row& row : rows) {
       const ThresholdCheck* k = check_of(row.metric);

@@ -77,7 +77,9 @@ MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array
     const Clock::time_point t0 = Clock::now();
     pool.ParallelFor(
         n,
-        [&](int64_t i0, int64_t i1, int) { Triad(a.get() + i0, b.get() + i0, c.get() + i0, s, i1 - i0); },
+        [&](int64_t i0, int64_t i1, int) {
+          Triad(a.get() + i0, b.get() + i0, c.get() + i0, s, i1 - i0);
+        },
         kGrain);
     r.triad_gb_per_s = std::max(r.triad_gb_per_s, 3.0 * 4.0 * n / Seconds(t0) / 1e9);
   }
@@ -112,7 +114,8 @@ BenchResult BenchModel(const Model& model, const BenchOptions& o) {
     t = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
   }
   const int64_t d = c.hidden_size, v = c.vocab_size;
-  std::vector<float> hidden(static_cast<size_t>(o.prompt_tokens * d)), logits(static_cast<size_t>(v));
+  std::vector<float> hidden(static_cast<size_t>(o.prompt_tokens * d)),
+      logits(static_cast<size_t>(v));
   BenchResult r;
   r.prompt_tokens = o.prompt_tokens;
   r.gen_tokens = o.gen_tokens;
@@ -125,8 +128,8 @@ BenchResult BenchModel(const Model& model, const BenchOptions& o) {
     r.prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
     t0 = Clock::now();
     for (int64_t i = 0; i < o.gen_tokens; ++i) {
-      const int32_t next = static_cast<int32_t>(
-          std::max_element(logits.begin(), logits.end()) - logits.begin());
+      const int32_t next =
+          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       model.Forward(&next, 1, cache, hidden.data());
       model.Logits(hidden.data(), 1, logits.data());
     }

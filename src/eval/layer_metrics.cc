@@ -79,15 +79,15 @@ void AccumulateOutputs(LinearState& st, const float* x, const float* x_hat, int6
                        std::vector<float>& y, std::vector<float>& y_hat) {
   y.resize(static_cast<size_t>(n * st.out));
   y_hat.resize(y.size());
-  LinearF32(x, st.in, st.w, st.in, y.data(), st.out, n, st.out, st.in, false,
-            ThreadPool::Global());
+  LinearF32(x, st.in, st.w, st.in, y.data(), st.out, n, st.out, st.in, false, ThreadPool::Global());
   if (st.own_input) {
     LinearF32(x_hat, st.in, st.w_hat, st.in, y_hat.data(), st.out, n, st.out, st.in, false,
               ThreadPool::Global());
     // Undo the 1/s folded into this linear's output rows (what the next linear multiplies back).
     if (!st.row_s.empty()) {
       for (int64_t t = 0; t < n; ++t) {
-        for (int64_t o = 0; o < st.out; ++o) y_hat[static_cast<size_t>(t * st.out + o)] *= st.row_s[static_cast<size_t>(o)];
+        for (int64_t o = 0; o < st.out; ++o)
+          y_hat[static_cast<size_t>(t * st.out + o)] *= st.row_s[static_cast<size_t>(o)];
       }
     }
   } else {
@@ -203,14 +203,16 @@ std::vector<LinearComparison> CompareLinears(const Model& reference, const Model
       float* xc = x.data() + s0 * seq_len * d;
       reference.Norm(xc, lr.attn_norm.data<float>(), n, in_ref.data());
       quantized.Norm(xc, lq.attn_norm.data<float>(), n, in_q.data());
-      for (size_t i = 0; i < 3; ++i) AccumulateOutputs(st[i], in_ref.data(), in_q.data(), n, y, y_hat);
+      for (size_t i = 0; i < 3; ++i)
+        AccumulateOutputs(st[i], in_ref.data(), in_q.data(), n, y, y_hat);
       reference.AttentionBatch(lr.wqkv.data<float>(), bqkv, lr.wo.data<float>(), in_ref.data(),
                                n_seq, seq_len, ctx.data(), tmp.data());
       AccumulateOutputs(st[3], ctx.data(), nullptr, n, y, y_hat);
       for (int64_t i = 0; i < n * d; ++i) xc[i] += tmp[static_cast<size_t>(i)];
       reference.Norm(xc, lr.ffn_norm.data<float>(), n, in_ref.data());
       quantized.Norm(xc, lq.ffn_norm.data<float>(), n, in_q.data());
-      for (size_t i = 4; i < 6; ++i) AccumulateOutputs(st[i], in_ref.data(), in_q.data(), n, y, y_hat);
+      for (size_t i = 4; i < 6; ++i)
+        AccumulateOutputs(st[i], in_ref.data(), in_q.data(), n, y, y_hat);
       reference.MlpBatch(lr.w_gate_up.data<float>(), lr.w_down.data<float>(), in_ref.data(), n,
                          act.data(), tmp.data());
       AccumulateOutputs(st[6], act.data(), nullptr, n, y, y_hat);

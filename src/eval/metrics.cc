@@ -213,8 +213,8 @@ CheckpointSizes MeasureCheckpointSizes(const std::string& path) {
       const std::string module = name.substr(0, name.size() - suffix.size());
       for (const char* part : {".qweight", ".qzeros", ".scales"}) {
         if (!ckpt.Has(module + part)) {
-          throw Error(ckpt.source() + ": quantized linear " + module + " has no tensor " +
-                      module + part);
+          throw Error(ckpt.source() + ": quantized linear " + module + " has no tensor " + module +
+                      part);
         }
       }
       const Shape& scales = ckpt.shape(module + ".scales");
@@ -359,8 +359,7 @@ OutputComparison CompareModelOutputs(const Model& reference, const Model& quanti
   return r;
 }
 
-void ValidationReport::Add(const std::string& metric, double value, double threshold,
-                           bool is_max) {
+void ValidationReport::Add(const std::string& metric, double value, double threshold, bool is_max) {
   ThresholdCheck c;
   c.metric = metric;
   c.value = value;
@@ -389,7 +388,8 @@ ValidationReport ValidateOutputs(const OutputComparison& c, const OutputThreshol
   ValidationReport r = ValidateMetrics(c.logits, t.logits);
   if (t.max_kl) r.Add("kl", c.mean_kl, *t.max_kl, true);
   if (t.min_top1) r.Add("top1", c.top1_agreement, *t.min_top1, false);
-  if (t.max_ppl_ratio) r.Add("ppl_ratio", c.ppl_quantized / c.ppl_reference, *t.max_ppl_ratio, true);
+  if (t.max_ppl_ratio)
+    r.Add("ppl_ratio", c.ppl_quantized / c.ppl_reference, *t.max_ppl_ratio, true);
   return r;
 }
 

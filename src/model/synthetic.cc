@@ -124,8 +124,7 @@ Model Model::Synthetic(const ModelConfig& config, const SyntheticOptions& o) {
     for (const int64_t in : {d, h * hd, inter}) {
       if (o.group_size <= 0 || o.group_size % kInt4Inputs != 0 || in % o.group_size != 0) {
         throw Error("synthetic model: group size " + std::to_string(o.group_size) +
-                    " does not divide input width " + std::to_string(in) +
-                    " in multiples of 8");
+                    " does not divide input width " + std::to_string(in) + " in multiples of 8");
       }
     }
   }

@@ -53,7 +53,8 @@ struct Accumulator {
 };
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() > suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Sort key: (layer, position in LinearNames) for decoder linears, then any other name.
@@ -157,13 +158,15 @@ ActivationStats CollectActivationStats(const Model& model, const CalibrationBatc
       model.AttentionBatch(lw.wqkv.data<float>(), bqkv, lw.wo.data<float>(), normed.data(), n_seq,
                            seq_len, ctx.data(), attn_out.data());
       acc[static_cast<size_t>(4 * l + 1)].Add(ctx.data(), n);
-      for (int64_t i = 0; i < n * d; ++i) x[static_cast<size_t>(i)] += attn_out[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < n * d; ++i)
+        x[static_cast<size_t>(i)] += attn_out[static_cast<size_t>(i)];
       model.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
       acc[static_cast<size_t>(4 * l + 2)].Add(normed.data(), n);
       model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n,
                      act.data(), attn_out.data());
       acc[static_cast<size_t>(4 * l + 3)].Add(act.data(), n);
-      for (int64_t i = 0; i < n * d; ++i) x[static_cast<size_t>(i)] += attn_out[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < n * d; ++i)
+        x[static_cast<size_t>(i)] += attn_out[static_cast<size_t>(i)];
     }
   }
   ActivationStats stats;
@@ -178,7 +181,8 @@ ActivationStats CollectActivationStats(const Model& model, const CalibrationBatc
       ChannelStats s;
       s.module = names[i];
       s.mean_abs.resize(a.sum.size());
-      for (size_t ch = 0; ch < a.sum.size(); ++ch) s.mean_abs[ch] = static_cast<float>(a.sum[ch] * inv);
+      for (size_t ch = 0; ch < a.sum.size(); ++ch)
+        s.mean_abs[ch] = static_cast<float>(a.sum[ch] * inv);
       s.max_abs = a.max;
       stats.linears.push_back(std::move(s));
     }

@@ -272,8 +272,8 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
     }
     if (SameParams(e.params, qc.DefaultParams(), e.in)) continue;
     if (gemm) {
-      throw Error(e.name + ": quantized with " + ParamsText(e.params) +
-                  ", which the '" + qc.version + "' layout cannot hold (it stores every linear at the config's " +
+      throw Error(e.name + ": quantized with " + ParamsText(e.params) + ", which the '" +
+                  qc.version + "' layout cannot hold (it stores every linear at the config's " +
                   ParamsText(qc.DefaultParams()) + "); use version 'awqcpp_packed'");
     }
     per_module[e.name] = {{"bits", e.params.bits}, {"group_size", e.params.group_size}};

@@ -63,8 +63,8 @@ ScaledQuantization Quantizer::Quantize(const float* w, int64_t out, int64_t in,
   double max_sal = 0;
   for (size_t j = 0; j < salience.size(); ++j) {
     if (!std::isfinite(salience[j]) || salience[j] < 0) {
-      throw Error("Quantizer::Quantize: salience[" + std::to_string(j) + "] = " +
-                  std::to_string(salience[j]) + " is not a finite non-negative number");
+      throw Error("Quantizer::Quantize: salience[" + std::to_string(j) +
+                  "] = " + std::to_string(salience[j]) + " is not a finite non-negative number");
     }
     max_sal = std::max(max_sal, static_cast<double>(salience[j]));
   }
@@ -104,8 +104,9 @@ ScaledQuantization Quantizer::Quantize(const float* w, int64_t out, int64_t in,
     }
   }
   if (best_s.empty()) {
-    throw Error("Quantizer::Quantize: no finite weighted error on the alpha grid (non-finite "
-                "weights?)");
+    throw Error(
+        "Quantizer::Quantize: no finite weighted error on the alpha grid (non-finite "
+        "weights?)");
   }
   std::vector<float> scaled(static_cast<size_t>(out * in));
   for (int64_t o = 0; o < out; ++o) {
@@ -118,7 +119,8 @@ ScaledQuantization Quantizer::Quantize(const float* w, int64_t out, int64_t in,
   return best;
 }
 
-std::vector<QuantizedLinear> Quantizer::QuantizeBatch(const std::vector<WeightView>& tensors) const {
+std::vector<QuantizedLinear> Quantizer::QuantizeBatch(
+    const std::vector<WeightView>& tensors) const {
   std::vector<QuantizedLinear> out(tensors.size());
   std::vector<std::exception_ptr> errors(tensors.size());
   std::vector<size_t> small;
@@ -127,17 +129,17 @@ std::vector<QuantizedLinear> Quantizer::QuantizeBatch(const std::vector<WeightVi
   }
   // Small tensors: one per pool task (QuantizeLinear stays on the calling thread for them).
   // Exceptions cannot cross the pool, so each is kept and the first rethrown afterwards.
-  ThreadPool::Global().ParallelFor(static_cast<int64_t>(small.size()), [&](int64_t b, int64_t e,
-                                                                          int) {
-    for (int64_t k = b; k < e; ++k) {
-      const size_t i = small[static_cast<size_t>(k)];
-      try {
-        out[i] = Quantize(tensors[i].w, tensors[i].out, tensors[i].in);
-      } catch (...) {
-        errors[i] = std::current_exception();
-      }
-    }
-  });
+  ThreadPool::Global().ParallelFor(
+      static_cast<int64_t>(small.size()), [&](int64_t b, int64_t e, int) {
+        for (int64_t k = b; k < e; ++k) {
+          const size_t i = small[static_cast<size_t>(k)];
+          try {
+            out[i] = Quantize(tensors[i].w, tensors[i].out, tensors[i].in);
+          } catch (...) {
+            errors[i] = std::current_exception();
+          }
+        }
+      });
   // Large tensors: one after another, each split over the pool's rows.
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].out * tensors[i].in >= kSerialWeights) {

@@ -68,8 +68,8 @@ void LinearF16(const float* x, int64_t ldx, const uint16_t* w, int64_t ldw, floa
           for (int64_t r = 0; r < rows; ++r) {
             WidenRow(w + (p0 + r) * ldw, panel + r * k, k);
           }
-          SgemmSerial(false, true, m, rows, k, 1.0f, x, ldx, panel, k,
-                      accumulate ? 1.0f : 0.0f, y + p0, ldy);
+          SgemmSerial(false, true, m, rows, k, 1.0f, x, ldx, panel, k, accumulate ? 1.0f : 0.0f,
+                      y + p0, ldy);
         }
       },
       kPanelRows);

@@ -12,8 +12,8 @@ class ThreadPool;
 // Rows of int8 weights, w[r, k] ~= q[r, k] * scale[r], symmetric: scale = max |w[r, :]| / 127.
 struct Int8Rows {
   int64_t rows = 0, cols = 0;
-  std::vector<int8_t> q;      // [rows, cols]
-  std::vector<float> scale;   // [rows]
+  std::vector<int8_t> q;     // [rows, cols]
+  std::vector<float> scale;  // [rows]
 };
 
 // Quantizes w [rows, cols] (fp32 or fp16 bits) row by row; rint, ties to even.

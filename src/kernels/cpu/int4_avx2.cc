@@ -309,8 +309,8 @@ void GemmSgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, floa
   const NibbleMasks nm;
   constexpr int64_t kMaxPanelBytes = 8 << 20;
   const int64_t min_blocks = kSgemmCols / kInt4Rows;
-  const int64_t max_blocks =
-      std::max(min_blocks, kMaxPanelBytes / (w.in * kInt4Rows * static_cast<int64_t>(sizeof(float))));
+  const int64_t max_blocks = std::max(
+      min_blocks, kMaxPanelBytes / (w.in * kInt4Rows * static_cast<int64_t>(sizeof(float))));
   pool.ParallelFor(
       w.row_blocks(),
       [&](int64_t b0, int64_t b1, int) {

@@ -47,8 +47,8 @@ inline __m256i DotSlots(const __m256i* codes, const int32_t* xw, int64_t n_slots
     __m256i p = _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), _mm256_set1_epi32(xw[0]));
     p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4),
                                                  _mm256_set1_epi32(xw[1])));
-    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4),
-                                                 _mm256_set1_epi32(xw[2])));
+    p = _mm256_add_epi16(
+        p, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), _mm256_set1_epi32(xw[2])));
     p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4),
                                                  _mm256_set1_epi32(xw[3])));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
@@ -75,8 +75,8 @@ __m256 GemvRowBlockInt8(const Int4Matrix& w, int64_t b, const int32_t* xw,
     const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
     __m256 dot = _mm256_setzero_ps();
     for (int64_t blk = 0; blk < blocks_per_group; ++blk) {
-      const __m256i d = DotSlots(codes + blk * slots_per_block,
-                                 xw + (g * gs + blk * bs) / 4, slots_per_block);
+      const __m256i d =
+          DotSlots(codes + blk * slots_per_block, xw + (g * gs + blk * bs) / 4, slots_per_block);
       dot = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(*xscale++), dot);
     }
     const __m128i* h = reinterpret_cast<const __m128i*>(hdr);

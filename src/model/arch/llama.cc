@@ -66,8 +66,8 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
   RmsNormRows(x, d, w.ffn_norm.data<float>(), normed.data(), d, n, d, eps);
   std::vector<float> gate_up(static_cast<size_t>(n * 2 * inter));
   std::vector<float> act(static_cast<size_t>(n * inter));
-  Linear(w.gate_up4.get(), w.w_gate_up, normed.data(), d, gate_up.data(), 2 * inter, n, false,
-         pool, int4_kernel_);
+  Linear(w.gate_up4.get(), w.w_gate_up, normed.data(), d, gate_up.data(), 2 * inter, n, false, pool,
+         int4_kernel_);
   SiluMulRows(gate_up.data(), 2 * inter, act.data(), inter, n, inter);
   Linear(w.down4.get(), w.w_down, act.data(), inter, x, d, n, true, pool, int4_kernel_);
 }

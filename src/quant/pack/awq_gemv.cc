@@ -52,7 +52,7 @@ AwqGemvTensors PackAwqGemv(const QuantizedLinear& q) {
     }
   }
   const std::vector<uint8_t> zeros = pack::StoredZeros(q);  // [out, ng]
-  t.qzeros = Tensor(DType::kI32, {q.out, width});            // zero-initialised: padding
+  t.qzeros = Tensor(DType::kI32, {q.out, width});           // zero-initialised: padding
   t.scales = Tensor(DType::kF16, {q.out, 8 * width});
   int32_t* qz = t.qzeros.data<int32_t>();
   uint16_t* sc = t.scales.data<uint16_t>();
@@ -74,7 +74,8 @@ QuantizedLinear UnpackAwqGemv(const Tensor& qweight, const Tensor& qzeros, const
   pack::RequireInt4Words(qweight, qzeros, bits, "GEMV", m);
   const Tensor s = pack::ScalesToF32(scales, m);  // [out, >= ng]
   const int64_t out = qweight.dim(0), in = qweight.dim(1) * 8;
-  if (out == 0 || in == 0) throw Error(m + ".qweight: empty shape " + ShapeToString(qweight.shape()));
+  if (out == 0 || in == 0)
+    throw Error(m + ".qweight: empty shape " + ShapeToString(qweight.shape()));
   if (group_size != -1 && (group_size <= 0 || in % group_size != 0)) {
     throw Error(m + ": group size " + std::to_string(group_size) + " does not divide input width " +
                 std::to_string(in));
@@ -100,7 +101,8 @@ QuantizedLinear UnpackAwqGemv(const Tensor& qweight, const Tensor& qzeros, const
   for (int64_t o = 0; o < out; ++o) {
     for (int64_t c = 0; c < in / 8; ++c) {
       const uint32_t w = static_cast<uint32_t>(qw[o * (in / 8) + c]);
-      for (int j = 0; j < 8; ++j) q.q[o * in + 8 * c + j] = static_cast<uint8_t>((w >> (4 * j)) & 0xF);
+      for (int j = 0; j < 8; ++j)
+        q.q[o * in + 8 * c + j] = static_cast<uint8_t>((w >> (4 * j)) & 0xF);
     }
     for (int64_t g = 0; g < ng; ++g) {
       const uint32_t w = static_cast<uint32_t>(qz[o * qzeros.dim(1) + g / 8]);

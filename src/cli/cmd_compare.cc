@@ -55,14 +55,6 @@ struct Row {
   OutputComparison cmp;
 };
 
-int64_t DirBytes(const std::string& dir) {
-  int64_t total = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) total += static_cast<int64_t>(e.file_size());
-  }
-  return total;
-}
-
 // Resets this process's peak RSS (VmHWM) so each method's quantization is measured on its own;
 // false where the kernel does not allow it (then peaks are cumulative and the table says so).
 bool ResetPeakRss() {
@@ -71,8 +63,6 @@ bool ResetPeakRss() {
   f << "5";
   return static_cast<bool>(f.flush());
 }
-
-double Mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
 
 std::string MarkdownTable(const std::vector<Row>& rows, const CompareArgs& a, int64_t fp16_bytes,
                           int64_t positions) {

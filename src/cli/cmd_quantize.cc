@@ -56,16 +56,6 @@ std::string DefaultCalibData() {
   return assets + "/text/emma.txt";
 }
 
-int64_t DirBytes(const std::string& dir) {
-  int64_t total = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) total += static_cast<int64_t>(e.file_size());
-  }
-  return total;
-}
-
-double Mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
-
 int RunQuantize(const QuantizeArgs& a) {
   namespace fs = std::filesystem;
   const auto t0 = std::chrono::steady_clock::now();

@@ -36,4 +36,12 @@ std::string ReadText(const std::string& path) {
   return ReadFileToString(path);
 }
 
+int64_t DirBytes(const std::string& dir) {
+  int64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) total += static_cast<int64_t>(e.file_size());
+  }
+  return total;
+}
+
 }  // namespace awq::cli

@@ -42,11 +42,14 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   const int64_t n = 40, d = m.config().hidden_size, v = m.config().vocab_size;
   std::vector<float> h(static_cast<size_t>(n * d)), ref(static_cast<size_t>(n * v)),
       got(ref.size());
-  {
+  // Prefill of n - 1 tokens, then one decode step (which reads the fp16 KV cache).
+  auto prefill_then_decode = [&](std::vector<float>& logits) {
     KvCache c = m.NewCache(n);
-    m.Forward(ids.data(), n, c, h.data());
-    m.Logits(h.data(), n, ref.data());
-  }
+    m.Forward(ids.data(), n - 1, c, h.data());
+    m.Forward(ids.data() + n - 1, 1, c, h.data() + (n - 1) * d);
+    m.Logits(h.data(), n, logits.data());
+  };
+  prefill_then_decode(ref);
   ASSERT_FALSE(m.uses_int4());
   ASSERT_TRUE(m.UseInt4Kernels(r.linears));
   ASSERT_TRUE(m.uses_int4());
@@ -57,13 +60,8 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   std::printf("perplexity fp32-dequantized %.6f (%.1f tok/s), int4 kernels %.6f (%.1f tok/s)\n",
               fp.perplexity, fp.tokens_per_second, q4.perplexity, q4.tokens_per_second);
   EXPECT_NEAR(q4.perplexity, fp.perplexity, fp.perplexity * kPplRelTol);
-  {
-    // Prefill (m > 1) and decode (m == 1) both go through the kernels.
-    KvCache c = m.NewCache(n);
-    m.Forward(ids.data(), n - 1, c, h.data());
-    m.Forward(ids.data() + n - 1, 1, c, h.data() + (n - 1) * d);
-    m.Logits(h.data(), n, got.data());
-  }
+  // Prefill (m > 1) and decode (m == 1) both go through the kernels.
+  prefill_then_decode(got);
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], kLogitTol) << i;
 
   // int8 activations everywhere (the default only for single-token decode): a small, bounded

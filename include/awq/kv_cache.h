@@ -1,4 +1,6 @@
-// Key/value cache of a decoder: per layer, keys and values of every position seen so far.
+// Key/value cache of a decoder: per layer, keys and values of every position seen so far, in
+// fp16 (half the bytes that decode streams per token; llama.cpp's default too) and head-major, so
+// that one kv head's keys are one contiguous run that decode attention reads front to back.
 #pragma once
 
 #include <cstdint>
@@ -11,26 +13,28 @@ namespace awq {
 class KvCache {
  public:
   KvCache() = default;
-  // Room for max_tokens positions of n_layers layers with kv_dim = n_kv_heads * head_dim.
-  KvCache(int64_t n_layers, int64_t max_tokens, int64_t kv_dim);
+  // Room for max_tokens positions of n_layers layers with n_kv_heads heads of head_dim values.
+  KvCache(int64_t n_layers, int64_t max_tokens, int64_t n_kv_heads, int64_t head_dim);
 
   int64_t size() const { return size_; }  // positions filled
   int64_t capacity() const { return max_tokens_; }
-  int64_t kv_dim() const { return kv_dim_; }
+  int64_t n_kv_heads() const { return n_kv_heads_; }
+  int64_t head_dim() const { return head_dim_; }
+  // Elements between the starts of two kv heads: max_tokens * head_dim.
+  int64_t head_stride() const { return max_tokens_ * head_dim_; }
   void Clear() { size_ = 0; }
   // Marks n more positions as filled (after every layer wrote them).
   void Advance(int64_t n);
 
-  float* keys(int64_t layer) {
-    return k_[static_cast<size_t>(layer)].data<float>();
-  }  // [max_tokens, kv_dim]
-  float* values(int64_t layer) {
-    return v_[static_cast<size_t>(layer)].data<float>();
-  }  // [max_tokens, kv_dim]
+  // fp16 bits, [n_kv_heads, max_tokens, head_dim]: position j of kv head h at
+  // (h * head_stride() + j * head_dim()).
+  uint16_t* keys(int64_t layer) { return k_[static_cast<size_t>(layer)].data<uint16_t>(); }
+  uint16_t* values(int64_t layer) { return v_[static_cast<size_t>(layer)].data<uint16_t>(); }
 
  private:
   int64_t max_tokens_ = 0;
-  int64_t kv_dim_ = 0;
+  int64_t n_kv_heads_ = 0;
+  int64_t head_dim_ = 0;
   int64_t size_ = 0;
   std::vector<Tensor> k_, v_;
 };

@@ -115,11 +115,9 @@ class Model {
   // logits [n, V] = hidden [n, D] * lm_head^T.
   void Logits(const float* hidden, int64_t n, float* logits) const;
 
-  // One decoder block on x [n, D] in place, for tokens at positions pos0 .. pos0 + n - 1, with
-  // this layer's keys/values [>= pos0 + n, KV*hd] (the first pos0 rows already filled). Exposed
-  // for block-by-block quantization.
-  void BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float* keys,
-                    float* values) const;
+  // One decoder block on x [n, D] in place, for tokens at positions pos0 .. pos0 + n - 1; reads
+  // positions [0, pos0) of this layer's cache and writes the new ones.
+  void BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache& cache) const;
 
   // Module-level forwards over a batch of n_seq independent sequences of seq_len tokens
   // (positions 0 .. seq_len-1 each), with explicit weights so that quantization can run a

@@ -1,10 +1,15 @@
-// Blocked causal attention: per (head, row block) one sgemm for scores, softmax, one for output.
+// Attention: blocked causal attention for prompts (per head and row block, one sgemm for the
+// scores, softmax, one for the output) and split-position attention over the fp16 cache for
+// decode.
 #include "model/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "awq/half.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/decode_attention.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/sgemm.h"
 
@@ -49,6 +54,82 @@ void CausalAttention(const float* q, int64_t ldq, const float* keys, const float
                   0.0f, out + r0 * ldo + h * hd, ldo);
     }
   });
+}
+
+void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* values,
+                     int64_t head_stride, int64_t n_keys, float* out, const AttentionShape& shape,
+                     ThreadPool& pool) {
+  const int64_t hd = shape.head_dim, n_kv = shape.n_kv_heads;
+  const int group = static_cast<int>(shape.n_heads / n_kv);
+  // Split positions so that there are at least two tasks per thread, but keep every range long
+  // enough (>= 64 keys) that the merge costs nothing next to it.
+  const int64_t want = (2 * pool.size() + n_kv - 1) / n_kv;
+  const int64_t splits = std::max<int64_t>(1, std::min(want, n_keys / 64));
+  const int64_t span = (n_keys + splits - 1) / splits;
+  const int64_t tasks = n_kv * splits;
+  const int64_t part = group * (hd + 2);  // per task: m, l and o for every head of the group
+  std::vector<float> partial(static_cast<size_t>(tasks * part));
+  std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool.ParallelFor(tasks, [&](int64_t begin, int64_t end, int thread) {
+    std::vector<float>& scores = scratch[static_cast<size_t>(thread)];
+    scores.resize(static_cast<size_t>(group * span));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t h = task / splits, j0 = (task % splits) * span;
+      const int64_t n = std::min(span, n_keys - j0);
+      float* p = partial.data() + task * part;
+      if (n <= 0) {
+        for (int i = 0; i < group; ++i) p[i] = -INFINITY;
+        continue;
+      }
+      const int64_t offset = h * head_stride + j0 * hd;
+      AttendPartial({q + h * group * hd, group, keys + offset, values + offset, hd, n, scale},
+                    scores.data(), p, p + group, p + 2 * group);
+    }
+  });
+  for (int64_t h = 0; h < n_kv; ++h) {
+    for (int i = 0; i < group; ++i) {
+      float mx = -INFINITY;
+      for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, partial[(h * splits + s) * part + i]);
+      float* o = out + (h * group + i) * hd;
+      for (int64_t c = 0; c < hd; ++c) o[c] = 0.0f;
+      float l = 0.0f;
+      for (int64_t s = 0; s < splits; ++s) {
+        const float* p = partial.data() + (h * splits + s) * part;
+        if (p[i] == -INFINITY) continue;
+        const float w = std::exp(p[i] - mx);
+        l += w * p[group + i];
+        const float* po = p + 2 * group + i * hd;
+        for (int64_t c = 0; c < hd; ++c) o[c] += w * po[c];
+      }
+      const float inv = 1.0f / l;
+      for (int64_t c = 0; c < hd; ++c) o[c] *= inv;
+    }
+  }
+}
+
+void StoreKvRows(const float* src, int64_t ld, int64_t n, int64_t pos0, uint16_t* cache,
+                 int64_t head_stride, const AttentionShape& shape) {
+  const int64_t hd = shape.head_dim;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < shape.n_kv_heads; ++h) {
+      const float* s = src + t * ld + h * hd;
+      uint16_t* d = cache + h * head_stride + (pos0 + t) * hd;
+      for (int64_t c = 0; c < hd; ++c) d[c] = Fp32ToFp16(s[c]);
+    }
+  }
+}
+
+void LoadKvRows(const uint16_t* cache, int64_t head_stride, int64_t n, float* dst,
+                const AttentionShape& shape) {
+  const int64_t hd = shape.head_dim, kv_dim = shape.n_kv_heads * hd;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < shape.n_kv_heads; ++h) {
+      const uint16_t* s = cache + h * head_stride + t * hd;
+      float* d = dst + t * kv_dim + h * hd;
+      for (int64_t c = 0; c < hd; ++c) d[c] = Fp16ToFp32(s[c]);
+    }
+  }
 }
 
 }  // namespace awq

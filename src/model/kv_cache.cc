@@ -3,11 +3,11 @@
 
 namespace awq {
 
-KvCache::KvCache(int64_t n_layers, int64_t max_tokens, int64_t kv_dim)
-    : max_tokens_(max_tokens), kv_dim_(kv_dim) {
+KvCache::KvCache(int64_t n_layers, int64_t max_tokens, int64_t n_kv_heads, int64_t head_dim)
+    : max_tokens_(max_tokens), n_kv_heads_(n_kv_heads), head_dim_(head_dim) {
   for (int64_t l = 0; l < n_layers; ++l) {
-    k_.emplace_back(DType::kF32, Shape{max_tokens, kv_dim});
-    v_.emplace_back(DType::kF32, Shape{max_tokens, kv_dim});
+    k_.emplace_back(DType::kF16, Shape{n_kv_heads, max_tokens, head_dim});
+    v_.emplace_back(DType::kF16, Shape{n_kv_heads, max_tokens, head_dim});
   }
 }
 

@@ -220,8 +220,8 @@ KvCache Model::NewCache(int64_t max_tokens) const {
     throw Error("context of " + std::to_string(max_tokens) + " tokens exceeds the model's " +
                 "max_position_embeddings " + std::to_string(rope_positions_));
   }
-  return KvCache(config_.num_hidden_layers, max_tokens,
-                 config_.num_key_value_heads * config_.head_dim);
+  return KvCache(config_.num_hidden_layers, max_tokens, config_.num_key_value_heads,
+                 config_.head_dim);
 }
 
 }  // namespace awq

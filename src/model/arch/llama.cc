@@ -26,10 +26,11 @@ void Linear(const Int4Matrix* w4, const Tensor& w, const float* x, int64_t ldx, 
 }
 }  // namespace
 
-void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float* keys,
-                         float* values) const {
+void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache& cache) const {
   const ModelConfig& c = config_;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  uint16_t* keys = cache.keys(layer);
+  uint16_t* values = cache.values(layer);
   const int64_t d = c.hidden_size, hd = c.head_dim, h = c.num_attention_heads,
                 kv = c.num_key_value_heads, inter = c.intermediate_size;
   const int64_t q_dim = h * hd, kv_dim = kv * hd, qkv_dim = q_dim + 2 * kv_dim;
@@ -52,14 +53,25 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, float
   }
   ApplyRope(qkv.data(), qkv_dim, n, h, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
   ApplyRope(qkv.data() + q_dim, qkv_dim, n, kv, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
-  for (int64_t t = 0; t < n; ++t) {
-    std::memcpy(keys + (pos0 + t) * kv_dim, qkv.data() + t * qkv_dim + q_dim,
-                static_cast<size_t>(kv_dim) * sizeof(float));
-    std::memcpy(values + (pos0 + t) * kv_dim, qkv.data() + t * qkv_dim + q_dim + kv_dim,
-                static_cast<size_t>(kv_dim) * sizeof(float));
+  // The new keys and values go to the fp16 cache. A prompt at the start of the cache attends to
+  // them in fp32 straight from the fused buffer; a single token (decode) reads the fp16 cache;
+  // a later prompt reads the cache widened back to fp32.
+  const AttentionShape shape{h, kv, hd};
+  const int64_t head_stride = cache.head_stride();
+  StoreKvRows(qkv.data() + q_dim, qkv_dim, n, pos0, keys, head_stride, shape);
+  StoreKvRows(qkv.data() + q_dim + kv_dim, qkv_dim, n, pos0, values, head_stride, shape);
+  if (n == 1) {
+    DecodeAttention(qkv.data(), keys, values, head_stride, pos0 + 1, attn.data(), shape, pool);
+  } else if (pos0 == 0) {
+    CausalAttention(qkv.data(), qkv_dim, qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, qkv_dim,
+                    attn.data(), q_dim, n, 0, shape, pool);
+  } else {
+    std::vector<float> k32(static_cast<size_t>((pos0 + n) * kv_dim)), v32(k32.size());
+    LoadKvRows(keys, head_stride, pos0 + n, k32.data(), shape);
+    LoadKvRows(values, head_stride, pos0 + n, v32.data(), shape);
+    CausalAttention(qkv.data(), qkv_dim, k32.data(), v32.data(), kv_dim, attn.data(), q_dim, n,
+                    pos0, shape, pool);
   }
-  CausalAttention(qkv.data(), qkv_dim, keys, values, kv_dim, attn.data(), q_dim, n, pos0,
-                  {h, kv, hd}, pool);
   Linear(w.o4.get(), w.wo, attn.data(), q_dim, x, d, n, true, pool, int4_kernel_);
 
   // MLP: x += down(silu(gate(x')) * up(x')), gate and up from one fused product.
@@ -149,7 +161,7 @@ void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hid
     }
   }
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    BlockForward(l, x.data(), n, pos0, cache.keys(l), cache.values(l));
+    BlockForward(l, x.data(), n, pos0, cache);
   }
   cache.Advance(n);
   RmsNormRows(x.data(), d, weights_.final_norm.data<float>(), hidden, d, n, d,

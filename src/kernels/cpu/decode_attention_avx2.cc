@@ -1,0 +1,135 @@
+// AVX2 decode attention over an fp16 cache. Keys and values stream from memory once per kv head:
+// scores are computed eight positions at a time for every query head of the group while those
+// eight key rows sit in L1, and the value rows likewise.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/decode_attention.h"
+
+namespace awq {
+
+namespace {
+
+inline __m256 Widen(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline float HorizontalSum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+inline float HorizontalMax(__m256 v) {
+  const __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
+}
+
+// Lane r = the sum of the lanes of a[r].
+inline __m256 Sum8x8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// exp(x) for x <= 0 (scores minus their maximum): Cody-Waite reduction x = n ln2 + r and a
+// degree-6 polynomial on |r| <= ln2 / 2, relative error about 2e-7; 0 below -87.
+inline __m256 ExpNonPositive(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+}  // namespace
+
+void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
+  const int64_t hd = a.hd, n = a.n, n8 = n - n % 8;
+  const __m256 scale = _mm256_set1_ps(a.scale);
+  // Scores, eight key rows at a time for every query head.
+  for (int64_t j = 0; j < n8; j += 8) {
+    const uint16_t* k = a.k + j * hd;
+    for (int i = 0; i < a.group; ++i) {
+      const float* q = a.q + i * hd;
+      __m256 acc[8];
+      for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+      for (int64_t c = 0; c < hd; c += 8) {
+        const __m256 qc = _mm256_loadu_ps(q + c);
+        for (int r = 0; r < 8; ++r) acc[r] = _mm256_fmadd_ps(Widen(k + r * hd + c), qc, acc[r]);
+      }
+      _mm256_storeu_ps(scores + i * n + j, _mm256_mul_ps(Sum8x8(acc), scale));
+    }
+  }
+  for (int64_t j = n8; j < n; ++j) {
+    for (int i = 0; i < a.group; ++i) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t c = 0; c < hd; c += 8) {
+        acc = _mm256_fmadd_ps(Widen(a.k + j * hd + c), _mm256_loadu_ps(a.q + i * hd + c), acc);
+      }
+      scores[i * n + j] = a.scale * HorizontalSum(acc);
+    }
+  }
+  // Softmax numerators in place.
+  for (int i = 0; i < a.group; ++i) {
+    float* s = scores + i * n;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n8; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+    float mx = HorizontalMax(vmax);
+    for (int64_t j = n8; j < n; ++j) mx = std::max(mx, s[j]);
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 vsum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n8; j += 8) {
+      const __m256 p = ExpNonPositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+      _mm256_storeu_ps(s + j, p);
+      vsum = _mm256_add_ps(vsum, p);
+    }
+    float sum = HorizontalSum(vsum);
+    for (int64_t j = n8; j < n; ++j) {
+      s[j] = std::exp(s[j] - mx);
+      sum += s[j];
+    }
+    m[i] = mx;
+    l[i] = sum;
+  }
+  // o_i = sum_j p_ij v_j, 64 columns at a time, eight value rows at a time for every head.
+  for (int i = 0; i < a.group; ++i) {
+    for (int64_t c = 0; c < hd; ++c) o[i * hd + c] = 0.0f;
+  }
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const int64_t j1 = j0 + 8 < n ? j0 + 8 : n;
+    for (int i = 0; i < a.group; ++i) {
+      const float* p = scores + i * n;
+      for (int64_t c0 = 0; c0 < hd; c0 += 64) {
+        const int64_t w = hd - c0 < 64 ? (hd - c0) / 8 : 8;
+        float* oi = o + i * hd + c0;
+        __m256 acc[8];
+        for (int64_t t = 0; t < w; ++t) acc[t] = _mm256_loadu_ps(oi + 8 * t);
+        for (int64_t j = j0; j < j1; ++j) {
+          const __m256 pj = _mm256_set1_ps(p[j]);
+          const uint16_t* v = a.v + j * hd + c0;
+          for (int64_t t = 0; t < w; ++t) acc[t] = _mm256_fmadd_ps(pj, Widen(v + 8 * t), acc[t]);
+        }
+        for (int64_t t = 0; t < w; ++t) _mm256_storeu_ps(oi + 8 * t, acc[t]);
+      }
+    }
+  }
+}
+
+}  // namespace awq

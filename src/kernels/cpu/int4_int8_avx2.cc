@@ -94,43 +94,46 @@ __m256 GemvRowBlockInt8(const Int4Matrix& w, int64_t b, const int32_t* xw,
 inline __m256i Dot16(__m256i v0, __m256i v1, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256i p = _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), x0);
-  p = _mm256_add_epi16(
-      p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), x1));
+  p = _mm256_add_epi16(p,
+                       _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), x1));
   __m256i q = _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), x2);
-  q = _mm256_add_epi16(
-      q, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), x3));
+  q = _mm256_add_epi16(q,
+                       _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), x3));
   return _mm256_madd_epi16(_mm256_add_epi16(p, q), _mm256_set1_epi16(1));
 }
 
-template <int R>  // row blocks at once: 1 or 2
+// Loops over the R row blocks must be unrolled so that dot[] and y[] stay in registers (-O2 left
+// them in memory: a store-to-load chain per step that halved the throughput).
+#define AWQ_UNROLL _Pragma("GCC unroll 8")
+
+template <int R>  // row blocks at once: 1, 2 or 4
 void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, const int32_t* xw,
                               const Int8Activations& xa, __m256* y) {
   const int64_t gs = w.group_size, ng = w.n_groups(), steps = gs / 16;
   const int64_t block_stride = w.slots_per_block();
-  for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
+  AWQ_UNROLL for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
   const float* xscale = xa.scale.data();
   const Int4Codes* hdr = w.group(b, 0);
   for (int64_t g = 0; g < ng; ++g, hdr += w.slots_per_group()) {
     const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
     __m256 dot[R];
-    for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
+    AWQ_UNROLL for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
     for (int64_t k = 0; k < steps; ++k, xw += 4, codes += 2) {
       _mm_prefetch(reinterpret_cast<const char*>(codes) + 2048, _MM_HINT_T0);
-      if (R == 2) {
-        _mm_prefetch(reinterpret_cast<const char*>(codes + block_stride) + 2048, _MM_HINT_T0);
+      AWQ_UNROLL for (int r = 1; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(codes + r * block_stride) + 2048, _MM_HINT_T0);
       }
       const __m256i x0 = _mm256_set1_epi32(xw[0]), x1 = _mm256_set1_epi32(xw[1]);
       const __m256i x2 = _mm256_set1_epi32(xw[2]), x3 = _mm256_set1_epi32(xw[3]);
       const __m256 sc = _mm256_set1_ps(*xscale++);
-      for (int r = 0; r < R; ++r) {
+      AWQ_UNROLL for (int r = 0; r < R; ++r) {
         const __m256i* c = codes + r * block_stride;
-        const __m256i d =
-            Dot16(_mm256_load_si256(c), _mm256_load_si256(c + 1), x0, x1, x2, x3);
+        const __m256i d = Dot16(_mm256_load_si256(c), _mm256_load_si256(c + 1), x0, x1, x2, x3);
         dot[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sc, dot[r]);
       }
     }
     const __m256 gsum = _mm256_set1_ps(xa.group_sum[g]);
-    for (int r = 0; r < R; ++r) {
+    AWQ_UNROLL for (int r = 0; r < R; ++r) {
       const __m128i* h = reinterpret_cast<const __m128i*>(hdr + r * block_stride);
       const __m256 s = _mm256_cvtph_ps(_mm_load_si128(h));
       const __m256 z = _mm256_cvtph_ps(_mm_load_si128(h + 1));
@@ -147,8 +150,12 @@ void GemvRangeInt8(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* x
     }
     return;
   }
-  __m256 r[2];
+  __m256 r[4];
   int64_t b = b0;
+  for (; b + 4 <= b1; b += 4) {
+    GemvRowBlocksInt8Block16<4>(w, b, xw, xa, r);
+    for (int j = 0; j < 4; ++j) StoreRowBlock(r[j], y, b + j, w.out, accumulate);
+  }
   for (; b + 2 <= b1; b += 2) {
     GemvRowBlocksInt8Block16<2>(w, b, xw, xa, r);
     StoreRowBlock(r[0], y, b, w.out, accumulate);

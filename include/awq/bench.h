@@ -52,4 +52,14 @@ struct BenchResult {
 // Throws awq::Error when prompt + gen tokens exceed the model's context.
 BenchResult BenchModel(const Model& model, const BenchOptions& options);
 
+// BenchModel for several models with their repetitions interleaved (rep 1 of every model, then
+// rep 2, ...), so that a shared host's slow and fast phases fall on all of them alike and the
+// ratio of two models' runs of the same repetition compares like with like.
+std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
+                                     const BenchOptions& options);
+
+// The median over repetitions of a's run / b's run (prefill or decode tokens/s), pairing the runs
+// of the same repetition.
+double MedianPairedRatio(const std::vector<double>& a, const std::vector<double>& b);
+
 }  // namespace awq

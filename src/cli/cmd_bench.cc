@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -105,27 +106,39 @@ int RunBench(const BenchArgs& a) {
   const std::string subject = a.synthetic.empty() ? a.model
                                                   : "synthetic " + a.synthetic + ", " +
                                                         std::to_string(a.layers) + " layers";
-  std::vector<Entry> entries;
-  bool subject_int4 = false;
+  // Both models are loaded first and their repetitions interleaved (BenchModels), so that the
+  // host's noise falls on both alike; the ratios pair the runs of the same repetition.
+  std::vector<std::unique_ptr<Model>> models;
+  std::vector<std::string> names;
   for (const bool baseline : {false, true}) {
     if (baseline && !a.fp32_baseline) break;
     const auto t0 = std::chrono::steady_clock::now();
-    const Model m = LoadSubject(a, baseline);
-    const bool int4 = m.uses_int4();
-    if (!baseline) subject_int4 = int4;
-    if (baseline && !subject_int4) {
+    auto m = std::make_unique<Model>(LoadSubject(a, baseline));
+    if (baseline && !models[0]->uses_int4()) {
       std::fprintf(stderr, "the model already runs in fp32; no separate baseline\n");
       break;
     }
-    std::string what = int4 ? "int4 (" + std::string(kernel) + ")" : "fp32";
-    if (m.weights().lm_head8 != nullptr) what += ", int8 head";
+    std::string what = m->uses_int4() ? "int4 (" + std::string(kernel) + ")" : "fp32";
+    if (m->weights().lm_head8 != nullptr) what += ", int8 head";
     std::fprintf(stderr, "%s %s: %lld parameters, %.1f MB of weights per token, ready in %.1fs\n",
                  baseline ? "baseline" : "model", what.c_str(),
-                 static_cast<long long>(m.ParameterCount()), m.DecodeWeightBytes() / 1e6,
+                 static_cast<long long>(m->ParameterCount()), m->DecodeWeightBytes() / 1e6,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    std::fprintf(stderr, "running %d x (prefill %lld + decode %lld tokens)...\n", a.reps,
-                 static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens));
-    entries.push_back({what, BenchModel(m, o)});
+    names.push_back(what);
+    models.push_back(std::move(m));
+  }
+  std::fprintf(stderr, "running %d x (prefill %lld + decode %lld tokens) per model, interleaved...\n",
+               a.reps, static_cast<long long>(a.prompt_tokens),
+               static_cast<long long>(a.gen_tokens));
+  std::vector<const Model*> subjects;
+  for (const auto& m : models) subjects.push_back(m.get());
+  const std::vector<BenchResult> results = BenchModels(subjects, o);
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < results.size(); ++i) entries.push_back({names[i], results[i]});
+  double prefill_ratio = 0, decode_ratio = 0;
+  if (entries.size() == 2) {
+    prefill_ratio = MedianPairedRatio(entries[0].r.prefill_runs, entries[1].r.prefill_runs);
+    decode_ratio = MedianPairedRatio(entries[0].r.decode_runs, entries[1].r.decode_runs);
   }
   measure();
   if (a.json) {
@@ -138,9 +151,7 @@ int RunBench(const BenchArgs& a) {
     j["results"] = nlohmann::json::array();
     for (const Entry& e : entries) j["results"].push_back(ToJson(e, mem));
     if (entries.size() == 2) {
-      j["int4_over_fp32"] = {
-          {"prefill", entries[0].r.prefill_tokens_per_s / entries[1].r.prefill_tokens_per_s},
-          {"decode", entries[0].r.decode_tokens_per_s / entries[1].r.decode_tokens_per_s}};
+      j["int4_over_fp32"] = {{"prefill", prefill_ratio}, {"decode", decode_ratio}};
     }
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -166,13 +177,12 @@ int RunBench(const BenchArgs& a) {
     }
   }
   if (entries.size() == 2) {
-    std::printf("%-14s %12s %13.2fx %12.2fx\n", "int4 / fp32", "",
-                entries[0].r.prefill_tokens_per_s / entries[1].r.prefill_tokens_per_s,
-                entries[0].r.decode_tokens_per_s / entries[1].r.decode_tokens_per_s);
+    std::printf("%-14s %12s %13.2fx %12.2fx\n", "int4 / fp32", "", prefill_ratio, decode_ratio);
   }
-  std::printf("(prefill: %lld-token prompt; decode: %lld tokens after it; medians of %d runs)\n",
-              static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens),
-              a.reps);
+  std::printf(
+      "(prefill: %lld-token prompt; decode: %lld tokens after it; medians of %d interleaved runs;"
+      " ratios: median of the runs' paired ratios)\n",
+      static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens), a.reps);
   return 0;
 }
 }  // namespace

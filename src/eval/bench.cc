@@ -99,47 +99,75 @@ MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array
   return r;
 }
 
-BenchResult BenchModel(const Model& model, const BenchOptions& o) {
+namespace {
+
+// One repetition: prefill of the prompt, then gen_tokens greedy decode steps; appends the runs.
+void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_t>& prompt,
+             BenchResult* r) {
   const ModelConfig& c = model.config();
+  const int64_t d = c.hidden_size, v = c.vocab_size;
+  std::vector<float> hidden(static_cast<size_t>(o.prompt_tokens * d)),
+      logits(static_cast<size_t>(v));
+  KvCache cache = model.NewCache(o.prompt_tokens + o.gen_tokens);
+  Clock::time_point t0 = Clock::now();
+  model.Forward(prompt.data(), o.prompt_tokens, cache, hidden.data());
+  model.Logits(hidden.data() + (o.prompt_tokens - 1) * d, 1, logits.data());
+  r->prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
+  t0 = Clock::now();
+  for (int64_t i = 0; i < o.gen_tokens; ++i) {
+    const int32_t next =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    model.Forward(&next, 1, cache, hidden.data());
+    model.Logits(hidden.data(), 1, logits.data());
+  }
+  r->decode_runs.push_back(static_cast<double>(o.gen_tokens) / Seconds(t0));
+}
+
+}  // namespace
+
+std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
+                                     const BenchOptions& o) {
   if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.reps < 1) {
     throw Error("bench: prompt tokens, generated tokens and repetitions must be positive (got " +
                 std::to_string(o.prompt_tokens) + ", " + std::to_string(o.gen_tokens) + ", " +
                 std::to_string(o.reps) + ")");
   }
-  const int64_t total = o.prompt_tokens + o.gen_tokens;
-  std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));
-  uint64_t state = o.seed;
-  for (int32_t& t : prompt) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    t = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
-  }
-  const int64_t d = c.hidden_size, v = c.vocab_size;
-  std::vector<float> hidden(static_cast<size_t>(o.prompt_tokens * d)),
-      logits(static_cast<size_t>(v));
-  BenchResult r;
-  r.prompt_tokens = o.prompt_tokens;
-  r.gen_tokens = o.gen_tokens;
-  r.weight_bytes_per_token = model.DecodeWeightBytes();
-  for (int rep = 0; rep < o.reps; ++rep) {
-    KvCache cache = model.NewCache(total);
-    Clock::time_point t0 = Clock::now();
-    model.Forward(prompt.data(), o.prompt_tokens, cache, hidden.data());
-    model.Logits(hidden.data() + (o.prompt_tokens - 1) * d, 1, logits.data());
-    r.prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
-    t0 = Clock::now();
-    for (int64_t i = 0; i < o.gen_tokens; ++i) {
-      const int32_t next =
-          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      model.Forward(&next, 1, cache, hidden.data());
-      model.Logits(hidden.data(), 1, logits.data());
+  std::vector<BenchResult> results(models.size());
+  std::vector<std::vector<int32_t>> prompts;
+  for (size_t i = 0; i < models.size(); ++i) {
+    const ModelConfig& c = models[i]->config();
+    std::vector<int32_t> prompt(static_cast<size_t>(o.prompt_tokens));
+    uint64_t state = o.seed;
+    for (int32_t& t : prompt) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      t = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(c.vocab_size));
     }
-    r.decode_runs.push_back(static_cast<double>(o.gen_tokens) / Seconds(t0));
+    prompts.push_back(std::move(prompt));
+    results[i].prompt_tokens = o.prompt_tokens;
+    results[i].gen_tokens = o.gen_tokens;
+    results[i].weight_bytes_per_token = models[i]->DecodeWeightBytes();
   }
-  r.prefill_tokens_per_s = Median(r.prefill_runs);
-  r.decode_tokens_per_s = Median(r.decode_runs);
-  r.decode_weight_gb_per_s =
-      static_cast<double>(r.weight_bytes_per_token) * r.decode_tokens_per_s / 1e9;
-  return r;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    for (size_t i = 0; i < models.size(); ++i) RunOnce(*models[i], o, prompts[i], &results[i]);
+  }
+  for (BenchResult& r : results) {
+    r.prefill_tokens_per_s = Median(r.prefill_runs);
+    r.decode_tokens_per_s = Median(r.decode_runs);
+    r.decode_weight_gb_per_s =
+        static_cast<double>(r.weight_bytes_per_token) * r.decode_tokens_per_s / 1e9;
+  }
+  return results;
+}
+
+BenchResult BenchModel(const Model& model, const BenchOptions& o) {
+  return BenchModels({&model}, o)[0];
+}
+
+double MedianPairedRatio(const std::vector<double>& a, const std::vector<double>& b) {
+  AWQ_CHECK(a.size() == b.size());
+  std::vector<double> r;
+  for (size_t i = 0; i < a.size(); ++i) r.push_back(a[i] / b[i]);
+  return Median(r);
 }
 
 }  // namespace awq

@@ -27,6 +27,13 @@ class ThreadPool {
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
                    int64_t grain = 1);
 
+  // Like ParallelFor, but [0, n) is cut into about `chunks_per_thread` chunks per thread that the
+  // threads take in turn from a shared counter, so a thread slowed by the host (a neighbour, a
+  // descheduling) is covered by the others instead of stalling the whole loop. fn may run several
+  // times per thread. For memory-bound loops of even cost per index (decode's GEMVs).
+  void ParallelForDynamic(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
+                          int64_t grain = 1, int chunks_per_thread = 4);
+
   // Runs fn(thread_index) once on every thread.
   void RunOnAll(const std::function<void(int)>& fn);
 

@@ -100,6 +100,28 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   });
 }
 
+void ThreadPool::ParallelForDynamic(int64_t n,
+                                    const std::function<void(int64_t, int64_t, int)>& fn,
+                                    int64_t grain, int chunks_per_thread) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t units = (n + grain - 1) / grain;
+  const int64_t n_chunks =
+      std::min<int64_t>(units, static_cast<int64_t>(n_threads_) * std::max(1, chunks_per_thread));
+  if (n_threads_ == 1 || n_chunks == 1) {
+    fn(0, n, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  RunOnAll([&](int t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t b = units * c / n_chunks * grain, e = std::min(n, units * (c + 1) / n_chunks * grain);
+      if (b < e) fn(b, e, t);
+    }
+  });
+}
+
 ThreadPool& ThreadPool::Global() {
   static ThreadPool pool([] {
     if (const char* env = std::getenv("AWQ_NUM_THREADS")) {

@@ -71,7 +71,8 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
   std::vector<float> partial(static_cast<size_t>(tasks * part));
   std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool.ParallelFor(tasks, [&](int64_t begin, int64_t end, int thread) {
+  // Tasks one at a time from a shared counter: a thread the host slows down takes fewer.
+  pool.ParallelForDynamic(tasks, [&](int64_t begin, int64_t end, int thread) {
     std::vector<float>& scores = scratch[static_cast<size_t>(thread)];
     scores.resize(static_cast<size_t>(group * span));
     for (int64_t task = begin; task < end; ++task) {
@@ -86,7 +87,7 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
       AttendPartial({q + h * group * hd, group, keys + offset, values + offset, hd, n, scale},
                     scores.data(), p, p + group, p + 2 * group);
     }
-  });
+  }, 1, static_cast<int>(tasks));
   for (int64_t h = 0; h < n_kv; ++h) {
     for (int i = 0; i < group; ++i) {
       float mx = -INFINITY;

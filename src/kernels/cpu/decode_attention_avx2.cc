@@ -5,12 +5,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/decode_attention.h"
 
 namespace awq {
 
 namespace {
+
+// Loops over fixed-size register arrays are unrolled so that the arrays stay in registers.
+#define AWQ_UNROLL _Pragma("GCC unroll 8")
 
 inline __m256 Widen(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -58,21 +62,38 @@ inline __m256 ExpNonPositive(__m256 x) {
   return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+// dst[i] = float(src[i]) for i < n (n a multiple of 8).
+inline void WidenRows(const uint16_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, Widen(src + i));
+}
+
+std::vector<float>& WidenBuffer(int64_t n) {
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
+  return buffer;
+}
+
 }  // namespace
 
 void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
   const int64_t hd = a.hd, n = a.n, n8 = n - n % 8;
   const __m256 scale = _mm256_set1_ps(a.scale);
+  // Eight key (then value) rows at a time are widened once into this L1 buffer and then read by
+  // every query head of the group.
+  std::vector<float>& block = WidenBuffer(8 * hd);
+  float* kb = block.data();
   // Scores, eight key rows at a time for every query head.
   for (int64_t j = 0; j < n8; j += 8) {
-    const uint16_t* k = a.k + j * hd;
+    WidenRows(a.k + j * hd, 8 * hd, kb);
     for (int i = 0; i < a.group; ++i) {
       const float* q = a.q + i * hd;
       __m256 acc[8];
-      for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+      AWQ_UNROLL for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
       for (int64_t c = 0; c < hd; c += 8) {
         const __m256 qc = _mm256_loadu_ps(q + c);
-        for (int r = 0; r < 8; ++r) acc[r] = _mm256_fmadd_ps(Widen(k + r * hd + c), qc, acc[r]);
+        AWQ_UNROLL for (int r = 0; r < 8; ++r) {
+          acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(kb + r * hd + c), qc, acc[r]);
+        }
       }
       _mm256_storeu_ps(scores + i * n + j, _mm256_mul_ps(Sum8x8(acc), scale));
     }
@@ -113,20 +134,30 @@ void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, f
     for (int64_t c = 0; c < hd; ++c) o[i * hd + c] = 0.0f;
   }
   for (int64_t j0 = 0; j0 < n; j0 += 8) {
-    const int64_t j1 = j0 + 8 < n ? j0 + 8 : n;
+    const int64_t rows = j0 + 8 < n ? 8 : n - j0;
+    WidenRows(a.v + j0 * hd, rows * hd, kb);
     for (int i = 0; i < a.group; ++i) {
-      const float* p = scores + i * n;
-      for (int64_t c0 = 0; c0 < hd; c0 += 64) {
-        const int64_t w = hd - c0 < 64 ? (hd - c0) / 8 : 8;
+      const float* p = scores + i * n + j0;
+      int64_t c0 = 0;
+      for (; c0 + 64 <= hd; c0 += 64) {
         float* oi = o + i * hd + c0;
         __m256 acc[8];
-        for (int64_t t = 0; t < w; ++t) acc[t] = _mm256_loadu_ps(oi + 8 * t);
-        for (int64_t j = j0; j < j1; ++j) {
-          const __m256 pj = _mm256_set1_ps(p[j]);
-          const uint16_t* v = a.v + j * hd + c0;
-          for (int64_t t = 0; t < w; ++t) acc[t] = _mm256_fmadd_ps(pj, Widen(v + 8 * t), acc[t]);
+        AWQ_UNROLL for (int t = 0; t < 8; ++t) acc[t] = _mm256_loadu_ps(oi + 8 * t);
+        for (int64_t r = 0; r < rows; ++r) {
+          const __m256 pj = _mm256_set1_ps(p[r]);
+          const float* v = kb + r * hd + c0;
+          AWQ_UNROLL for (int t = 0; t < 8; ++t) {
+            acc[t] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * t), acc[t]);
+          }
         }
-        for (int64_t t = 0; t < w; ++t) _mm256_storeu_ps(oi + 8 * t, acc[t]);
+        AWQ_UNROLL for (int t = 0; t < 8; ++t) _mm256_storeu_ps(oi + 8 * t, acc[t]);
+      }
+      for (; c0 < hd; c0 += 8) {  // head widths that are not a multiple of 64
+        __m256 acc = _mm256_loadu_ps(o + i * hd + c0);
+        for (int64_t r = 0; r < rows; ++r) {
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r]), _mm256_loadu_ps(kb + r * hd + c0), acc);
+        }
+        _mm256_storeu_ps(o + i * hd + c0, acc);
       }
     }
   }

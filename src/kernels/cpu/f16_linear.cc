@@ -47,7 +47,7 @@ void LinearF16(const float* x, int64_t ldx, const uint16_t* w, int64_t ldw, floa
   if (m == 0 || n == 0) return;
   if (m == 1) {
     const bool avx2 = CpuHasAvx2Fma16();
-    pool.ParallelFor(
+    pool.ParallelForDynamic(
         n,
         [&](int64_t n0, int64_t n1, int) {
           if (avx2) {

@@ -72,7 +72,7 @@ void LinearI8(const float* x, int64_t ldx, const Int8Rows& w, float* y, int64_t 
   if (m == 0 || w.rows == 0) return;
   if (m == 1) {
     const bool avx2 = CpuHasAvx2Fma16();
-    pool.ParallelFor(
+    pool.ParallelForDynamic(
         w.rows,
         [&](int64_t r0, int64_t r1, int) {
           if (avx2) {

@@ -177,7 +177,7 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
     QuantizeActivationsInt8(x + i * ldx, w.in, w.group_size, &xa);
     InterleaveForSlots(xa, &xw);
     float* yi = y + i * ldy;
-    pool.ParallelFor(
+    pool.ParallelForDynamic(
         w.row_blocks(),
         [&](int64_t b0, int64_t b1, int) {
           GemvRangeInt8(w, b0, b1, xw.data(), xa, yi, accumulate);

@@ -127,9 +127,9 @@ int RunBench(const BenchArgs& a) {
     names.push_back(what);
     models.push_back(std::move(m));
   }
-  std::fprintf(stderr, "running %d x (prefill %lld + decode %lld tokens) per model, interleaved...\n",
-               a.reps, static_cast<long long>(a.prompt_tokens),
-               static_cast<long long>(a.gen_tokens));
+  std::fprintf(
+      stderr, "running %d x (prefill %lld + decode %lld tokens) per model, interleaved...\n",
+      a.reps, static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens));
   std::vector<const Model*> subjects;
   for (const auto& m : models) subjects.push_back(m.get());
   const std::vector<BenchResult> results = BenchModels(subjects, o);

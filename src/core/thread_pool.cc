@@ -100,8 +100,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   });
 }
 
-void ThreadPool::ParallelForDynamic(int64_t n,
-                                    const std::function<void(int64_t, int64_t, int)>& fn,
+void ThreadPool::ParallelForDynamic(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
                                     int64_t grain, int chunks_per_thread) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
@@ -116,7 +115,8 @@ void ThreadPool::ParallelForDynamic(int64_t n,
   RunOnAll([&](int t) {
     for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
          c = next.fetch_add(1, std::memory_order_relaxed)) {
-      const int64_t b = units * c / n_chunks * grain, e = std::min(n, units * (c + 1) / n_chunks * grain);
+      const int64_t b = units * c / n_chunks * grain,
+                    e = std::min(n, units * (c + 1) / n_chunks * grain);
       if (b < e) fn(b, e, t);
     }
   });

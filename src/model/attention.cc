@@ -72,22 +72,25 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
   std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Tasks one at a time from a shared counter: a thread the host slows down takes fewer.
-  pool.ParallelForDynamic(tasks, [&](int64_t begin, int64_t end, int thread) {
-    std::vector<float>& scores = scratch[static_cast<size_t>(thread)];
-    scores.resize(static_cast<size_t>(group * span));
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t h = task / splits, j0 = (task % splits) * span;
-      const int64_t n = std::min(span, n_keys - j0);
-      float* p = partial.data() + task * part;
-      if (n <= 0) {
-        for (int i = 0; i < group; ++i) p[i] = -INFINITY;
-        continue;
-      }
-      const int64_t offset = h * head_stride + j0 * hd;
-      AttendPartial({q + h * group * hd, group, keys + offset, values + offset, hd, n, scale},
-                    scores.data(), p, p + group, p + 2 * group);
-    }
-  }, 1, static_cast<int>(tasks));
+  pool.ParallelForDynamic(
+      tasks,
+      [&](int64_t begin, int64_t end, int thread) {
+        std::vector<float>& scores = scratch[static_cast<size_t>(thread)];
+        scores.resize(static_cast<size_t>(group * span));
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t h = task / splits, j0 = (task % splits) * span;
+          const int64_t n = std::min(span, n_keys - j0);
+          float* p = partial.data() + task * part;
+          if (n <= 0) {
+            for (int i = 0; i < group; ++i) p[i] = -INFINITY;
+            continue;
+          }
+          const int64_t offset = h * head_stride + j0 * hd;
+          AttendPartial({q + h * group * hd, group, keys + offset, values + offset, hd, n, scale},
+                        scores.data(), p, p + group, p + 2 * group);
+        }
+      },
+      1, static_cast<int>(tasks));
   for (int64_t h = 0; h < n_kv; ++h) {
     for (int i = 0; i < group; ++i) {
       float mx = -INFINITY;

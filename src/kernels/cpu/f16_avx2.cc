@@ -21,25 +21,51 @@ inline __m256 Widen(const uint16_t* p) {
 }
 }  // namespace
 
+namespace {
+// Dot products of x with rows w[r_j], j < S, one accumulator set per row; the rows are S
+// sequential streams.
+template <int S>
+inline void DotRows(const float* x, const uint16_t* const* rows, int64_t k, float* out) {
+  const int64_t k16 = k - k % 16;
+  __m256 a[S][2];
+  for (int j = 0; j < S; ++j) a[j][0] = a[j][1] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k16; i += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+#pragma GCC unroll 4
+    for (int j = 0; j < S; ++j) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[j] + i) + kPrefetchBytes, _MM_HINT_T0);
+      a[j][0] = _mm256_fmadd_ps(Widen(rows[j] + i), x0, a[j][0]);
+      a[j][1] = _mm256_fmadd_ps(Widen(rows[j] + i + 8), x1, a[j][1]);
+    }
+  }
+  for (int j = 0; j < S; ++j) {
+    float s = HorizontalSum(_mm256_add_ps(a[j][0], a[j][1]));
+    for (int64_t i = k16; i < k; ++i) s += x[i] * Fp16ToFp32(rows[j][i]);
+    out[j] = s;
+  }
+}
+}  // namespace
+
 void GemvF16Avx2(const float* x, const uint16_t* w, int64_t ldw, float* y, int64_t n0, int64_t n1,
                  int64_t k, bool accumulate) {
-  // One row at a time, front to back: the weights are one sequential stream, which the hardware
-  // prefetcher follows best (four interleaved rows ran at half the bandwidth).
-  const int64_t k32 = k - k % 32;
-  for (int64_t r = n0; r < n1; ++r) {
-    const uint16_t* wr = w + r * ldw;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i < k32; i += 32) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr + i) + kPrefetchBytes, _MM_HINT_T0);
-      a0 = _mm256_fmadd_ps(Widen(wr + i), _mm256_loadu_ps(x + i), a0);
-      a1 = _mm256_fmadd_ps(Widen(wr + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-      a2 = _mm256_fmadd_ps(Widen(wr + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-      a3 = _mm256_fmadd_ps(Widen(wr + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+  // Four streams: the range's quarters walked in lockstep, each front to back. One stream per
+  // core reads at about 15 GB/s on the Zen 3 host, four at 20-25 GB/s.
+  constexpr int kStreams = 4;
+  const int64_t len = (n1 - n0) / kStreams;
+  float out[kStreams];
+  const uint16_t* rows[kStreams];
+  for (int64_t i = 0; i < len; ++i) {
+    for (int j = 0; j < kStreams; ++j) rows[j] = w + (n0 + j * len + i) * ldw;
+    DotRows<kStreams>(x, rows, k, out);
+    for (int j = 0; j < kStreams; ++j) {
+      float* yr = y + n0 + j * len + i;
+      *yr = accumulate ? *yr + out[j] : out[j];
     }
-    float s = HorizontalSum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < k; ++i) s += x[i] * Fp16ToFp32(wr[i]);
-    y[r] = accumulate ? y[r] + s : s;
+  }
+  for (int64_t r = n0 + kStreams * len; r < n1; ++r) {
+    rows[0] = w + r * ldw;
+    DotRows<1>(x, rows, k, out);
+    y[r] = accumulate ? y[r] + out[0] : out[0];
   }
 }
 

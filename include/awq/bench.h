@@ -44,6 +44,9 @@ struct BenchResult {
   int64_t weight_bytes_per_token = 0;
   // weight_bytes_per_token * decode_tokens_per_s / 1e9.
   double decode_weight_gb_per_s = 0;
+  // The fp16 KV cache a decode step reads besides the weights, averaged over the decode steps
+  // (keys and values of every layer at prompt + i + 1 positions for step i).
+  int64_t kv_bytes_per_token = 0;
 };
 
 // Prefill: a fresh cache, Forward over the prompt and the last position's logits. Decode: after

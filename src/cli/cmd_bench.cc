@@ -62,6 +62,7 @@ nlohmann::json ToJson(const Entry& e, const MemoryBandwidth& mem) {
                       {"prefill_runs", e.r.prefill_runs},
                       {"decode_runs", e.r.decode_runs},
                       {"weight_bytes_per_token", e.r.weight_bytes_per_token},
+                      {"kv_cache_bytes_per_token", e.r.kv_bytes_per_token},
                       {"decode_weight_gb_per_s", e.r.decode_weight_gb_per_s}};
   if (mem.triad_gb_per_s > 0) {
     j["decode_share_of_triad"] = e.r.decode_weight_gb_per_s / mem.triad_gb_per_s;
@@ -163,12 +164,12 @@ int RunBench(const BenchArgs& a) {
         "read %.1f GB/s\n",
         mem.triad_gb_per_s, mem.read_gb_per_s);
   }
-  std::printf("\n%-14s %12s %14s %13s %12s %9s %9s\n", "weights", "MB/token", "prefill tok/s",
-              "decode tok/s", "decode GB/s", "of triad", "of read");
+  std::printf("\n%-14s %12s %9s %14s %13s %12s %9s %9s\n", "weights", "MB/token", "KV MB",
+              "prefill tok/s", "decode tok/s", "decode GB/s", "of triad", "of read");
   for (const Entry& e : entries) {
-    std::printf("%-14s %12.1f %14.1f %13.2f %12.2f", e.name.c_str(),
-                e.r.weight_bytes_per_token / 1e6, e.r.prefill_tokens_per_s, e.r.decode_tokens_per_s,
-                e.r.decode_weight_gb_per_s);
+    std::printf("%-14s %12.1f %9.1f %14.1f %13.2f %12.2f", e.name.c_str(),
+                e.r.weight_bytes_per_token / 1e6, e.r.kv_bytes_per_token / 1e6,
+                e.r.prefill_tokens_per_s, e.r.decode_tokens_per_s, e.r.decode_weight_gb_per_s);
     if (a.skip_memory) {
       std::printf("\n");
     } else {
@@ -177,11 +178,13 @@ int RunBench(const BenchArgs& a) {
     }
   }
   if (entries.size() == 2) {
-    std::printf("%-14s %12s %13.2fx %12.2fx\n", "int4 / fp32", "", prefill_ratio, decode_ratio);
+    std::printf("%-14s %12s %9s %13.2fx %12.2fx\n", "int4 / fp32", "", "", prefill_ratio,
+                decode_ratio);
   }
   std::printf(
       "(prefill: %lld-token prompt; decode: %lld tokens after it; medians of %d interleaved runs;"
-      " ratios: median of the runs' paired ratios)\n",
+      " ratios: median of the runs' paired ratios;\n decode GB/s counts weights only; each step"
+      " also reads the fp16 KV cache, KV MB on average)\n",
       static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens), a.reps);
   return 0;
 }

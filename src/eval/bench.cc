@@ -146,6 +146,9 @@ std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
     results[i].prompt_tokens = o.prompt_tokens;
     results[i].gen_tokens = o.gen_tokens;
     results[i].weight_bytes_per_token = models[i]->DecodeWeightBytes();
+    const double mean_positions = static_cast<double>(o.prompt_tokens) + (o.gen_tokens + 1) / 2.0;
+    results[i].kv_bytes_per_token = static_cast<int64_t>(
+        mean_positions * 2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2.0);
   }
   for (int rep = 0; rep < o.reps; ++rep) {
     for (size_t i = 0; i < models.size(); ++i) RunOnce(*models[i], o, prompts[i], &results[i]);

@@ -11,16 +11,13 @@
 #include "awq/thread_pool.h"
 #include "kernels/cpu/decode_attention.h"
 #include "model/attention.h"
+#include "test_util.h"
 
 namespace awq {
 namespace {
 
 std::vector<float> Random(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = nd(rng);
-  return v;
+  return test::RandomNormal(n, seed, scale);
 }
 
 std::vector<uint16_t> ToF16(const std::vector<float>& x) {

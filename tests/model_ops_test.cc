@@ -15,6 +15,7 @@
 #include "model/attention.h"
 #include "model/rope.h"
 #include "model/weight_source.h"
+#include "test_util.h"
 
 namespace awq {
 namespace {
@@ -24,11 +25,7 @@ namespace {
 constexpr float kGemmTol = 1e-4f;
 
 std::vector<float> Random(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = nd(rng);
-  return v;
+  return test::RandomNormal(n, seed, scale);
 }
 
 TEST(LinearF32, MatchesScalarReferenceOnAwkwardShapes) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <random>
 #include <vector>
 
 #include "awq/error.h"
@@ -79,6 +80,14 @@ void ExpectError(const std::function<void()>& fn, std::initializer_list<std::str
     return;
   }
   ADD_FAILURE() << "no awq::Error thrown";
+}
+
+std::vector<float> RandomNormal(size_t n, uint64_t seed, float scale) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = nd(rng);
+  return v;
 }
 
 }  // namespace awq::test

@@ -1,9 +1,11 @@
 // Helpers shared by the tests: where the assets fetched by scripts/setup.sh live, temp folders.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace awq::test {
 
@@ -26,5 +28,8 @@ void RequireFile(const std::string& path);
 // Expects fn() to throw awq::Error whose message contains every one of `parts` (the file, the
 // field and the value, for user errors).
 void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts);
+
+// n draws of N(0, scale^2) from mt19937_64 seeded with `seed`.
+std::vector<float> RandomNormal(size_t n, uint64_t seed, float scale = 1.0f);
 
 }  // namespace awq::test

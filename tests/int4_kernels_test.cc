@@ -260,6 +260,9 @@ TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
   // m >= 32 takes the sgemm path: several 256-column panels, a partial last one, 1 and 2 threads.
   CheckCase(Case{Shape{600, 264, 8}, 40, true, false, true, 2}, 6);
   CheckCase(Case{Shape{521, 136, 8}, 33, false, true, false, 1}, 7);
+  // A thread's share over 32 MB of fp32 (1032 x 8192) is multiplied in input slices: 63 groups,
+  // then 1, the second slice accumulating into y.
+  CheckCase(Case{Shape{1032, 8192, 128}, 32, true, false, false, 1}, 8);
 }
 
 // The int8-activation kernels: the scalar oracle is within the activation-rounding bound of the

@@ -222,6 +222,32 @@ TEST(ModelGolden, TokenByTokenDecodeFromTheFp16CacheMatchesTransformers) {
   std::printf("largest golden logit difference, token-by-token decode: %.5f\n", worst);
 }
 
+TEST(ModelGolden, PromptInTwoPartsReadsTheCacheBack) {
+  // The second part of a prompt (n > 1 at pos0 > 0) attends to the first part's keys and values
+  // widened back from the fp16 cache: within kDecodeLogitTol of the golden logits.
+  const Golden& g = LoadGolden();
+  const Model& model = SharedModel();
+  const int64_t d = model.config().hidden_size, v = model.config().vocab_size;
+  for (const PromptFacts& p : g.prompts) {
+    const int64_t t = static_cast<int64_t>(p.ids.size()), first = t / 2;
+    if (t - first < 2) continue;
+    KvCache cache = model.NewCache(t);
+    std::vector<float> hidden(static_cast<size_t>(t * d)), logits(static_cast<size_t>(t * v));
+    model.Forward(p.ids.data(), first, cache, hidden.data());
+    model.Forward(p.ids.data() + first, t - first, cache, hidden.data() + first * d);
+    ASSERT_EQ(cache.size(), t);
+    model.Logits(hidden.data(), t, logits.data());
+    for (int64_t i = 0; i < t; ++i) {
+      SCOPED_TRACE(p.name + " position " + std::to_string(i));
+      for (uint32_t j = 0; j < p.k; ++j) {
+        const size_t at = static_cast<size_t>(i) * p.k + j;
+        ASSERT_NEAR(logits[static_cast<size_t>(i * v) + p.top_ids[at]], p.top_logits[at],
+                    i < first ? kLogitTol : kDecodeLogitTol);
+      }
+    }
+  }
+}
+
 TEST(ModelGolden, GreedyGenerationWithKvCacheMatches) {
   const Golden& g = LoadGolden();
   const Model& model = SharedModel();

@@ -68,19 +68,25 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
   const int64_t span = (n_keys + splits - 1) / splits;
   const int64_t tasks = n_kv * splits;
   const int64_t part = group * (hd + 2);  // per task: m, l and o for every head of the group
-  std::vector<float> partial(static_cast<size_t>(tasks * part));
-  std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
+  // Buffers reused across calls (one call per layer per token): the partials belong to the
+  // calling thread (the workers write through `partials`, as naming a thread_local in the task
+  // would give each worker its own), the score scratch to each worker.
+  thread_local std::vector<float> partial_buffer;
+  partial_buffer.resize(static_cast<size_t>(tasks * part));
+  float* const partials = partial_buffer.data();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Tasks one at a time from a shared counter: a thread the host slows down takes fewer.
   pool.ParallelForDynamic(
       tasks,
-      [&](int64_t begin, int64_t end, int thread) {
-        std::vector<float>& scores = scratch[static_cast<size_t>(thread)];
-        scores.resize(static_cast<size_t>(group * span));
+      [&](int64_t begin, int64_t end, int) {
+        thread_local std::vector<float> scores;
+        if (scores.size() < static_cast<size_t>(group * span)) {
+          scores.resize(static_cast<size_t>(group * span));
+        }
         for (int64_t task = begin; task < end; ++task) {
           const int64_t h = task / splits, j0 = (task % splits) * span;
           const int64_t n = std::min(span, n_keys - j0);
-          float* p = partial.data() + task * part;
+          float* p = partials + task * part;
           if (n <= 0) {
             for (int i = 0; i < group; ++i) p[i] = -INFINITY;
             continue;
@@ -94,12 +100,12 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
   for (int64_t h = 0; h < n_kv; ++h) {
     for (int i = 0; i < group; ++i) {
       float mx = -INFINITY;
-      for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, partial[(h * splits + s) * part + i]);
+      for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, partials[(h * splits + s) * part + i]);
       float* o = out + (h * group + i) * hd;
       for (int64_t c = 0; c < hd; ++c) o[c] = 0.0f;
       float l = 0.0f;
       for (int64_t s = 0; s < splits; ++s) {
-        const float* p = partial.data() + (h * splits + s) * part;
+        const float* p = partials + (h * splits + s) * part;
         if (p[i] == -INFINITY) continue;
         const float w = std::exp(p[i] - mx);
         l += w * p[group + i];

@@ -5,16 +5,9 @@
 #include <cmath>
 
 #include "awq/half.h"
+#include "kernels/cpu/f16_linear.h"
 
 namespace awq {
-
-namespace {
-bool CpuHasAvx2Fma16c() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-}  // namespace
 
 void AttendPartialRef(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
   const int64_t hd = a.hd, n = a.n;
@@ -42,7 +35,7 @@ void AttendPartialRef(const AttendArgs& a, float* scores, float* m, float* l, fl
 }
 
 void AttendPartial(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
-  if (a.hd % 8 == 0 && CpuHasAvx2Fma16c()) {
+  if (a.hd % 8 == 0 && CpuHasAvx2Fma16()) {
     AttendPartialAvx2(a, scores, m, l, o);
   } else {
     AttendPartialRef(a, scores, m, l, o);

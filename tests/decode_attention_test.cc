@@ -65,7 +65,7 @@ TEST(DecodeAttention, EqualsThePromptPathOnTheSameCache) {
     ThreadPool pool(threads);
     for (AttentionShape s : {AttentionShape{9, 3, 64}, AttentionShape{4, 4, 16},
                              AttentionShape{2, 1, 8}, AttentionShape{8, 8, 128}}) {
-      for (int64_t n_keys : {1, 5, 64, 129, 600}) {
+      for (int64_t n_keys : {1, 5, 64, 129, 600, 4000}) {
         const int64_t hd = s.head_dim, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
         const int64_t capacity = n_keys + 3;  // head stride larger than the filled positions
         const auto q = Random(static_cast<size_t>(qd), 7, 2.0f);

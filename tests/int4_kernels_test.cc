@@ -201,7 +201,9 @@ void CheckCase(const Case& c, uint32_t seed) {
   const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
   const std::vector<float> ref = Run(Int4Kernel::kReference, w, c, x, ldx, y0, ldy);
   std::vector<Int4Kernel> fast;
-  if (Int4KernelAvailable(Int4Kernel::kAvx2)) fast.push_back(Int4Kernel::kAvx2);
+  for (const Int4Kernel k : {Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm}) {
+    if (Int4KernelAvailable(k)) fast.push_back(k);
+  }
   std::vector<std::vector<float>> got;
   for (Int4Kernel k : fast) got.push_back(Run(k, w, c, x, ldx, y0, ldy));
   int failures = 0;
@@ -249,7 +251,8 @@ TEST(Int4Linear, MatchesOracleOnAwkwardShapes) {
 }
 
 TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
-  // Several 128-column panels per thread, every micro-kernel height (m % 6 = 1..5), 2 threads.
+  // Packed GEMM (avx2): more 16-column panels per thread than one 256-column block holds, every
+  // micro-kernel height (m % 6 = 1..5), 1 and 2 threads.
   for (int64_t m : {2, 4, 5, 7, 13}) {
     for (int threads : {1, 2}) {
       CheckCase(Case{Shape{300, 264, 8}, m, true, m % 2 == 0, m % 3 == 0, threads},
@@ -257,7 +260,10 @@ TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
     }
   }
   CheckCase(Case{Shape{600, 256, 128}, 1, false, true, true, 2}, 5);
-  // m >= 32 takes the sgemm path: several 256-column panels, a partial last one, 1 and 2 threads.
+  // More rows than one L2 block of x (72), inputs in blocks of 256, 256 and 8.
+  CheckCase(Case{Shape{300, 520, 8}, 80, true, true, true, 1}, 9);
+  // avx2-sgemm: m >= 32 takes the sgemm path: several 256-column panels, a partial last one, 1 and
+  // 2 threads.
   CheckCase(Case{Shape{600, 264, 8}, 40, true, false, true, 2}, 6);
   CheckCase(Case{Shape{521, 136, 8}, 33, false, true, false, 1}, 7);
   // A thread's share over 32 MB of fp32 (1032 x 8192) is multiplied in input slices: 63 groups,
@@ -354,8 +360,9 @@ TEST(Int4Linear, Int8ActivationsOfZerosAndExtremes) {
 }
 
 TEST(Int4Linear, KernelNamesParse) {
-  for (const Int4Kernel k : {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2,
-                             Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
+  for (const Int4Kernel k :
+       {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
+        Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
     EXPECT_EQ(ParseInt4Kernel(Int4KernelName(k)), k);
   }
   test::ExpectError([] { ParseInt4Kernel("avx9"); }, {"avx9", "avx2-int8"});

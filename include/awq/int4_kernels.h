@@ -88,7 +88,8 @@ QuantizedLinear UnpackInt4(const Int4Matrix& w);
 enum class Int4Kernel {
   kAuto,           // the fastest one this CPU supports (see Int4Linear)
   kReference,      // scalar, plain dequantize-and-dot in fp32: the oracle and the fallback
-  kAvx2,           // AVX2 + FMA + F16C, fp32 activations
+  kAvx2,           // AVX2 + FMA + F16C, fp32 activations; many rows: our packed 6x16 GEMM
+  kAvx2Sgemm,      // as kAvx2, but 32+ rows dequantize panels for oneDNN's sgemm (AVX-512 CPUs)
   kReferenceInt8,  // scalar oracle of the int8-activation path
   kAvx2Int8,       // AVX2: activations quantized to int8 per group, integer dot (vpmaddubsw)
 };
@@ -96,20 +97,23 @@ enum class Int4Kernel {
 bool Int4KernelAvailable(Int4Kernel k);
 const char* Int4KernelName(Int4Kernel k);
 
-// Parses "auto", "reference", "avx2", "reference-int8", "avx2-int8" (Int4KernelName's names);
+// Parses "auto", "reference", "avx2", "avx2-sgemm", "reference-int8", "avx2-int8"
+// (Int4KernelName's names);
 // anything else is an awq::Error listing them.
 Int4Kernel ParseInt4Kernel(const std::string& name);
 
 // y[m, out] (+)= x[m, in] * dequant(W)^T, W dequantized as (q - z) * s. Row strides ldx >= in
 // and ldy >= out are in floats; no alignment is required.
-//  - fp32 activations (kReference, kAvx2): m == 1 runs a GEMV that streams the weights once with
-//    the rows split over the pool's threads; 1 < m < 32 dequantizes small panels of W for a
-//    register-blocked FMA kernel; m >= 32 dequantizes 256-column panels and multiplies them
-//    with the tuned serial sgemm, so prefill runs at fp32 BLAS speed.
+//  - fp32 activations (kReference, kAvx2, kAvx2Sgemm): m == 1 runs a GEMV that streams the
+//    weights once with the rows split over the pool's threads; m > 1 dequantizes panels of W
+//    (once each) for a 6x16 register-blocked FMA kernel over packed x, faster than fp32 sgemm
+//    on AVX2 CPUs; kAvx2Sgemm instead multiplies the dequantized panels with oneDNN's serial
+//    sgemm from m >= 32, which wins where oneDNN has 512-bit FMAs.
 //  - int8 activations (kReferenceInt8, kAvx2Int8): each row of x is quantized to int8 per weight
 //    group (symmetric, max |x| / 127) and dotted with the codes in integers; one GEMV per row.
 //    Faster for decode, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
-// kAuto runs kAvx2Int8 for m == 1 and kAvx2 otherwise where AVX2 exists, else kReference; the
+// kAuto runs kAvx2Int8 for m == 1 and, for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2;
+// kReference without AVX2. The
 // environment variable AWQ_INT4_KERNEL (a name above) replaces kAuto's choice for every m.
 // Call it from outside the pool's tasks (the pool is not re-entrant).
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,

@@ -110,11 +110,16 @@ void Gemv(const Int4Matrix& w, const float* x, float* y, bool accumulate, Thread
 
 // ---- GEMM ----------------------------------------------------------------------------------
 
+// Blocking of the packed GEMM (BLIS's for Haswell/Zen, the same 6x16 register tile): a [kKc][16]
+// panel of dequantized weights (16 KiB) stays in L1 while the micro-kernel sweeps kMcPanels row
+// panels of packed x ([kKc][6] each, 72 KiB in all, from L2); kNcUnits such panels (256 KiB) are
+// dequantized together per block of inputs, so each block of x is read once per 256 columns.
 constexpr int kMr = 6;        // rows of x per micro-kernel call: 6 x 2 accumulators + 2 B + 1 A
 constexpr int kNr = 16;       // output columns per micro-kernel call: two row blocks
-constexpr int64_t kKc = 128;  // inputs per panel: x block [m, kKc] stays in L2
-constexpr int64_t kNc = 128;  // output columns per panel: the fp32 panel is kKc * kNc * 4 = 64 KiB
-static_assert(kNc % kNr == 0 && kKc % kInt4Inputs == 0, "panels hold whole tiles");
+constexpr int64_t kKc = 256;  // inputs per panel
+constexpr int64_t kMcPanels = 12;  // row panels of x per L2 block
+constexpr int64_t kNcUnits = 8;    // 16-column panels dequantized per block of inputs
+static_assert(kKc % kInt4Inputs == 0, "panels hold whole code slots");
 
 // Dequantizes W[16u .. 16u+16, k0 .. k0+kc) into p[kc][16] (p[k][c] = w[16u + c, k0 + k]);
 // rows past the last row block are zero.
@@ -156,96 +161,6 @@ void DequantPanel(const Int4Matrix& w, int64_t u, int64_t k0, int64_t kc, float*
   }
 }
 
-// c[MR, 16] (+)= x[MR, kc] * p[kc, 16] with every accumulator in a register.
-template <int MR>
-void MicroKernel(int64_t kc, const float* x, int64_t ldx, const float* p, float* c, int64_t ldc,
-                 bool load_c) {
-  __m256 acc[MR][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
-    acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
-  }
-  for (int64_t k = 0; k < kc; ++k, p += kNr) {
-    const __m256 b0 = _mm256_load_ps(p), b1 = _mm256_load_ps(p + 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(x + i * ldx + k);
-      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
-  }
-}
-
-void MicroKernelN(int mr, int64_t kc, const float* x, int64_t ldx, const float* p, float* c,
-                  int64_t ldc, bool load_c) {
-  switch (mr) {
-    case 1:
-      return MicroKernel<1>(kc, x, ldx, p, c, ldc, load_c);
-    case 2:
-      return MicroKernel<2>(kc, x, ldx, p, c, ldc, load_c);
-    case 3:
-      return MicroKernel<3>(kc, x, ldx, p, c, ldc, load_c);
-    case 4:
-      return MicroKernel<4>(kc, x, ldx, p, c, ldc, load_c);
-    case 5:
-      return MicroKernel<5>(kc, x, ldx, p, c, ldc, load_c);
-    default:
-      return MicroKernel<6>(kc, x, ldx, p, c, ldc, load_c);
-  }
-}
-
-// One micro-tile; a tile that hangs over the last output column goes through a local buffer.
-void Tile(int mr, int64_t kc, const float* x, int64_t ldx, const float* p, float* y, int64_t ldy,
-          int64_t n_valid, bool load_c) {
-  if (n_valid == kNr) return MicroKernelN(mr, kc, x, ldx, p, y, ldy, load_c);
-  float tile[kMr * kNr] = {};
-  if (load_c) {
-    for (int i = 0; i < mr; ++i) std::memcpy(tile + i * kNr, y + i * ldy, n_valid * sizeof(float));
-  }
-  MicroKernelN(mr, kc, x, ldx, p, tile, kNr, load_c);
-  for (int i = 0; i < mr; ++i) std::memcpy(y + i * ldy, tile + i * kNr, n_valid * sizeof(float));
-}
-
-void Gemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
-          bool accumulate, ThreadPool& pool) {
-  const int64_t units = (w.row_blocks() + 1) / 2;  // 16-column tiles
-  const NibbleMasks nm;
-  pool.ParallelFor(units, [&](int64_t u0, int64_t u1, int) {
-    alignas(64) static thread_local float panel[kKc * kNc];
-    for (int64_t pu = u0; pu < u1; pu += kNc / kNr) {
-      const int64_t nu = std::min<int64_t>(kNc / kNr, u1 - pu);
-      for (int64_t k0 = 0; k0 < w.in; k0 += kKc) {
-        const int64_t kc = std::min<int64_t>(kKc, w.in - k0);
-        for (int64_t s = 0; s < nu; ++s) DequantPanel(w, pu + s, k0, kc, panel + s * kKc * kNr, nm);
-        const bool load_c = accumulate || k0 > 0;
-        for (int64_t i = 0; i < m; i += kMr) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMr, m - i));
-          for (int64_t s = 0; s < nu; ++s) {
-            const int64_t col = (pu + s) * kNr;
-            Tile(mr, kc, x + i * ldx + k0, ldx, panel + s * kKc * kNr, y + i * ldy + col, ldy,
-                 std::min<int64_t>(kNr, w.out - col), load_c);
-          }
-        }
-      }
-    }
-  });
-}
-
-// ---- GEMM through sgemm -----------------------------------------------------------------------
-
-// The smallest share of output columns a thread takes in GemmSgemm.
-constexpr int64_t kSgemmCols = 256;
-static_assert(kSgemmCols % kInt4Rows == 0, "panels hold whole row blocks");
-// From this many rows of x on, GemmSgemm: oneDNN's kernel beats our 6x16 micro-kernel once its
-// packing of x is amortised; below it the register-blocked path avoids that packing.
-constexpr int64_t kSgemmMinRows = 32;
-
 // 8x8 transpose of fp32 vectors: on return r[i] lane j = the old r[j] lane i.
 inline void Transpose8x8(__m256 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -265,6 +180,166 @@ inline void Transpose8x8(__m256 r[8]) {
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
+
+// ---- GEMM over packed x ---------------------------------------------------------------------
+
+// x rearranged into row panels of kMr rows, [panel][in][kMr] (rows past m are zero), so a
+// micro-kernel reads its A operand as one sequential stream instead of kMr strided rows.
+void PackX(const float* x, int64_t ldx, int64_t m, int64_t in, float* xp, ThreadPool& pool) {
+  const int64_t panels = (m + kMr - 1) / kMr;
+  pool.ParallelFor(panels, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* dst = xp + r * in * kMr;
+      const int rows = static_cast<int>(std::min<int64_t>(kMr, m - r * kMr));
+      const float* src = x + r * kMr * ldx;
+      int64_t k = 0;
+      // 8 inputs of the 6 rows at a time: an 8x8 transpose (rows 6 and 7 zero) gives the 8
+      // [6]-vectors in the low lanes; each store's 2 spare lanes are overwritten by the next,
+      // the last one writes only its 6 lanes, so nothing past the panel is touched (a masked
+      // store, vmaskmovps, is microcoded and slow on AMD).
+      for (; k + kInt4Inputs <= in; k += kInt4Inputs) {
+        __m256 t[8];
+        for (int i = 0; i < 8; ++i) {
+          t[i] = i < rows ? _mm256_loadu_ps(src + i * ldx + k) : _mm256_setzero_ps();
+        }
+        Transpose8x8(t);
+        float* d = dst + k * kMr;
+        for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * kMr, t[j]);
+        _mm_storeu_ps(d + 7 * kMr, _mm256_castps256_ps128(t[7]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * kMr + 4), _mm256_extractf128_ps(t[7], 1));
+      }
+      for (; k < in; ++k) {
+        for (int i = 0; i < kMr; ++i) dst[k * kMr + i] = i < rows ? src[i * ldx + k] : 0.0f;
+      }
+    }
+  });
+}
+
+// c[MR, 16] (+)= xp[kc][kMr] (first MR columns) * p[kc][16], accumulators in registers.
+constexpr int64_t kXAhead = 192;  // floats of packed x prefetched ahead (32 inputs)
+
+template <int MR>
+void PackedKernel(int64_t kc, const float* xp, const float* p, float* c, int64_t ldc, bool load_c) {
+  __m256 acc[MR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+    acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+  }
+  const auto step = [&](int64_t k) {
+    const __m256 b0 = _mm256_load_ps(p + k * kNr), b1 = _mm256_load_ps(p + k * kNr + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(xp + k * kMr + i);
+      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    // x comes from L2: fetch 1.5 lines per 4 inputs, kXAhead floats ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(xp + k * kMr + kXAhead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(xp + k * kMr + kXAhead + 16), _MM_HINT_T0);
+    step(k);
+    step(k + 1);
+    step(k + 2);
+    step(k + 3);
+  }
+  for (; k < kc; ++k) step(k);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+  }
+}
+
+void PackedTile(int mr, int64_t kc, const float* xp, const float* p, float* y, int64_t ldy,
+                int64_t n_valid, bool load_c) {
+  float tile[kMr * kNr];
+  float* c = y;
+  int64_t ldc = ldy;
+  if (n_valid < kNr) {
+    c = tile;
+    ldc = kNr;
+    if (load_c) {
+      for (int i = 0; i < mr; ++i)
+        std::memcpy(tile + i * kNr, y + i * ldy, n_valid * sizeof(float));
+    }
+  }
+  switch (mr) {
+    case 1:
+      PackedKernel<1>(kc, xp, p, c, ldc, load_c);
+      break;
+    case 2:
+      PackedKernel<2>(kc, xp, p, c, ldc, load_c);
+      break;
+    case 3:
+      PackedKernel<3>(kc, xp, p, c, ldc, load_c);
+      break;
+    case 4:
+      PackedKernel<4>(kc, xp, p, c, ldc, load_c);
+      break;
+    case 5:
+      PackedKernel<5>(kc, xp, p, c, ldc, load_c);
+      break;
+    default:
+      PackedKernel<6>(kc, xp, p, c, ldc, load_c);
+      break;
+  }
+  if (n_valid < kNr) {
+    for (int i = 0; i < mr; ++i) std::memcpy(y + i * ldy, tile + i * kNr, n_valid * sizeof(float));
+  }
+}
+
+// The step that cuts n into the fewest blocks of at most max_step, all about equal (a multiple of
+// `multiple`), so no block is a small remainder that reuses its operands little.
+int64_t EvenStep(int64_t n, int64_t max_step, int64_t multiple) {
+  const int64_t blocks = (n + max_step - 1) / max_step;
+  const int64_t step = (n + blocks - 1) / blocks;
+  return (step + multiple - 1) / multiple * multiple;
+}
+
+void GemmPacked(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                bool accumulate, ThreadPool& pool) {
+  const int64_t panels = (m + kMr - 1) / kMr;
+  float* xp = ThreadScratch<1>(static_cast<size_t>(panels * w.in * kMr));
+  PackX(x, ldx, m, w.in, xp, pool);
+  const int64_t units = (w.row_blocks() + 1) / 2;
+  const NibbleMasks nm;
+  pool.ParallelFor(units, [&](int64_t u0, int64_t u1, int) {
+    float* panel = ThreadScratch(static_cast<size_t>(kNcUnits * kKc * kNr));
+    const int64_t nc = EvenStep(u1 - u0, kNcUnits, 1), kc_step = EvenStep(w.in, kKc, kInt4Inputs);
+    for (int64_t pu = u0; pu < u1; pu += nc) {
+      const int64_t pu1 = std::min(u1, pu + nc);
+      for (int64_t k0 = 0; k0 < w.in; k0 += kc_step) {
+        const int64_t kc = std::min(kc_step, w.in - k0);
+        const bool load_c = accumulate || k0 > 0;
+        for (int64_t u = pu; u < pu1; ++u)
+          DequantPanel(w, u, k0, kc, panel + (u - pu) * kc * kNr, nm);
+        for (int64_t r0 = 0; r0 < panels; r0 += kMcPanels) {
+          const int64_t r1 = std::min(panels, r0 + kMcPanels);
+          for (int64_t u = pu; u < pu1; ++u) {
+            const int64_t col = u * kNr, n_valid = std::min<int64_t>(kNr, w.out - col);
+            for (int64_t r = r0; r < r1; ++r) {
+              const int mr = static_cast<int>(std::min<int64_t>(kMr, m - r * kMr));
+              PackedTile(mr, kc, xp + (r * w.in + k0) * kMr, panel + (u - pu) * kc * kNr,
+                         y + r * kMr * ldy + col, ldy, n_valid, load_c);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// ---- GEMM through sgemm -----------------------------------------------------------------------
+
+// The smallest share of output columns a thread takes in GemmSgemm.
+constexpr int64_t kSgemmCols = 256;
+static_assert(kSgemmCols % kInt4Rows == 0, "panels hold whole row blocks");
+// From this many rows of x on, Int4LinearAvx2Sgemm calls GemmSgemm; below, oneDNN's packing of x
+// is not amortised.
+constexpr int64_t kSgemmMinRows = 32;
 
 // Dequantizes row blocks [b0, b1) and groups [g0, g1) of W into p[rows][ld], ld = (g1 - g0) *
 // group_size (p[c][k] = w[8 b0 + c, g0 * group_size + k]): the row-major [out, in] layout of fp32
@@ -341,8 +416,14 @@ void GemmSgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, floa
 void Int4LinearAvx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                     int64_t ldy, bool accumulate, ThreadPool& pool) {
   if (m == 1) return Gemv(w, x, y, accumulate, pool);
+  GemmPacked(w, x, ldx, m, y, ldy, accumulate, pool);
+}
+
+void Int4LinearAvx2Sgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                         int64_t ldy, bool accumulate, ThreadPool& pool) {
+  if (m == 1) return Gemv(w, x, y, accumulate, pool);
   if (m >= kSgemmMinRows) return GemmSgemm(w, x, ldx, m, y, ldy, accumulate, pool);
-  Gemm(w, x, ldx, m, y, ldy, accumulate, pool);
+  GemmPacked(w, x, ldx, m, y, ldy, accumulate, pool);
 }
 
 }  // namespace awq

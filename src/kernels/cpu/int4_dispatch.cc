@@ -14,6 +14,12 @@ bool CpuHasAvx2() {
   return has;
 }
 
+// oneDNN's sgemm uses 512-bit FMAs here, twice the packed AVX2 GEMM's width.
+bool CpuHasAvx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
 // AWQ_INT4_KERNEL, read once; kAuto when unset.
 Int4Kernel EnvKernel() {
   static const Int4Kernel k = [] {
@@ -26,7 +32,8 @@ Int4Kernel EnvKernel() {
 Int4Kernel AutoKernel(int64_t m) {
   if (const Int4Kernel k = EnvKernel(); k != Int4Kernel::kAuto) return k;
   if (!CpuHasAvx2()) return Int4Kernel::kReference;
-  return m == 1 ? Int4Kernel::kAvx2Int8 : Int4Kernel::kAvx2;
+  if (m == 1) return Int4Kernel::kAvx2Int8;
+  return CpuHasAvx512() ? Int4Kernel::kAvx2Sgemm : Int4Kernel::kAvx2;
 }
 }  // namespace
 
@@ -37,6 +44,7 @@ bool Int4KernelAvailable(Int4Kernel k) {
     case Int4Kernel::kReferenceInt8:
       return true;
     case Int4Kernel::kAvx2:
+    case Int4Kernel::kAvx2Sgemm:
     case Int4Kernel::kAvx2Int8:
       return CpuHasAvx2();
   }
@@ -51,6 +59,8 @@ const char* Int4KernelName(Int4Kernel k) {
       return "reference";
     case Int4Kernel::kAvx2:
       return "avx2";
+    case Int4Kernel::kAvx2Sgemm:
+      return "avx2-sgemm";
     case Int4Kernel::kReferenceInt8:
       return "reference-int8";
     case Int4Kernel::kAvx2Int8:
@@ -60,12 +70,13 @@ const char* Int4KernelName(Int4Kernel k) {
 }
 
 Int4Kernel ParseInt4Kernel(const std::string& name) {
-  for (const Int4Kernel k : {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2,
-                             Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
+  for (const Int4Kernel k :
+       {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
+        Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
     if (name == Int4KernelName(k)) return k;
   }
   throw Error("unknown int4 kernel '" + name +
-              "' (known: auto, reference, avx2, reference-int8, avx2-int8)");
+              "' (known: auto, reference, avx2, avx2-sgemm, reference-int8, avx2-int8)");
 }
 
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
@@ -82,6 +93,9 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   switch (kernel) {
     case Int4Kernel::kAvx2:
       Int4LinearAvx2(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+    case Int4Kernel::kAvx2Sgemm:
+      Int4LinearAvx2Sgemm(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
     case Int4Kernel::kAvx2Int8:
       Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);

@@ -42,6 +42,8 @@ void Int4LinearRef(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, 
                    int64_t ldy, bool accumulate, ThreadPool& pool);
 void Int4LinearAvx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                     int64_t ldy, bool accumulate, ThreadPool& pool);
+void Int4LinearAvx2Sgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                         int64_t ldy, bool accumulate, ThreadPool& pool);
 // One row of x at a time through int8 activations: y = sum_g s_g * xs_g * (q.x_q - z * sum x_q),
 // the integer dot exact. The scalar version is its oracle (equal up to fp32 rounding order).
 void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,

@@ -185,6 +185,16 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(("int4_i8act" + tail).c_str(), BM_Int4, s, m,
                                      awq::Int4Kernel::kAvx2Int8)
             ->UseRealTime();
+        if (awq::Int4KernelAvailable(awq::Int4Kernel::kAvx512Int8)) {
+          benchmark::RegisterBenchmark(("int4_i8act_avx512" + tail).c_str(), BM_Int4, s, m,
+                                       awq::Int4Kernel::kAvx512Int8)
+              ->UseRealTime();
+        }
+      } else {
+        // The oneDNN route for prompts, which kAuto takes on AVX-512 CPUs.
+        benchmark::RegisterBenchmark(("int4_sgemm" + tail).c_str(), BM_Int4, s, m,
+                                     awq::Int4Kernel::kAvx2Sgemm)
+            ->UseRealTime();
       }
       benchmark::RegisterBenchmark(("f32_onednn" + tail).c_str(), BM_F32, s, m)->UseRealTime();
       if (s.out == 49152) {  // the LM head

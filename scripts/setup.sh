@@ -65,7 +65,7 @@ declare -A novel_md5=(
 )
 readonly build_deps=(build-essential cmake ninja-build pkg-config libpcre2-dev nlohmann-json3-dev
   libcli11-dev libdnnl-dev libgtest-dev libbenchmark-dev zlib1g-dev libhwy-dev clang
-  libfuzzer-14-dev)
+  libfuzzer-14-dev libsimde-dev g++-aarch64-linux-gnu qemu-user-static)
 
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }

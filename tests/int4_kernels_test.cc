@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -175,18 +176,50 @@ Result Exact(const QuantizedLinear& q, const float* x, int64_t ldx, int64_t m, c
   return r;
 }
 
-std::vector<float> Run(Int4Kernel kernel, const Int4Matrix& w, const Case& c, const float* x,
+// A kernel entry point with Int4Linear's arguments (less the kernel choice).
+using KernelFn = std::function<void(const Int4Matrix&, const float*, int64_t, int64_t, float*,
+                                    int64_t, bool, ThreadPool&)>;
+
+std::vector<float> Run(const KernelFn& fn, const Int4Matrix& w, const Case& c, const float* x,
                        int64_t ldx, const std::vector<float>& y0, int64_t ldy) {
   ThreadPool pool(c.threads);
   std::vector<float> ybuf(8 + c.m * ldy);
   float* y = ybuf.data() + (c.misalign ? 1 : 0);
   std::copy(y0.begin(), y0.end(), y);
-  Int4Linear(w, x, ldx, c.m, y, ldy, c.accumulate, pool, kernel);
+  fn(w, x, ldx, c.m, y, ldy, c.accumulate, pool);
   // Padding between rows (ldy > out) must be untouched.
   for (int64_t i = 0; i < c.m; ++i) {
     for (int64_t o = c.shape.out; o < ldy; ++o) EXPECT_EQ(y[i * ldy + o], y0[i * ldy + o]);
   }
   return std::vector<float>(y, y + c.m * ldy);
+}
+
+std::vector<float> Run(Int4Kernel kernel, const Int4Matrix& w, const Case& c, const float* x,
+                       int64_t ldx, const std::vector<float>& y0, int64_t ldy) {
+  return Run(
+      [kernel](const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+               bool acc, ThreadPool& pool) { Int4Linear(w, x, ldx, m, y, ldy, acc, pool, kernel); },
+      w, c, x, ldx, y0, ldy);
+}
+
+// Every int8-activation GEMV this build can run: the native ones this CPU supports, and the
+// AVX-512 and NEON sources compiled against SIMDe's portable intrinsics (where SIMDe was found),
+// so both are checked on any CPU.
+std::vector<std::pair<std::string, KernelFn>> Int8Kernels() {
+  std::vector<std::pair<std::string, KernelFn>> ks;
+  for (const Int4Kernel k :
+       {Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8}) {
+    if (!Int4KernelAvailable(k)) continue;
+    ks.emplace_back(
+        Int4KernelName(k),
+        [k](const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+            bool acc, ThreadPool& pool) { Int4Linear(w, x, ldx, m, y, ldy, acc, pool, k); });
+  }
+#if defined(AWQ_HAVE_SIMDE)
+  ks.emplace_back("avx512-int8 (SIMDe)", emulated::Int4LinearInt8Avx512);
+  ks.emplace_back("neon-int8 (SIMDe)", emulated::Int4LinearInt8Neon);
+#endif
+  return ks;
 }
 
 void CheckCase(const Case& c, uint32_t seed) {
@@ -273,7 +306,8 @@ TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
 
 // The int8-activation kernels: the scalar oracle is within the activation-rounding bound of the
 // exact fp32 product (each x_k moves by at most half its block's step max|x| / 127), and the
-// AVX2 kernel equals the oracle up to fp32 rounding (both integer dots are exact).
+// SIMD kernels (AVX2, AVX-512 VNNI, NEON sdot) equal the oracle up to fp32 rounding (every
+// integer dot is exact).
 void CheckInt8Case(const Case& c, uint32_t seed) {
   SCOPED_TRACE(c.Name());
   const QuantizedLinear q =
@@ -287,8 +321,9 @@ void CheckInt8Case(const Case& c, uint32_t seed) {
   std::vector<float> wd(q.out * q.in);
   DequantizeLinear(q, wd.data());
   const std::vector<float> ref = Run(Int4Kernel::kReferenceInt8, w, c, x, ldx, y0, ldy);
-  const bool fast = Int4KernelAvailable(Int4Kernel::kAvx2Int8);
-  const std::vector<float> got = fast ? Run(Int4Kernel::kAvx2Int8, w, c, x, ldx, y0, ldy) : ref;
+  const auto kernels = Int8Kernels();
+  std::vector<std::vector<float>> got;
+  for (const auto& k : kernels) got.push_back(Run(k.second, w, c, x, ldx, y0, ldy));
   int failures = 0;
   for (int64_t i = 0; i < c.m && failures < 5; ++i) {
     const int64_t bs = Int8BlockFor(gs);
@@ -306,16 +341,19 @@ void CheckInt8Case(const Case& c, uint32_t seed) {
         quant_bound += std::fabs(wd[o * q.in + k]) * step[k / bs] * 0.5;
       }
       const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
-      const double r = ref[i * ldy + o], v = got[i * ldy + o];
+      const double r = ref[i * ldy + o];
       if (!(std::fabs(r - e) <= quant_bound * 1.001 + b)) {
         ++failures;
         ADD_FAILURE() << "reference-int8 at (" << i << ", " << o << "): " << r << " vs exact " << e
                       << ", bound " << quant_bound + b;
       }
-      if (!(std::fabs(v - r) <= 2 * b)) {
-        ++failures;
-        ADD_FAILURE() << "avx2-int8 at (" << i << ", " << o << "): " << v << " vs reference-int8 "
-                      << r << ", bound " << 2 * b;
+      for (size_t f = 0; f < kernels.size(); ++f) {
+        const double v = got[f][i * ldy + o];
+        if (!(std::fabs(v - r) <= 2 * b)) {
+          ++failures;
+          ADD_FAILURE() << kernels[f].first << " at (" << i << ", " << o << "): " << v
+                        << " vs reference-int8 " << r << ", bound " << 2 * b;
+        }
       }
     }
   }
@@ -362,7 +400,8 @@ TEST(Int4Linear, Int8ActivationsOfZerosAndExtremes) {
 TEST(Int4Linear, KernelNamesParse) {
   for (const Int4Kernel k :
        {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
-        Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
+        Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8,
+        Int4Kernel::kNeonInt8}) {
     EXPECT_EQ(ParseInt4Kernel(Int4KernelName(k)), k);
   }
   test::ExpectError([] { ParseInt4Kernel("avx9"); }, {"avx9", "avx2-int8"});

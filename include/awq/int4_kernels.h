@@ -92,13 +92,15 @@ enum class Int4Kernel {
   kAvx2Sgemm,      // as kAvx2, but 32+ rows dequantize panels for oneDNN's sgemm (AVX-512 CPUs)
   kReferenceInt8,  // scalar oracle of the int8-activation path
   kAvx2Int8,       // AVX2: activations quantized to int8 per group, integer dot (vpmaddubsw)
+  kAvx512Int8,     // the same on AVX-512 VNNI (vpdpbusd, two code slots per 512-bit load)
+  kNeonInt8,       // the same on AArch64 NEON with the dot-product extension (sdot)
 };
 // True when `k` is compiled in and this CPU can run it (kAuto and kReference always are).
 bool Int4KernelAvailable(Int4Kernel k);
 const char* Int4KernelName(Int4Kernel k);
 
-// Parses "auto", "reference", "avx2", "avx2-sgemm", "reference-int8", "avx2-int8"
-// (Int4KernelName's names);
+// Parses "auto", "reference", "avx2", "avx2-sgemm", "reference-int8", "avx2-int8",
+// "avx512-int8", "neon-int8" (Int4KernelName's names);
 // anything else is an awq::Error listing them.
 Int4Kernel ParseInt4Kernel(const std::string& name);
 
@@ -109,13 +111,14 @@ Int4Kernel ParseInt4Kernel(const std::string& name);
 //    (once each) for a 6x16 register-blocked FMA kernel over packed x, faster than fp32 sgemm
 //    on AVX2 CPUs; kAvx2Sgemm instead multiplies the dequantized panels with oneDNN's serial
 //    sgemm from m >= 32, which wins where oneDNN has 512-bit FMAs.
-//  - int8 activations (kReferenceInt8, kAvx2Int8): each row of x is quantized to int8 per weight
+//  - int8 activations (kReferenceInt8, kAvx2Int8, kAvx512Int8, kNeonInt8): each row of x is
+//  quantized to int8 per weight
 //    group (symmetric, max |x| / 127) and dotted with the codes in integers; one GEMV per row.
 //    Faster for decode, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
-// kAuto runs kAvx2Int8 for m == 1 and, for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2;
-// kReference without AVX2. The
-// environment variable AWQ_INT4_KERNEL (a name above) replaces kAuto's choice for every m.
-// Call it from outside the pool's tasks (the pool is not re-entrant).
+// kAuto runs, for m == 1, kAvx512Int8 where AVX-512 VNNI exists, else kAvx2Int8, and kNeonInt8 on
+// AArch64 with sdot; for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2; kReference where none
+// of these runs. The environment variable AWQ_INT4_KERNEL (a name above) replaces kAuto's choice
+// for every m. Call it from outside the pool's tasks (the pool is not re-entrant).
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                 bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);
 

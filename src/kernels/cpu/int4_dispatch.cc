@@ -1,5 +1,9 @@
 // Int4Linear: argument checks and the choice of kernel by ISA, once per call.
 #include <cstdlib>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 #include <string>
 
 #include "awq/error.h"
@@ -8,6 +12,7 @@
 namespace awq {
 
 namespace {
+#if defined(__x86_64__)
 bool CpuHasAvx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                           __builtin_cpu_supports("f16c");
@@ -20,6 +25,28 @@ bool CpuHasAvx512() {
   return has;
 }
 
+bool CpuHasAvx512Vnni() {
+  static const bool has = CpuHasAvx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vnni");
+  return has;
+}
+bool CpuHasNeonDot() { return false; }
+#elif defined(__aarch64__)
+bool CpuHasAvx2() { return false; }
+bool CpuHasAvx512() { return false; }
+bool CpuHasAvx512Vnni() { return false; }
+bool CpuHasNeonDot() {
+  static const bool has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return has;
+}
+#else
+bool CpuHasAvx2() { return false; }
+bool CpuHasAvx512() { return false; }
+bool CpuHasAvx512Vnni() { return false; }
+bool CpuHasNeonDot() { return false; }
+#endif
+
 // AWQ_INT4_KERNEL, read once; kAuto when unset.
 Int4Kernel EnvKernel() {
   static const Int4Kernel k = [] {
@@ -31,8 +58,9 @@ Int4Kernel EnvKernel() {
 
 Int4Kernel AutoKernel(int64_t m) {
   if (const Int4Kernel k = EnvKernel(); k != Int4Kernel::kAuto) return k;
+  if (CpuHasNeonDot()) return m == 1 ? Int4Kernel::kNeonInt8 : Int4Kernel::kReference;
   if (!CpuHasAvx2()) return Int4Kernel::kReference;
-  if (m == 1) return Int4Kernel::kAvx2Int8;
+  if (m == 1) return CpuHasAvx512Vnni() ? Int4Kernel::kAvx512Int8 : Int4Kernel::kAvx2Int8;
   return CpuHasAvx512() ? Int4Kernel::kAvx2Sgemm : Int4Kernel::kAvx2;
 }
 }  // namespace
@@ -47,6 +75,10 @@ bool Int4KernelAvailable(Int4Kernel k) {
     case Int4Kernel::kAvx2Sgemm:
     case Int4Kernel::kAvx2Int8:
       return CpuHasAvx2();
+    case Int4Kernel::kAvx512Int8:
+      return CpuHasAvx512Vnni();
+    case Int4Kernel::kNeonInt8:
+      return CpuHasNeonDot();
   }
   return false;
 }
@@ -65,6 +97,10 @@ const char* Int4KernelName(Int4Kernel k) {
       return "reference-int8";
     case Int4Kernel::kAvx2Int8:
       return "avx2-int8";
+    case Int4Kernel::kAvx512Int8:
+      return "avx512-int8";
+    case Int4Kernel::kNeonInt8:
+      return "neon-int8";
   }
   return "?";
 }
@@ -72,11 +108,13 @@ const char* Int4KernelName(Int4Kernel k) {
 Int4Kernel ParseInt4Kernel(const std::string& name) {
   for (const Int4Kernel k :
        {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
-        Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8}) {
+        Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8,
+        Int4Kernel::kNeonInt8}) {
     if (name == Int4KernelName(k)) return k;
   }
   throw Error("unknown int4 kernel '" + name +
-              "' (known: auto, reference, avx2, avx2-sgemm, reference-int8, avx2-int8)");
+              "' (known: auto, reference, avx2, avx2-sgemm, reference-int8, avx2-int8, "
+              "avx512-int8, neon-int8)");
 }
 
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
@@ -91,6 +129,7 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
                 " kernel does not run on this CPU");
   }
   switch (kernel) {
+#if defined(__x86_64__)
     case Int4Kernel::kAvx2:
       Int4LinearAvx2(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
@@ -100,6 +139,15 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
     case Int4Kernel::kAvx2Int8:
       Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
+    case Int4Kernel::kAvx512Int8:
+      Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+#endif
+#if defined(__aarch64__)
+    case Int4Kernel::kNeonInt8:
+      Int4LinearInt8Neon(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+#endif
     case Int4Kernel::kReferenceInt8:
       Int4LinearInt8Ref(w, x, ldx, m, y, ldy, accumulate, pool);
       return;

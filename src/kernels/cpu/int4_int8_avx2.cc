@@ -15,21 +15,6 @@ namespace awq {
 
 namespace {
 
-// Activations rearranged for the slots: for the 8 inputs k0..k0+7 of slot c, word 2c holds the
-// int8 values of inputs k0, k0+2, k0+4, k0+6 (bytes 0..3) and word 2c+1 those of k0+1, k0+3,
-// k0+5, k0+7: the inputs that the low and the high nibble of each code byte hold.
-void InterleaveForSlots(const Int8Activations& xa, std::vector<int32_t>* words) {
-  const int64_t in = static_cast<int64_t>(xa.q.size());
-  words->resize(static_cast<size_t>(in / 4));
-  auto* bytes = reinterpret_cast<int8_t*>(words->data());
-  for (int64_t k0 = 0; k0 < in; k0 += kInt4Inputs) {
-    for (int i = 0; i < 4; ++i) {
-      bytes[k0 + i] = xa.q[static_cast<size_t>(k0 + 2 * i)];
-      bytes[k0 + 4 + i] = xa.q[static_cast<size_t>(k0 + 2 * i + 1)];
-    }
-  }
-}
-
 // Lane r: the integer dot of row 8b + r with n_slots slots of activations (exact int32).
 inline __m256i DotSlots(const __m256i* codes, const int32_t* xw, int64_t n_slots) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);

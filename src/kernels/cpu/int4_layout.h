@@ -36,6 +36,11 @@ inline int64_t Int8BlockFor(int64_t group_size) {
   return group_size % kInt8Block == 0 ? kInt8Block : group_size;
 }
 void QuantizeActivationsInt8(const float* x, int64_t in, int64_t group_size, Int8Activations* a);
+// The int8 activations as 32-bit words for the SIMD GEMVs: for the 8 inputs k0..k0+7 of slot c,
+// word 2c holds inputs k0, k0+2, k0+4, k0+6 (bytes 0..3) and word 2c+1 inputs k0+1, k0+3, k0+5,
+// k0+7, the inputs that the low and the high nibbles of each code byte hold. One broadcast of a
+// word then meets 4 rows x 4 codes in an integer 4-way dot product (vpmaddubsw, vpdpbusd, sdot).
+void InterleaveForSlots(const Int8Activations& xa, std::vector<int32_t>* words);
 
 // The implementations; arguments already checked by Int4Linear.
 void Int4LinearRef(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
@@ -44,6 +49,20 @@ void Int4LinearAvx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
                     int64_t ldy, bool accumulate, ThreadPool& pool);
 void Int4LinearAvx2Sgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                          int64_t ldy, bool accumulate, ThreadPool& pool);
+// The int8-activation GEMV on AVX-512 VNNI (x86-64 builds) and on NEON with sdot (AArch64
+// builds); same results as the AVX2 one (exact integer dots, fp32 sums in another order).
+void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                          int64_t ldy, bool accumulate, ThreadPool& pool);
+void Int4LinearInt8Neon(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                        int64_t ldy, bool accumulate, ThreadPool& pool);
+// The same two sources built against SIMDe's portable intrinsics, for the tests on any CPU
+// (tests/simd_emulated_test.cc links them; the library does not).
+namespace emulated {
+void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                          int64_t ldy, bool accumulate, ThreadPool& pool);
+void Int4LinearInt8Neon(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                        int64_t ldy, bool accumulate, ThreadPool& pool);
+}  // namespace emulated
 // One row of x at a time through int8 activations: y = sum_g s_g * xs_g * (q.x_q - z * sum x_q),
 // the integer dot exact. The scalar version is its oracle (equal up to fp32 rounding order).
 void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,

@@ -99,4 +99,16 @@ void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t
   }
 }
 
+void InterleaveForSlots(const Int8Activations& xa, std::vector<int32_t>* words) {
+  const int64_t in = static_cast<int64_t>(xa.q.size());
+  words->resize(static_cast<size_t>(in / 4));
+  auto* bytes = reinterpret_cast<int8_t*>(words->data());
+  for (int64_t k0 = 0; k0 < in; k0 += kInt4Inputs) {
+    for (int i = 0; i < 4; ++i) {
+      bytes[k0 + i] = xa.q[static_cast<size_t>(k0 + 2 * i)];
+      bytes[k0 + 4 + i] = xa.q[static_cast<size_t>(k0 + 2 * i + 1)];
+    }
+  }
+}
+
 }  // namespace awq

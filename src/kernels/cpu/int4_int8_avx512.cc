@@ -1,0 +1,156 @@
+// AVX-512 VNNI GEMV with int8 activations: one 64-byte load holds two code slots (8 rows x 16
+// inputs) and vpdpbusd multiplies the u4 codes with the s8 activations and adds groups of four
+// products into int32 in one instruction, where AVX2 needs vpmaddubsw + vpaddw + vpmaddwd.
+//
+// The same source is compiled a second time against SIMDe's portable AVX-512 (AWQ_EMULATE_SIMD,
+// into namespace awq::emulated) so the test suite checks it against the scalar oracle on CPUs
+// without AVX-512 (tests/simd_emulated_test.cc).
+#if defined(AWQ_EMULATE_SIMD)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#include <simde/x86/f16c.h>
+#else
+#include <immintrin.h>
+#endif
+
+#include <vector>
+
+#include "awq/thread_pool.h"
+#include "kernels/cpu/int4_layout.h"
+
+namespace awq {
+#if defined(AWQ_EMULATE_SIMD)
+namespace emulated {
+#endif
+
+namespace {
+
+// Lane r of the 16: lanes 0-7 take `lo` and lanes 8-15 `hi`, each broadcast.
+inline __m512i Pair(int32_t lo, int32_t hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(lo)), _mm256_set1_epi32(hi),
+                            1);
+}
+
+// int32 -> fp32 for 16 lanes. SIMDe 0.7.4 has no _mm512_cvtepi32_ps, so the emulated build
+// converts the two halves.
+inline __m512 ToFloat(__m512i v) {
+#if defined(AWQ_EMULATE_SIMD)
+  const __m256 lo = _mm256_cvtepi32_ps(_mm512_castsi512_si256(v));
+  const __m256 hi = _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(v, 1));
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+#else
+  return _mm512_cvtepi32_ps(v);
+#endif
+}
+
+// acc += codes (u4 in both nibbles of v) . activations: low nibbles with `even`, high with `odd`.
+inline __m512i DotNibbles(__m512i acc, __m512i v, __m512i even, __m512i odd) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(v, low4), even);
+  return _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4), odd);
+}
+
+// Loops over the R row blocks must be unrolled so that the accumulators stay in registers.
+#define AWQ_UNROLL _Pragma("GCC unroll 8")
+
+// y[r] (8 rows each) for row blocks b, b + step, ..., b + (R - 1) * step: per activation block
+// (any whole number of slots; a lone last slot fills the low half of the register), lanes r and
+// r + 8 hold the two slots' partial dots of row r and are added once per group.
+template <int R>
+void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
+               const Int8Activations& xa, __m256* y) {
+  const int64_t gs = w.group_size, ng = w.n_groups(), bs = xa.block;
+  const int64_t slots = bs / kInt4Inputs, blocks = gs / bs;
+  const int64_t stride = w.slots_per_block() * step;  // between the R row blocks, in slots
+  AWQ_UNROLL for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
+  const float* xscale = xa.scale.data();
+  const Int4Codes* hdr = w.group(b, 0);
+  for (int64_t g = 0; g < ng; ++g, hdr += w.slots_per_group()) {
+    const Int4Codes* codes = hdr + 1;
+    __m512 dot[R];
+    AWQ_UNROLL for (int r = 0; r < R; ++r) dot[r] = _mm512_setzero_ps();
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      __m512i acc[R];
+      AWQ_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+      int64_t c = 0;
+      for (; c + 2 <= slots; c += 2, xw += 4) {
+        const __m512i even = Pair(xw[0], xw[2]), odd = Pair(xw[1], xw[3]);
+        AWQ_UNROLL for (int r = 0; r < R; ++r) {
+          const Int4Codes* p = codes + r * stride + c;
+          _mm_prefetch(reinterpret_cast<const char*>(p) + 2048, _MM_HINT_T0);
+          acc[r] = DotNibbles(acc[r], _mm512_loadu_si512(p), even, odd);
+        }
+      }
+      if (c < slots) {
+        const __m512i even = Pair(xw[0], 0), odd = Pair(xw[1], 0);
+        xw += 2;
+        AWQ_UNROLL for (int r = 0; r < R; ++r) {
+          const __m256i v =
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(codes + r * stride + c));
+          acc[r] = DotNibbles(acc[r], _mm512_inserti64x4(_mm512_setzero_si512(), v, 0), even, odd);
+        }
+      }
+      codes += slots;
+      const __m512 sc = _mm512_set1_ps(*xscale++);
+      AWQ_UNROLL for (int r = 0; r < R; ++r) {
+        dot[r] = _mm512_fmadd_ps(ToFloat(acc[r]), sc, dot[r]);
+      }
+    }
+    const __m256 gsum = _mm256_set1_ps(xa.group_sum[g]);
+    AWQ_UNROLL for (int r = 0; r < R; ++r) {
+      const __m256 d =
+          _mm256_add_ps(_mm512_castps512_ps256(dot[r]),
+                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dot[r]), 1)));
+      const __m128i* h = reinterpret_cast<const __m128i*>(hdr + r * stride);
+      const __m256 s = _mm256_cvtph_ps(_mm_load_si128(h));
+      const __m256 z = _mm256_cvtph_ps(_mm_load_si128(h + 1));
+      y[r] = _mm256_fmadd_ps(s, _mm256_fnmadd_ps(z, gsum, d), y[r]);
+    }
+  }
+}
+
+// Writes (or adds) the 8 results of row block b, the last block clipped to `out` rows.
+void Store(__m256 r, float* y, int64_t b, int64_t out, bool accumulate) {
+  alignas(32) float tmp[kInt4Rows];
+  _mm256_store_ps(tmp, r);
+  float* yb = y + b * kInt4Rows;
+  const int64_t valid = out - b * kInt4Rows < kInt4Rows ? out - b * kInt4Rows : kInt4Rows;
+  for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
+}
+
+// The range's quarters in lockstep: four weight streams per core, as the AVX2 kernel reads them.
+void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
+           const Int8Activations& xa, float* y, bool accumulate) {
+  __m256 r[4];
+  const int64_t q = (b1 - b0) / 4;
+  for (int64_t i = 0; i < q; ++i) {
+    RowBlocks<4>(w, b0 + i, q, xw, xa, r);
+    for (int j = 0; j < 4; ++j) Store(r[j], y, b0 + i + j * q, w.out, accumulate);
+  }
+  for (int64_t b = b0 + 4 * q; b < b1; ++b) {
+    RowBlocks<1>(w, b, 0, xw, xa, r);
+    Store(r[0], y, b, w.out, accumulate);
+  }
+}
+
+}  // namespace
+
+void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                          int64_t ldy, bool accumulate, ThreadPool& pool) {
+  Int8Activations xa;
+  std::vector<int32_t> xw;
+  for (int64_t i = 0; i < m; ++i) {
+    QuantizeActivationsInt8(x + i * ldx, w.in, w.group_size, &xa);
+    InterleaveForSlots(xa, &xw);
+    float* yi = y + i * ldy;
+    pool.ParallelForDynamic(
+        w.row_blocks(),
+        [&](int64_t b0, int64_t b1, int) { Range(w, b0, b1, xw.data(), xa, yi, accumulate); }, 2);
+  }
+}
+
+#if defined(AWQ_EMULATE_SIMD)
+}  // namespace emulated
+#endif
+}  // namespace awq

@@ -27,8 +27,9 @@ namespace {
 
 // Lane r of the 16: lanes 0-7 take `lo` and lanes 8-15 `hi`, each broadcast.
 inline __m512i Pair(int32_t lo, int32_t hi) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(lo)), _mm256_set1_epi32(hi),
-                            1);
+  // (From a full broadcast: a cast from 256 bits leaves the upper half undefined, which GCC 12
+  // reports as a maybe-uninitialized use.)
+  return _mm512_inserti64x4(_mm512_set1_epi32(lo), _mm256_set1_epi32(hi), 1);
 }
 
 // int32 -> fp32 for 16 lanes. SIMDe 0.7.4 has no _mm512_cvtepi32_ps, so the emulated build

@@ -24,17 +24,25 @@ double Seconds(Clock::time_point t0) {
 constexpr int64_t kGrain = 1 << 16;
 
 bool CpuHasAvx2Fma() {
+#if defined(__x86_64__)
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return has;
+#else
+  return false;
+#endif
 }
 
 void Triad(float* a, const float* b, const float* c, float s, int64_t n) {
+#if defined(__x86_64__)
   if (CpuHasAvx2Fma()) return TriadAvx2(a, b, c, s, n);
+#endif
   for (int64_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];
 }
 
 float Sum(const float* p, int64_t n) {
+#if defined(__x86_64__)
   if (CpuHasAvx2Fma()) return SumAvx2(p, n);
+#endif
   float acc[16] = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {

@@ -35,11 +35,10 @@ void AttendPartialRef(const AttendArgs& a, float* scores, float* m, float* l, fl
 }
 
 void AttendPartial(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
-  if (a.hd % 8 == 0 && CpuHasAvx2Fma16()) {
-    AttendPartialAvx2(a, scores, m, l, o);
-  } else {
-    AttendPartialRef(a, scores, m, l, o);
-  }
+#if defined(__x86_64__)
+  if (a.hd % 8 == 0 && CpuHasAvx2Fma16()) return AttendPartialAvx2(a, scores, m, l, o);
+#endif
+  AttendPartialRef(a, scores, m, l, o);
 }
 
 }  // namespace awq

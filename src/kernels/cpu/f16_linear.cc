@@ -17,18 +17,21 @@ constexpr int64_t kGemvRowGrain = 64;  // rows per chunk: whole cache lines of y
 constexpr int64_t kPanelRows = 256;    // rows widened at a time by the GEMM: 256 x k fp32
 
 void WidenRow(const uint16_t* src, float* dst, int64_t n) {
-  if (CpuHasAvx2Fma16()) {
-    WidenF16Avx2(src, dst, n);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFp32(src[i]);
-  }
+#if defined(__x86_64__)
+  if (CpuHasAvx2Fma16()) return WidenF16Avx2(src, dst, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFp32(src[i]);
 }
 }  // namespace
 
 bool CpuHasAvx2Fma16() {
+#if defined(__x86_64__)
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                           __builtin_cpu_supports("f16c");
   return has;
+#else
+  return false;  // the *_avx2.cc kernels are built for x86-64 only
+#endif
 }
 
 void GemvF16Ref(const float* x, const uint16_t* w, int64_t ldw, float* y, int64_t n0, int64_t n1,
@@ -51,7 +54,9 @@ void LinearF16(const float* x, int64_t ldx, const uint16_t* w, int64_t ldw, floa
         n,
         [&](int64_t n0, int64_t n1, int) {
           if (avx2) {
+#if defined(__x86_64__)
             GemvF16Avx2(x, w, ldw, y, n0, n1, k, accumulate);
+#endif
           } else {
             GemvF16Ref(x, w, ldw, y, n0, n1, k, accumulate);
           }

@@ -76,7 +76,9 @@ void LinearI8(const float* x, int64_t ldx, const Int8Rows& w, float* y, int64_t 
         w.rows,
         [&](int64_t r0, int64_t r1, int) {
           if (avx2) {
+#if defined(__x86_64__)
             GemvI8Avx2(x, w, y, r0, r1);
+#endif
           } else {
             GemvI8Ref(x, w, y, r0, r1);
           }

@@ -10,6 +10,7 @@
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_avx2_util.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/scratch.h"
 
 namespace awq {
 
@@ -93,29 +94,28 @@ inline __m256i Dot16(__m256i v0, __m256i v1, __m256i x0, __m256i x1, __m256i x2,
 
 // Row blocks b, b + step, ..., b + (R - 1) * step at once (R = 1, 2 or 4).
 template <int R>
-void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
-                              const Int8Activations& xa, __m256* y) {
+void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, const __m256i* xb,
+                              const __m256* sb, const Int8Activations& xa, __m256* y) {
   const int64_t gs = w.group_size, ng = w.n_groups(), steps = gs / 16;
   const int64_t block_stride = w.slots_per_block() * step;
   AWQ_UNROLL for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
-  const float* xscale = xa.scale.data();
   const Int4Codes* hdr = w.group(b, 0);
   for (int64_t g = 0; g < ng; ++g, hdr += w.slots_per_group()) {
     const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
     __m256 dot[R];
     AWQ_UNROLL for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < steps; ++k, xw += 4, codes += 2) {
+    for (int64_t k = 0; k < steps; ++k, xb += 4, ++sb, codes += 2) {
       _mm_prefetch(reinterpret_cast<const char*>(codes) + 2048, _MM_HINT_T0);
       AWQ_UNROLL for (int r = 1; r < R; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(codes + r * block_stride) + 2048, _MM_HINT_T0);
       }
-      const __m256i x0 = _mm256_set1_epi32(xw[0]), x1 = _mm256_set1_epi32(xw[1]);
-      const __m256i x2 = _mm256_set1_epi32(xw[2]), x3 = _mm256_set1_epi32(xw[3]);
-      const __m256 sc = _mm256_set1_ps(*xscale++);
       AWQ_UNROLL for (int r = 0; r < R; ++r) {
         const __m256i* c = codes + r * block_stride;
-        const __m256i d = Dot16(_mm256_load_si256(c), _mm256_load_si256(c + 1), x0, x1, x2, x3);
-        dot[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sc, dot[r]);
+        const __m256i d =
+            Dot16(_mm256_load_si256(c), _mm256_load_si256(c + 1), _mm256_load_si256(xb),
+                  _mm256_load_si256(xb + 1), _mm256_load_si256(xb + 2), _mm256_load_si256(xb + 3));
+        dot[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d),
+                                 _mm256_load_ps(reinterpret_cast<const float*>(sb)), dot[r]);
       }
     }
     const __m256 gsum = _mm256_set1_ps(xa.group_sum[g]);
@@ -129,7 +129,8 @@ void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, cons
 }
 
 void GemvRangeInt8(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
-                   const Int8Activations& xa, float* y, bool accumulate) {
+                   const __m256i* xb, const __m256* sb, const Int8Activations& xa, float* y,
+                   bool accumulate) {
   if (xa.block != 16) {
     for (int64_t b = b0; b < b1; ++b) {
       StoreRowBlock(GemvRowBlockInt8(w, b, xw, xa), y, b, w.out, accumulate);
@@ -142,11 +143,11 @@ void GemvRangeInt8(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* x
   __m256 r[4];
   const int64_t q = (b1 - b0) / 4;
   for (int64_t i = 0; i < q; ++i) {
-    GemvRowBlocksInt8Block16<4>(w, b0 + i, q, xw, xa, r);
+    GemvRowBlocksInt8Block16<4>(w, b0 + i, q, xb, sb, xa, r);
     for (int j = 0; j < 4; ++j) StoreRowBlock(r[j], y, b0 + i + j * q, w.out, accumulate);
   }
   for (int64_t b = b0 + 4 * q; b < b1; ++b) {
-    GemvRowBlocksInt8Block16<1>(w, b, 0, xw, xa, r);
+    GemvRowBlocksInt8Block16<1>(w, b, 0, xb, sb, xa, r);
     StoreRowBlock(r[0], y, b, w.out, accumulate);
   }
 }
@@ -160,11 +161,21 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
   for (int64_t i = 0; i < m; ++i) {
     QuantizeActivationsInt8(x + i * ldx, w.in, w.group_size, &xa);
     InterleaveForSlots(xa, &xw);
+    // Each activation word and block scale broadcast to a vector in memory, which the kernel
+    // reads as operands: held in registers, the 4 words and the scale of a step left too few
+    // for 4 row blocks, and GCC spilled and reloaded them on every step.
+    const int64_t n_words = static_cast<int64_t>(xw.size()), n_blocks = w.in / xa.block;
+    float* buf = ThreadScratch<2>(static_cast<size_t>(8 * (n_words + n_blocks)));
+    __m256i* xb = reinterpret_cast<__m256i*>(buf);
+    __m256* sb = reinterpret_cast<__m256*>(buf + 8 * n_words);
+    for (int64_t j = 0; j < n_words; ++j) _mm256_store_si256(xb + j, _mm256_set1_epi32(xw[j]));
+    for (int64_t j = 0; j < n_blocks; ++j)
+      _mm256_store_ps(reinterpret_cast<float*>(sb + j), _mm256_set1_ps(xa.scale[j]));
     float* yi = y + i * ldy;
     pool.ParallelForDynamic(
         w.row_blocks(),
         [&](int64_t b0, int64_t b1, int) {
-          GemvRangeInt8(w, b0, b1, xw.data(), xa, yi, accumulate);
+          GemvRangeInt8(w, b0, b1, xw.data(), xb, sb, xa, yi, accumulate);
         },
         2);
   }

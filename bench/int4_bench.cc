@@ -32,6 +32,7 @@ struct Shape {
 };
 constexpr Shape kShapes[] = {
     {"smollm2", 576, 576, 64},     {"smollm2", 1536, 576, 64},   {"smollm2", 576, 1536, 64},
+    {"smollm2", 960, 576, 64},     {"smollm2", 3072, 576, 64},  // fused q/k/v and gate/up
     {"smollm2", 49152, 576, 64},   {"llama7b", 4096, 4096, 128}, {"llama7b", 11008, 4096, 128},
     {"llama7b", 4096, 11008, 128},
 };

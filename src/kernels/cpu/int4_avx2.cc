@@ -216,8 +216,6 @@ void PackX(const float* x, int64_t ldx, int64_t m, int64_t in, float* xp, Thread
 }
 
 // c[MR, 16] (+)= xp[kc][kMr] (first MR columns) * p[kc][16], accumulators in registers.
-constexpr int64_t kXAhead = 192;  // floats of packed x prefetched ahead (32 inputs)
-
 template <int MR>
 void PackedKernel(int64_t kc, const float* xp, const float* p, float* c, int64_t ldc, bool load_c) {
   __m256 acc[MR][2];
@@ -226,26 +224,16 @@ void PackedKernel(int64_t kc, const float* xp, const float* p, float* c, int64_t
     acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
     acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
   }
-  const auto step = [&](int64_t k) {
-    const __m256 b0 = _mm256_load_ps(p + k * kNr), b1 = _mm256_load_ps(p + k * kNr + 8);
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k, p += kNr, xp += kMr) {
+    const __m256 b0 = _mm256_load_ps(p), b1 = _mm256_load_ps(p + 8);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(xp + k * kMr + i);
+      const __m256 a = _mm256_broadcast_ss(xp + i);
       acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
     }
-  };
-  int64_t k = 0;
-  for (; k + 4 <= kc; k += 4) {
-    // x comes from L2: fetch 1.5 lines per 4 inputs, kXAhead floats ahead.
-    _mm_prefetch(reinterpret_cast<const char*>(xp + k * kMr + kXAhead), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(xp + k * kMr + kXAhead + 16), _MM_HINT_T0);
-    step(k);
-    step(k + 1);
-    step(k + 2);
-    step(k + 3);
   }
-  for (; k < kc; ++k) step(k);
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     _mm256_storeu_ps(c + i * ldc, acc[i][0]);

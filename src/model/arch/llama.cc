@@ -26,6 +26,27 @@ void Linear(const Int4Matrix* w4, const Tensor& w, const float* x, int64_t ldx, 
 }
 }  // namespace
 
+namespace {
+
+// BlockForward's work buffers, one set per calling thread, grown on demand: fresh vectors per
+// layer cost a zeroing pass each and, above malloc's mmap threshold, page faults on every call.
+struct BlockBuffers {
+  std::vector<float> normed, qkv, attn, gate_up, act;
+  std::vector<int64_t> pos;
+};
+
+BlockBuffers& ThreadBlockBuffers() {
+  static thread_local BlockBuffers buffers;
+  return buffers;
+}
+
+float* Grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+}  // namespace
+
 void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache& cache) const {
   const ModelConfig& c = config_;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
@@ -38,50 +59,52 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCac
   ThreadPool& pool = *pool_;
   AWQ_CHECK(pos0 + n <= rope_positions_);
 
-  std::vector<float> normed(static_cast<size_t>(n * d));
-  std::vector<float> qkv(static_cast<size_t>(n * qkv_dim));
-  std::vector<float> attn(static_cast<size_t>(n * q_dim));
-  std::vector<int64_t> pos(static_cast<size_t>(n));
-  for (int64_t t = 0; t < n; ++t) pos[static_cast<size_t>(t)] = pos0 + t;
+  // Work buffers reused across layers and calls (contents are overwritten before use).
+  BlockBuffers& buf = ThreadBlockBuffers();
+  float* const normed = Grow(buf.normed, n * d);
+  float* const qkv = Grow(buf.qkv, n * qkv_dim);
+  float* const attn = Grow(buf.attn, n * q_dim);
+  if (static_cast<int64_t>(buf.pos.size()) < n) buf.pos.resize(static_cast<size_t>(n));
+  int64_t* const pos = buf.pos.data();
+  for (int64_t t = 0; t < n; ++t) pos[t] = pos0 + t;
 
   // Attention: x += o_proj(attn(rope(q), rope(k), v)) with q, k, v from one fused product.
-  RmsNormRows(x, d, w.attn_norm.data<float>(), normed.data(), d, n, d, eps);
-  Linear(w.qkv4.get(), w.wqkv, normed.data(), d, qkv.data(), qkv_dim, n, false, pool, int4_kernel_);
+  RmsNormRows(x, d, w.attn_norm.data<float>(), normed, d, n, d, eps);
+  Linear(w.qkv4.get(), w.wqkv, normed, d, qkv, qkv_dim, n, false, pool, int4_kernel_);
   if (!w.bqkv.empty()) {
-    for (int64_t t = 0; t < n; ++t)
-      AddInPlace(qkv.data() + t * qkv_dim, w.bqkv.data<float>(), qkv_dim);
+    for (int64_t t = 0; t < n; ++t) AddInPlace(qkv + t * qkv_dim, w.bqkv.data<float>(), qkv_dim);
   }
-  ApplyRope(qkv.data(), qkv_dim, n, h, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
-  ApplyRope(qkv.data() + q_dim, qkv_dim, n, kv, hd, pos.data(), rope_cos_.data(), rope_sin_.data());
+  ApplyRope(qkv, qkv_dim, n, h, hd, pos, rope_cos_.data(), rope_sin_.data());
+  ApplyRope(qkv + q_dim, qkv_dim, n, kv, hd, pos, rope_cos_.data(), rope_sin_.data());
   // The new keys and values go to the fp16 cache. A prompt at the start of the cache attends to
   // them in fp32 straight from the fused buffer; a single token (decode) reads the fp16 cache;
   // a later prompt reads the cache widened back to fp32.
   const AttentionShape shape{h, kv, hd};
   const int64_t head_stride = cache.head_stride();
-  StoreKvRows(qkv.data() + q_dim, qkv_dim, n, pos0, keys, head_stride, shape);
-  StoreKvRows(qkv.data() + q_dim + kv_dim, qkv_dim, n, pos0, values, head_stride, shape);
+  StoreKvRows(qkv + q_dim, qkv_dim, n, pos0, keys, head_stride, shape);
+  StoreKvRows(qkv + q_dim + kv_dim, qkv_dim, n, pos0, values, head_stride, shape);
   if (n == 1) {
-    DecodeAttention(qkv.data(), keys, values, head_stride, pos0 + 1, attn.data(), shape, pool);
+    DecodeAttention(qkv, keys, values, head_stride, pos0 + 1, attn, shape, pool);
   } else if (pos0 == 0) {
-    CausalAttention(qkv.data(), qkv_dim, qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, qkv_dim,
-                    attn.data(), q_dim, n, 0, shape, pool);
+    CausalAttention(qkv, qkv_dim, qkv + q_dim, qkv + q_dim + kv_dim, qkv_dim, attn, q_dim, n, 0,
+                    shape, pool);
   } else {
     std::vector<float> k32(static_cast<size_t>((pos0 + n) * kv_dim)), v32(k32.size());
     LoadKvRows(keys, head_stride, pos0 + n, k32.data(), shape);
     LoadKvRows(values, head_stride, pos0 + n, v32.data(), shape);
-    CausalAttention(qkv.data(), qkv_dim, k32.data(), v32.data(), kv_dim, attn.data(), q_dim, n,
-                    pos0, shape, pool);
+    CausalAttention(qkv, qkv_dim, k32.data(), v32.data(), kv_dim, attn, q_dim, n, pos0, shape,
+                    pool);
   }
-  Linear(w.o4.get(), w.wo, attn.data(), q_dim, x, d, n, true, pool, int4_kernel_);
+  Linear(w.o4.get(), w.wo, attn, q_dim, x, d, n, true, pool, int4_kernel_);
 
   // MLP: x += down(silu(gate(x')) * up(x')), gate and up from one fused product.
-  RmsNormRows(x, d, w.ffn_norm.data<float>(), normed.data(), d, n, d, eps);
-  std::vector<float> gate_up(static_cast<size_t>(n * 2 * inter));
-  std::vector<float> act(static_cast<size_t>(n * inter));
-  Linear(w.gate_up4.get(), w.w_gate_up, normed.data(), d, gate_up.data(), 2 * inter, n, false, pool,
+  RmsNormRows(x, d, w.ffn_norm.data<float>(), normed, d, n, d, eps);
+  float* const gate_up = Grow(buf.gate_up, n * 2 * inter);
+  float* const act = Grow(buf.act, n * inter);
+  Linear(w.gate_up4.get(), w.w_gate_up, normed, d, gate_up, 2 * inter, n, false, pool,
          int4_kernel_);
-  SiluMulRows(gate_up.data(), 2 * inter, act.data(), inter, n, inter);
-  Linear(w.down4.get(), w.w_down, act.data(), inter, x, d, n, true, pool, int4_kernel_);
+  SiluMulRows(gate_up, 2 * inter, act, inter, n, inter);
+  Linear(w.down4.get(), w.w_down, act, inter, x, d, n, true, pool, int4_kernel_);
 }
 
 void Model::AttentionBatch(const float* wqkv, const float* bqkv, const float* wo, const float* x,

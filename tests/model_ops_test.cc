@@ -3,6 +3,7 @@
 // un-permutation, norms and sampling.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -188,6 +189,53 @@ TEST(RmsNorm, MatchesFormula) {
     for (int i = 0; i < 5; ++i)
       EXPECT_NEAR(y[static_cast<size_t>(t * 5 + i)],
                   x[static_cast<size_t>(t * 5 + i)] * inv * w[static_cast<size_t>(i)], 1e-5);
+  }
+}
+
+bool CpuHasAvx2FmaForTest() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+// The AVX2 softmax and SiLU (polynomial exp) against double-precision formulas: lengths around
+// the 8-wide vector and its tail, inputs from deep underflow to float exp's overflow.
+TEST(RowKernels, Avx2SoftmaxAndSiluMatchDoubleFormulas) {
+  if (!CpuHasAvx2FmaForTest()) GTEST_SKIP() << "no AVX2 + FMA";
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-30.0f, 30.0f);
+  for (int64_t n : {1, 7, 8, 9, 31, 100, 513}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = u(rng);
+    x[0] = -200.0f;  // exp underflows to 0 after the max is subtracted
+    if (n > 3) x[3] = 60.0f;
+    std::vector<float> got = x;
+    const double lse = SoftmaxRowAvx2(got.data(), n);
+    double mx = -INFINITY, sum = 0;
+    for (float v : x) mx = std::max(mx, double{v});
+    for (float v : x) sum += std::exp(v - mx);
+    EXPECT_NEAR(lse, std::log(sum) + mx, 1e-5) << n;
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = std::exp(x[static_cast<size_t>(i)] - mx) / sum;
+      EXPECT_NEAR(got[static_cast<size_t>(i)], want, 1e-6 * want + 1e-30) << n << " " << i;
+    }
+  }
+  // SiLU(g) * up over [-100, 100]: large negative g (exp(-g) overflows to inf, result -0), large
+  // positive g (sigmoid 1).
+  for (int64_t d : {1, 8, 13, 576}) {
+    std::vector<float> gu(static_cast<size_t>(2 * d)), got(static_cast<size_t>(d));
+    std::uniform_real_distribution<float> wide(-100.0f, 100.0f);
+    for (auto& v : gu) v = wide(rng);
+    gu[0] = -95.0f;
+    SiluMulRowsAvx2(gu.data(), 2 * d, got.data(), d, 1, d);
+    for (int64_t j = 0; j < d; ++j) {
+      const double g = gu[static_cast<size_t>(j)], up = gu[static_cast<size_t>(d + j)];
+      const double want = g / (1.0 + std::exp(-g)) * up;
+      EXPECT_NEAR(got[static_cast<size_t>(j)], want, 1e-6 * std::fabs(want) + 1e-30)
+          << d << " " << j;
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/decode_attention.h"
+#include "kernels/cpu/exp_avx2.h"
 
 namespace awq {
 
@@ -38,28 +39,6 @@ inline __m256 Sum8x8(const __m256* a) {
   const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
   const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-// exp(x) for x <= 0 (scores minus their maximum): Cody-Waite reduction x = n ln2 + r and a
-// degree-6 polynomial on |r| <= ln2 / 2, relative error about 2e-7; 0 below -87.
-inline __m256 ExpNonPositive(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_max_ps(x, lo);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 720);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
 // dst[i] = float(src[i]) for i < n (n a multiple of 8).
@@ -117,7 +96,7 @@ void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, f
     const __m256 vm = _mm256_set1_ps(mx);
     __m256 vsum = _mm256_setzero_ps();
     for (int64_t j = 0; j < n8; j += 8) {
-      const __m256 p = ExpNonPositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+      const __m256 p = ExpAvx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
       _mm256_storeu_ps(s + j, p);
       vsum = _mm256_add_ps(vsum, p);
     }

@@ -1,4 +1,5 @@
-// Scalar fp32 transformer kernels; simple loops the compiler vectorises.
+// fp32 transformer row kernels: simple loops the compiler vectorises, and AVX2 versions of the
+// two whose cost is exp (ops_avx2.cc).
 #include "kernels/cpu/ops.h"
 
 #include <cmath>
@@ -34,8 +35,22 @@ void ApplyRope(float* x, int64_t ldx, int64_t n_rows, int64_t n_heads, int64_t h
   }
 }
 
+namespace {
+bool CpuHasAvx2Fma() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
 void SiluMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int64_t n_rows,
                  int64_t d) {
+#if defined(__x86_64__)
+  if (CpuHasAvx2Fma()) return SiluMulRowsAvx2(gate_up, ld, out, ldo, n_rows, d);
+#endif
   for (int64_t t = 0; t < n_rows; ++t) {
     const float* g = gate_up + t * ld;
     const float* u = g + d;
@@ -45,6 +60,9 @@ void SiluMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int6
 }
 
 double SoftmaxRow(float* x, int64_t n) {
+#if defined(__x86_64__)
+  if (CpuHasAvx2Fma()) return SoftmaxRowAvx2(x, n);
+#endif
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
   double sum = 0.0;

@@ -28,6 +28,12 @@ double SoftmaxRow(float* x, int64_t n);
 // log(sum(exp(x))) of a row, in double.
 double LogSumExpRow(const float* x, int64_t n);
 
+// The AVX2 + FMA versions that SiluMulRows and SoftmaxRow dispatch to (a polynomial exp,
+// relative error about 2e-7; ops_avx2.cc). Exposed for the tests.
+void SiluMulRowsAvx2(const float* gate_up, int64_t ld, float* out, int64_t ldo, int64_t n_rows,
+                     int64_t d);
+double SoftmaxRowAvx2(float* x, int64_t n);
+
 // x[i] += y[i].
 void AddInPlace(float* x, const float* y, int64_t n);
 

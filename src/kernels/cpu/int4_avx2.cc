@@ -1,5 +1,6 @@
-// AVX2 + FMA + F16C kernels for Int4Linear: a weight-streaming GEMV (m == 1) and a GEMM that
-// dequantizes panels of W into per-thread fp32 buffers for a 6x16 register-blocked FMA kernel.
+// AVX2 + FMA + F16C kernels for Int4Linear: a weight-streaming GEMV (m == 1); a GEMM over packed x
+// that dequantizes panels of W once into per-thread fp32 buffers for a 6x16 register-blocked FMA
+// micro-kernel (m > 1); and the dequantize-into-oneDNN-sgemm GEMM (kAvx2Sgemm).
 #include <immintrin.h>
 
 #include <algorithm>

@@ -15,5 +15,8 @@ run build/awq bench "$model" --fp32-baseline --lm-head-int8
 # Llama-2-7B shapes, 8 layers (1 GB at 4 bits): decode as a share of the measured bandwidth.
 run build/awq bench --synthetic llama2-7b --layers 8 --fp32-baseline
 # Kernels: int4 GEMV/GEMM against fp32 sgemv/sgemm and the measured peaks.
-run build/bench/int4_bench --benchmark_min_time=0.5 \
-  --benchmark_filter='limit/|/(4096x4096|11008x4096|4096x11008|1536x576|576x1536|49152x576)/'
+# Five repetitions of each, in random interleaved order, medians only: one run of each in a row
+# let a slow phase of the shared host fall on one side of a comparison.
+run build/bench/int4_bench --benchmark_min_time=0.2 --benchmark_repetitions=5 \
+  --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
+  --benchmark_filter='limit/|/(4096x4096|11008x4096|4096x11008|960x576|3072x576|576x1536|49152x576)/'

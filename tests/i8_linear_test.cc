@@ -10,6 +10,7 @@
 
 #include "awq/half.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/f16_linear.h"
 #include "kernels/cpu/sgemm.h"
 

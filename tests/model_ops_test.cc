@@ -11,6 +11,7 @@
 #include "awq/model_config.h"
 #include "awq/sampling.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/sgemm.h"
 #include "model/attention.h"
@@ -192,18 +193,10 @@ TEST(RmsNorm, MatchesFormula) {
   }
 }
 
-bool CpuHasAvx2FmaForTest() {
-#if defined(__x86_64__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-
 // The AVX2 softmax and SiLU (polynomial exp) against double-precision formulas: lengths around
 // the 8-wide vector and its tail, inputs from deep underflow to float exp's overflow.
 TEST(RowKernels, Avx2SoftmaxAndSiluMatchDoubleFormulas) {
-  if (!CpuHasAvx2FmaForTest()) GTEST_SKIP() << "no AVX2 + FMA";
+  if (!CpuHasAvx2Fma()) GTEST_SKIP() << "no AVX2 + FMA";
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-30.0f, 30.0f);
   for (int64_t n : {1, 7, 8, 9, 31, 100, 513}) {

@@ -9,6 +9,7 @@
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "eval/bench_loops.h"
+#include "kernels/cpu/cpu_features.h"
 
 namespace awq {
 
@@ -22,15 +23,6 @@ double Seconds(Clock::time_point t0) {
 
 // Chunks of 64 Ki floats (256 KiB): enough per task that scheduling costs nothing.
 constexpr int64_t kGrain = 1 << 16;
-
-bool CpuHasAvx2Fma() {
-#if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
 
 void Triad(float* a, const float* b, const float* c, float s, int64_t n) {
 #if defined(__x86_64__)

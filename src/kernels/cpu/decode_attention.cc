@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "awq/half.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/f16_linear.h"
 
 namespace awq {

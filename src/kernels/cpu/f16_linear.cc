@@ -1,6 +1,8 @@
 // LinearF16: the GEMV dispatch, the panel-widening GEMM and the scalar reference.
 #include "kernels/cpu/f16_linear.h"
 
+#include "kernels/cpu/cpu_features.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -23,16 +25,6 @@ void WidenRow(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFp32(src[i]);
 }
 }  // namespace
-
-bool CpuHasAvx2Fma16() {
-#if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-#else
-  return false;  // the *_avx2.cc kernels are built for x86-64 only
-#endif
-}
 
 void GemvF16Ref(const float* x, const uint16_t* w, int64_t ldw, float* y, int64_t n0, int64_t n1,
                 int64_t k, bool accumulate) {

@@ -24,6 +24,5 @@ void GemvF16Avx2(const float* x, const uint16_t* w, int64_t ldw, float* y, int64
                  int64_t k, bool accumulate);
 // dst[i] = float(src[i]) for i < n, with F16C.
 void WidenF16Avx2(const uint16_t* src, float* dst, int64_t n);
-bool CpuHasAvx2Fma16();
 
 }  // namespace awq

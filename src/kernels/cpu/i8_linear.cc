@@ -7,6 +7,7 @@
 #include "awq/error.h"
 #include "awq/half.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/f16_linear.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/sgemm.h"

@@ -1,52 +1,14 @@
 // Int4Linear: argument checks and the choice of kernel by ISA, once per call.
 #include <cstdlib>
-#if defined(__aarch64__)
-#include <asm/hwcap.h>
-#include <sys/auxv.h>
-#endif
 #include <string>
 
 #include "awq/error.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int4_layout.h"
 
 namespace awq {
 
 namespace {
-#if defined(__x86_64__)
-bool CpuHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-
-// oneDNN's sgemm uses 512-bit FMAs here, twice the packed AVX2 GEMM's width.
-bool CpuHasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
-
-bool CpuHasAvx512Vnni() {
-  static const bool has = CpuHasAvx2() && __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vnni");
-  return has;
-}
-bool CpuHasNeonDot() { return false; }
-#elif defined(__aarch64__)
-bool CpuHasAvx2() { return false; }
-bool CpuHasAvx512() { return false; }
-bool CpuHasAvx512Vnni() { return false; }
-bool CpuHasNeonDot() {
-  static const bool has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-  return has;
-}
-#else
-bool CpuHasAvx2() { return false; }
-bool CpuHasAvx512() { return false; }
-bool CpuHasAvx512Vnni() { return false; }
-bool CpuHasNeonDot() { return false; }
-#endif
-
 // AWQ_INT4_KERNEL, read once; kAuto when unset.
 Int4Kernel EnvKernel() {
   static const Int4Kernel k = [] {
@@ -59,7 +21,7 @@ Int4Kernel EnvKernel() {
 Int4Kernel AutoKernel(int64_t m) {
   if (const Int4Kernel k = EnvKernel(); k != Int4Kernel::kAuto) return k;
   if (CpuHasNeonDot()) return m == 1 ? Int4Kernel::kNeonInt8 : Int4Kernel::kReference;
-  if (!CpuHasAvx2()) return Int4Kernel::kReference;
+  if (!CpuHasAvx2Fma16()) return Int4Kernel::kReference;
   if (m == 1) return CpuHasAvx512Vnni() ? Int4Kernel::kAvx512Int8 : Int4Kernel::kAvx2Int8;
   return CpuHasAvx512() ? Int4Kernel::kAvx2Sgemm : Int4Kernel::kAvx2;
 }
@@ -74,7 +36,7 @@ bool Int4KernelAvailable(Int4Kernel k) {
     case Int4Kernel::kAvx2:
     case Int4Kernel::kAvx2Sgemm:
     case Int4Kernel::kAvx2Int8:
-      return CpuHasAvx2();
+      return CpuHasAvx2Fma16();
     case Int4Kernel::kAvx512Int8:
       return CpuHasAvx512Vnni();
     case Int4Kernel::kNeonInt8:

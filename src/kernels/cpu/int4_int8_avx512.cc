@@ -139,16 +139,7 @@ void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
 
 void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                           int64_t ldy, bool accumulate, ThreadPool& pool) {
-  Int8Activations xa;
-  std::vector<int32_t> xw;
-  for (int64_t i = 0; i < m; ++i) {
-    QuantizeActivationsInt8(x + i * ldx, w.in, w.group_size, &xa);
-    InterleaveForSlots(xa, &xw);
-    float* yi = y + i * ldy;
-    pool.ParallelForDynamic(
-        w.row_blocks(),
-        [&](int64_t b0, int64_t b1, int) { Range(w, b0, b1, xw.data(), xa, yi, accumulate); }, 2);
-  }
+  GemvInt8Rows(w, x, ldx, m, y, ldy, accumulate, pool, Range);
 }
 
 #if defined(AWQ_EMULATE_SIMD)

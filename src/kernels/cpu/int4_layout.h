@@ -41,6 +41,13 @@ void QuantizeActivationsInt8(const float* x, int64_t in, int64_t group_size, Int
 // k0+7, the inputs that the low and the high nibbles of each code byte hold. One broadcast of a
 // word then meets 4 rows x 4 codes in an integer 4-way dot product (vpmaddubsw, vpdpbusd, sdot).
 void InterleaveForSlots(const Int8Activations& xa, std::vector<int32_t>* words);
+// The driver of the SIMD int8 GEMVs: for each row i of x, quantizes it and interleaves its words,
+// then runs range(w, b0, b1, words, xa, y_i, accumulate) over chunks of row blocks
+// (ParallelForDynamic, so a core the host slows takes fewer).
+using Int8RangeKernel = void (*)(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
+                                 const Int8Activations& xa, float* y, bool accumulate);
+void GemvInt8Rows(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                  int64_t ldy, bool accumulate, ThreadPool& pool, Int8RangeKernel range);
 
 // The implementations; arguments already checked by Int4Linear.
 void Int4LinearRef(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,

@@ -2,6 +2,8 @@
 // two whose cost is exp (ops_avx2.cc).
 #include "kernels/cpu/ops.h"
 
+#include "kernels/cpu/cpu_features.h"
+
 #include <cmath>
 
 namespace awq {
@@ -34,17 +36,6 @@ void ApplyRope(float* x, int64_t ldx, int64_t n_rows, int64_t n_heads, int64_t h
     }
   }
 }
-
-namespace {
-bool CpuHasAvx2Fma() {
-#if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
-}  // namespace
 
 void SiluMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int64_t n_rows,
                  int64_t d) {

@@ -137,19 +137,12 @@ void GemvRangeInt8(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* x
     }
     return;
   }
-  // The range's quarters in lockstep: four weight streams, each front to back (one stream per
-  // core reads at about 15 GB/s on the Zen 3 host, four at 20-25 GB/s; neighbouring row blocks
-  // of a narrow matrix are only a few KiB apart, which the prefetchers see as one stream).
-  __m256 r[4];
-  const int64_t q = (b1 - b0) / 4;
-  for (int64_t i = 0; i < q; ++i) {
-    GemvRowBlocksInt8Block16<4>(w, b0 + i, q, xb, sb, xa, r);
-    for (int j = 0; j < 4; ++j) StoreRowBlock(r[j], y, b0 + i + j * q, w.out, accumulate);
-  }
-  for (int64_t b = b0 + 4 * q; b < b1; ++b) {
-    GemvRowBlocksInt8Block16<1>(w, b, 0, xb, sb, xa, r);
-    StoreRowBlock(r[0], y, b, w.out, accumulate);
-  }
+  ForRowBlocksInLockstep(w, b0, b1, y, accumulate,
+                         [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                           __m256 r[rows];
+                           GemvRowBlocksInt8Block16<rows>(w, b, step, xb, sb, xa, r);
+                           for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+                         });
 }
 
 }  // namespace

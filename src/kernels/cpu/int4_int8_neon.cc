@@ -85,29 +85,18 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
   }
 }
 
-// Writes (or adds) the 8 results of row block b, the last block clipped to `out` rows.
-void Store(const float32x4_t r[2], float* y, int64_t b, int64_t out, bool accumulate) {
-  float tmp[kInt4Rows];
-  vst1q_f32(tmp, r[0]);
-  vst1q_f32(tmp + 4, r[1]);
-  float* yb = y + b * kInt4Rows;
-  const int64_t valid = out - b * kInt4Rows < kInt4Rows ? out - b * kInt4Rows : kInt4Rows;
-  for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
-}
-
-// The range's quarters in lockstep: four weight streams per core, as the x86 kernels read them.
+// Row blocks [b0, b1), four streams per core.
 void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
            const Int8Activations& xa, float* y, bool accumulate) {
-  float32x4_t r[4][2];
-  const int64_t q = (b1 - b0) / 4;
-  for (int64_t i = 0; i < q; ++i) {
-    RowBlocks<4>(w, b0 + i, q, xw, xa, r);
-    for (int j = 0; j < 4; ++j) Store(r[j], y, b0 + i + j * q, w.out, accumulate);
-  }
-  for (int64_t b = b0 + 4 * q; b < b1; ++b) {
-    RowBlocks<1>(w, b, 0, xw, xa, r);
-    Store(r[0], y, b, w.out, accumulate);
-  }
+  ForRowBlocksInLockstep(w, b0, b1, y, accumulate,
+                         [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                           float32x4_t r[rows][2];
+                           RowBlocks<rows>(w, b, step, xw, xa, r);
+                           for (int j = 0; j < rows; ++j) {
+                             vst1q_f32(out[j], r[j][0]);
+                             vst1q_f32(out[j] + 4, r[j][1]);
+                           }
+                         });
 }
 
 }  // namespace

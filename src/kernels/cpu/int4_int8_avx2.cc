@@ -137,12 +137,12 @@ void GemvRangeInt8(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* x
     }
     return;
   }
-  ForRowBlocksInLockstep(w, b0, b1, y, accumulate,
-                         [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
-                           __m256 r[rows];
-                           GemvRowBlocksInt8Block16<rows>(w, b, step, xb, sb, xa, r);
-                           for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
-                         });
+  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
+                            [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                              __m256 r[rows];
+                              GemvRowBlocksInt8Block16<rows>(w, b, step, xb, sb, xa, r);
+                              for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+                            });
 }
 
 }  // namespace

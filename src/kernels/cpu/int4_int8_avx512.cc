@@ -114,12 +114,12 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
 // Row blocks [b0, b1), four streams per core.
 void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
            const Int8Activations& xa, float* y, bool accumulate) {
-  ForRowBlocksInLockstep(w, b0, b1, y, accumulate,
-                         [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
-                           __m256 r[rows];
-                           RowBlocks<rows>(w, b, step, xw, xa, r);
-                           for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
-                         });
+  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
+                            [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                              __m256 r[rows];
+                              RowBlocks<rows>(w, b, step, xw, xa, r);
+                              for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+                            });
 }
 
 }  // namespace

@@ -43,13 +43,14 @@ void QuantizeActivationsInt8(const float* x, int64_t in, int64_t group_size, Int
 // k0+7, the inputs that the low and the high nibbles of each code byte hold. One broadcast of a
 // word then meets 4 rows x 4 codes in an integer 4-way dot product (vpmaddubsw, vpdpbusd, sdot).
 void InterleaveForSlots(const Int8Activations& xa, std::vector<int32_t>* words);
-// Runs row blocks [b0, b1) of a GEMV as the range's four quarters in lockstep, then the remainder
-// one at a time: four weight streams per core, each front to back (one stream per core reads
-// about 15 GB/s on the Zen 3 host, four 20-25 GB/s; neighbouring row blocks of a narrow matrix
-// are only a few KiB apart, which the prefetchers see as one stream). blocks(R, b, step, out)
-// computes row blocks b, b + step, ..., b + (R - 1) * step (R = 4 or 1, a std::integral_constant)
-// into out[R][8]; their rows are stored (or added) to y, the last block clipped to w.out.
-template <class Blocks>
+// Runs row blocks [b0, b1) of a GEMV as kStreams equal parts of the range in lockstep, then the
+// remainder one at a time: kStreams weight streams per core, each front to back (one stream per
+// core reads about 15 GB/s on the Zen 3 host, four 20-25 GB/s; neighbouring row blocks of a
+// narrow matrix are only a few KiB apart, which the prefetchers see as one stream).
+// blocks(R, b, step, out) computes row blocks b, b + step, ..., b + (R - 1) * step (R = kStreams
+// or 1, a std::integral_constant) into out[R][8]; their rows are stored (or added) to y, the last
+// block clipped to w.out.
+template <int kStreams, class Blocks>
 void ForRowBlocksInLockstep(const Int4Matrix& w, int64_t b0, int64_t b1, float* y, bool accumulate,
                             Blocks blocks) {
   const auto store = [&](const float* r, int64_t b) {
@@ -57,13 +58,13 @@ void ForRowBlocksInLockstep(const Int4Matrix& w, int64_t b0, int64_t b1, float* 
     const int64_t valid = std::min<int64_t>(kInt4Rows, w.out - b * kInt4Rows);
     for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + r[i] : r[i];
   };
-  alignas(32) float r[4][kInt4Rows];
-  const int64_t q = (b1 - b0) / 4;
+  alignas(32) float r[kStreams][kInt4Rows];
+  const int64_t q = (b1 - b0) / kStreams;
   for (int64_t i = 0; i < q; ++i) {
-    blocks(std::integral_constant<int, 4>{}, b0 + i, q, r);
-    for (int j = 0; j < 4; ++j) store(r[j], b0 + i + j * q);
+    blocks(std::integral_constant<int, kStreams>{}, b0 + i, q, r);
+    for (int j = 0; j < kStreams; ++j) store(r[j], b0 + i + j * q);
   }
-  for (int64_t b = b0 + 4 * q; b < b1; ++b) {
+  for (int64_t b = b0 + kStreams * q; b < b1; ++b) {
     blocks(std::integral_constant<int, 1>{}, b, 0, r);
     store(r[0], b);
   }

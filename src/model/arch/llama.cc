@@ -40,6 +40,16 @@ BlockBuffers& ThreadBlockBuffers() {
   return buffers;
 }
 
+// Runs fn(t0, t1) over rows [0, n): split across the pool for a prompt, inline for a few rows
+// (decode), where handing off would cost more than the work. For the row-wise kernels that would
+// otherwise leave the other cores waiting between the parallel products.
+template <class Fn>
+void ForRows(ThreadPool& pool, int64_t n, Fn fn) {
+  if (n < 32) return fn(int64_t{0}, n);
+  pool.ParallelFor(
+      n, [&](int64_t t0, int64_t t1, int) { fn(t0, t1); }, 8);
+}
+
 float* Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
@@ -69,20 +79,28 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCac
   for (int64_t t = 0; t < n; ++t) pos[t] = pos0 + t;
 
   // Attention: x += o_proj(attn(rope(q), rope(k), v)) with q, k, v from one fused product.
-  RmsNormRows(x, d, w.attn_norm.data<float>(), normed, d, n, d, eps);
+  ForRows(pool, n, [&](int64_t t0, int64_t t1) {
+    RmsNormRows(x + t0 * d, d, w.attn_norm.data<float>(), normed + t0 * d, d, t1 - t0, d, eps);
+  });
   Linear(w.qkv4.get(), w.wqkv, normed, d, qkv, qkv_dim, n, false, pool, int4_kernel_);
   if (!w.bqkv.empty()) {
     for (int64_t t = 0; t < n; ++t) AddInPlace(qkv + t * qkv_dim, w.bqkv.data<float>(), qkv_dim);
   }
-  ApplyRope(qkv, qkv_dim, n, h, hd, pos, rope_cos_.data(), rope_sin_.data());
-  ApplyRope(qkv + q_dim, qkv_dim, n, kv, hd, pos, rope_cos_.data(), rope_sin_.data());
+  ForRows(pool, n, [&](int64_t t0, int64_t t1) {
+    float* q = qkv + t0 * qkv_dim;
+    ApplyRope(q, qkv_dim, t1 - t0, h, hd, pos + t0, rope_cos_.data(), rope_sin_.data());
+    ApplyRope(q + q_dim, qkv_dim, t1 - t0, kv, hd, pos + t0, rope_cos_.data(), rope_sin_.data());
+  });
   // The new keys and values go to the fp16 cache. A prompt at the start of the cache attends to
   // them in fp32 straight from the fused buffer; a single token (decode) reads the fp16 cache;
   // a later prompt reads the cache widened back to fp32.
   const AttentionShape shape{h, kv, hd};
   const int64_t head_stride = cache.head_stride();
-  StoreKvRows(qkv + q_dim, qkv_dim, n, pos0, keys, head_stride, shape);
-  StoreKvRows(qkv + q_dim + kv_dim, qkv_dim, n, pos0, values, head_stride, shape);
+  ForRows(pool, n, [&](int64_t t0, int64_t t1) {
+    const float* k = qkv + t0 * qkv_dim + q_dim;
+    StoreKvRows(k, qkv_dim, t1 - t0, pos0 + t0, keys, head_stride, shape);
+    StoreKvRows(k + kv_dim, qkv_dim, t1 - t0, pos0 + t0, values, head_stride, shape);
+  });
   if (n == 1) {
     DecodeAttention(qkv, keys, values, head_stride, pos0 + 1, attn, shape, pool);
   } else if (pos0 == 0) {
@@ -98,12 +116,16 @@ void Model::BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCac
   Linear(w.o4.get(), w.wo, attn, q_dim, x, d, n, true, pool, int4_kernel_);
 
   // MLP: x += down(silu(gate(x')) * up(x')), gate and up from one fused product.
-  RmsNormRows(x, d, w.ffn_norm.data<float>(), normed, d, n, d, eps);
+  ForRows(pool, n, [&](int64_t t0, int64_t t1) {
+    RmsNormRows(x + t0 * d, d, w.ffn_norm.data<float>(), normed + t0 * d, d, t1 - t0, d, eps);
+  });
   float* const gate_up = Grow(buf.gate_up, n * 2 * inter);
   float* const act = Grow(buf.act, n * inter);
   Linear(w.gate_up4.get(), w.w_gate_up, normed, d, gate_up, 2 * inter, n, false, pool,
          int4_kernel_);
-  SiluMulRows(gate_up, 2 * inter, act, inter, n, inter);
+  ForRows(pool, n, [&](int64_t t0, int64_t t1) {
+    SiluMulRows(gate_up + t0 * 2 * inter, 2 * inter, act + t0 * inter, inter, t1 - t0, inter);
+  });
   Linear(w.down4.get(), w.w_down, act, inter, x, d, n, true, pool, int4_kernel_);
 }
 

@@ -395,6 +395,22 @@ TEST(Int4Linear, Int8ActivationsOfZerosAndExtremes) {
   EXPECT_FLOAT_EQ(a.group_sum[0], -85 * 3.0f / 127);
   QuantizeActivationsInt8(x.data(), 48, 24, &a);
   EXPECT_EQ(a.block, 24);
+  // Rounding is to nearest with ties to even, as nearbyint: with max |x| = 127 the step is 1.
+  std::vector<float> t(16, 0.0f);
+  t[0] = 127.0f;
+  t[1] = 2.5f;
+  t[2] = 3.5f;
+  t[3] = -2.5f;
+  t[4] = -0.5f;
+  t[5] = 0.49f;
+  t[6] = -126.5f;
+  QuantizeActivationsInt8(t.data(), 16, 16, &a);
+  EXPECT_EQ(a.q[1], 2);
+  EXPECT_EQ(a.q[2], 4);
+  EXPECT_EQ(a.q[3], -2);
+  EXPECT_EQ(a.q[4], 0);
+  EXPECT_EQ(a.q[5], 0);
+  EXPECT_EQ(a.q[6], -126);
 }
 
 TEST(Int4Linear, KernelNamesParse) {

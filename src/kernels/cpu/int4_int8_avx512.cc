@@ -13,8 +13,6 @@
 #include <immintrin.h>
 #endif
 
-#include <vector>
-
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_layout.h"
 

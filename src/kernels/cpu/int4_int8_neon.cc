@@ -13,8 +13,6 @@
 #include <arm_neon.h>
 #endif
 
-#include <vector>
-
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_layout.h"
 

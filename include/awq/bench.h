@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace awq {
@@ -21,8 +22,22 @@ struct MemoryBandwidth {
   double read_gb_per_s = 0;
 };
 
-// Runs both loops on `pool` over arrays of `bytes_per_array` (default 256 MiB, several times any
-// L3), `reps` times each.
+// The triad and read loops over arrays allocated (and first touched, by the threads that stream
+// them) once, so that a measurement can sit between every two benchmark runs for ~0.1 s each.
+class BandwidthProbe {
+ public:
+  // Arrays of `bytes_per_array` (default 256 MiB, several times any L3).
+  explicit BandwidthProbe(ThreadPool& pool, int64_t bytes_per_array = 256ll << 20);
+  // Runs both loops `reps` times each on the pool; the best repetition of each.
+  MemoryBandwidth Measure(int reps) const;
+
+ private:
+  ThreadPool& pool_;
+  int64_t n_;  // floats per array
+  std::unique_ptr<float[]> a_, b_, c_;
+};
+
+// One BandwidthProbe's measurement: both loops on `pool`, `reps` times each.
 MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array = 256ll << 20,
                                        int reps = 5);
 
@@ -31,6 +46,11 @@ struct BenchOptions {
   int64_t gen_tokens = 128;     // decode: this many single-token steps after the prompt
   int reps = 3;                 // repetitions of each; the median is reported
   uint64_t seed = 7;            // of the random prompt ids
+  // Measure the memory bandwidth (BandwidthProbe, 3 repetitions of each loop) before the first
+  // run and after every run, and pair each run with the better of its two neighbours: a shared
+  // host's bandwidth drifts by a quarter within a minute, so a share of one figure measured
+  // minutes apart says as much about the drift as about the kernels.
+  bool measure_bandwidth = false;
 };
 
 struct BenchResult {
@@ -47,6 +67,11 @@ struct BenchResult {
   // The fp16 KV cache a decode step reads besides the weights, averaged over the decode steps
   // (keys and values of every layer at prompt + i + 1 positions for step i).
   int64_t kv_bytes_per_token = 0;
+  // With BenchOptions::measure_bandwidth: the bandwidth paired with each run (the better of the
+  // measurements just before and just after it), and the median over the runs of
+  // (that run's decode weight GB/s) / (its paired bandwidth).
+  std::vector<double> triad_runs, read_runs;
+  double decode_share_of_triad = 0, decode_share_of_read = 0;
 };
 
 // Prefill: a fresh cache, Forward over the prompt and the last position's logits. Decode: after

@@ -53,7 +53,7 @@ Model LoadSubject(const BenchArgs& a, bool baseline) {
                      LoadOptions{.int4 = !baseline, .int8_lm_head = a.int8_lm_head && !baseline});
 }
 
-nlohmann::json ToJson(const Entry& e, const MemoryBandwidth& mem) {
+nlohmann::json ToJson(const Entry& e) {
   nlohmann::json j = {{"name", e.name},
                       {"prompt_tokens", e.r.prompt_tokens},
                       {"gen_tokens", e.r.gen_tokens},
@@ -64,11 +64,28 @@ nlohmann::json ToJson(const Entry& e, const MemoryBandwidth& mem) {
                       {"weight_bytes_per_token", e.r.weight_bytes_per_token},
                       {"kv_cache_bytes_per_token", e.r.kv_bytes_per_token},
                       {"decode_weight_gb_per_s", e.r.decode_weight_gb_per_s}};
-  if (mem.triad_gb_per_s > 0) {
-    j["decode_share_of_triad"] = e.r.decode_weight_gb_per_s / mem.triad_gb_per_s;
-    j["decode_share_of_read"] = e.r.decode_weight_gb_per_s / mem.read_gb_per_s;
+  if (!e.r.triad_runs.empty()) {
+    j["triad_gb_per_s_runs"] = e.r.triad_runs;
+    j["read_gb_per_s_runs"] = e.r.read_runs;
+    j["decode_share_of_triad"] = e.r.decode_share_of_triad;
+    j["decode_share_of_read"] = e.r.decode_share_of_read;
   }
   return j;
+}
+
+// The bandwidth measured around every run of every model: median, lowest and highest.
+struct BandwidthSummary {
+  double median = 0, low = 0, high = 0;
+};
+BandwidthSummary Summarize(const std::vector<Entry>& entries, bool triad) {
+  std::vector<double> v;
+  for (const Entry& e : entries) {
+    const std::vector<double>& runs = triad ? e.r.triad_runs : e.r.read_runs;
+    v.insert(v.end(), runs.begin(), runs.end());
+  }
+  if (v.empty()) return {};
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
 }
 
 int RunBench(const BenchArgs& a) {
@@ -86,24 +103,11 @@ int RunBench(const BenchArgs& a) {
   }
   ThreadPool& pool = ThreadPool::Global();
   const char* kernel = Int4KernelAvailable(Int4Kernel::kAvx2) ? "avx2" : "reference";
-  // Bandwidth is measured before and after the models run and the better figure kept: on a
-  // shared host a neighbour's burst during one measurement would otherwise inflate every share.
-  MemoryBandwidth mem;
-  auto measure = [&] {
-    if (a.skip_memory) return;
-    std::fprintf(stderr, "measuring memory bandwidth (3 x 256 MiB arrays, %d threads)...\n",
-                 pool.size());
-    const MemoryBandwidth m = MeasureMemoryBandwidth(pool);
-    mem.bytes_per_array = m.bytes_per_array;
-    mem.threads = m.threads;
-    mem.triad_gb_per_s = std::max(mem.triad_gb_per_s, m.triad_gb_per_s);
-    mem.read_gb_per_s = std::max(mem.read_gb_per_s, m.read_gb_per_s);
-  };
-  measure();
   BenchOptions o;
   o.prompt_tokens = a.prompt_tokens;
   o.gen_tokens = a.gen_tokens;
   o.reps = a.reps;
+  o.measure_bandwidth = !a.skip_memory;
   const std::string subject = a.synthetic.empty() ? a.model
                                                   : "synthetic " + a.synthetic + ", " +
                                                         std::to_string(a.layers) + " layers";
@@ -141,16 +145,17 @@ int RunBench(const BenchArgs& a) {
     prefill_ratio = MedianPairedRatio(entries[0].r.prefill_runs, entries[1].r.prefill_runs);
     decode_ratio = MedianPairedRatio(entries[0].r.decode_runs, entries[1].r.decode_runs);
   }
-  measure();
+  const BandwidthSummary triad = Summarize(entries, true), read = Summarize(entries, false);
   if (a.json) {
     nlohmann::json j = {{"model", subject}, {"threads", pool.size()}, {"int4_kernel", kernel}};
     if (!a.skip_memory) {
-      j["memory"] = {{"bytes_per_array", mem.bytes_per_array},
-                     {"triad_gb_per_s", mem.triad_gb_per_s},
-                     {"read_gb_per_s", mem.read_gb_per_s}};
+      j["memory"] = {{"bytes_per_array", 256ll << 20},  {"triad_gb_per_s", triad.median},
+                     {"triad_gb_per_s_low", triad.low}, {"triad_gb_per_s_high", triad.high},
+                     {"read_gb_per_s", read.median},    {"read_gb_per_s_low", read.low},
+                     {"read_gb_per_s_high", read.high}};
     }
     j["results"] = nlohmann::json::array();
-    for (const Entry& e : entries) j["results"].push_back(ToJson(e, mem));
+    for (const Entry& e : entries) j["results"].push_back(ToJson(e));
     if (entries.size() == 2) {
       j["int4_over_fp32"] = {{"prefill", prefill_ratio}, {"decode", decode_ratio}};
     }
@@ -160,9 +165,9 @@ int RunBench(const BenchArgs& a) {
   std::printf("model: %s\nthreads: %d, int4 kernel: %s\n", subject.c_str(), pool.size(), kernel);
   if (!a.skip_memory) {
     std::printf(
-        "memory bandwidth (same run, best of before/after, 256 MiB arrays): triad %.1f GB/s, "
-        "read %.1f GB/s\n",
-        mem.triad_gb_per_s, mem.read_gb_per_s);
+        "memory bandwidth (256 MiB arrays, measured before the first run and after every run): "
+        "triad %.1f GB/s (%.1f-%.1f), read %.1f GB/s (%.1f-%.1f)\n",
+        triad.median, triad.low, triad.high, read.median, read.low, read.high);
   }
   std::printf("\n%-14s %12s %9s %14s %13s %12s %9s %9s\n", "weights", "MB/token", "KV MB",
               "prefill tok/s", "decode tok/s", "decode GB/s", "of triad", "of read");
@@ -173,8 +178,8 @@ int RunBench(const BenchArgs& a) {
     if (a.skip_memory) {
       std::printf("\n");
     } else {
-      std::printf(" %8.0f%% %8.0f%%\n", 100 * e.r.decode_weight_gb_per_s / mem.triad_gb_per_s,
-                  100 * e.r.decode_weight_gb_per_s / mem.read_gb_per_s);
+      std::printf(" %8.0f%% %8.0f%%\n", 100 * e.r.decode_share_of_triad,
+                  100 * e.r.decode_share_of_read);
     }
   }
   if (entries.size() == 2) {
@@ -183,8 +188,12 @@ int RunBench(const BenchArgs& a) {
   }
   std::printf(
       "(prefill: %lld-token prompt; decode: %lld tokens after it; medians of %d interleaved runs;"
-      " ratios: median of the runs' paired ratios;\n decode GB/s counts weights only; each step"
-      " also reads the fp16 KV cache, KV MB on average)\n",
+      " ratios: median of the runs' paired ratios;\n of triad / of read: each run's decode GB/s "
+      "over"
+      " the better of the bandwidths measured just before and just after it, median over the "
+      "runs;\n"
+      " decode GB/s counts weights only; each step also reads the fp16 KV cache, KV MB on "
+      "average)\n",
       static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens), a.reps);
   return 0;
 }

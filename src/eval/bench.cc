@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "awq/error.h"
@@ -23,6 +24,8 @@ double Seconds(Clock::time_point t0) {
 
 // Chunks of 64 Ki floats (256 KiB): enough per task that scheduling costs nothing.
 constexpr int64_t kGrain = 1 << 16;
+// Repetitions of each loop in a measurement between two benchmark runs.
+constexpr int kProbeReps = 3;
 
 void Triad(float* a, const float* b, const float* c, float s, int64_t n) {
 #if defined(__x86_64__)
@@ -54,49 +57,61 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
-MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array, int reps) {
-  AWQ_CHECK(bytes_per_array >= 4 && reps >= 1);
-  const int64_t n = bytes_per_array / 4;
+BandwidthProbe::BandwidthProbe(ThreadPool& pool, int64_t bytes_per_array)
+    : pool_(pool),
+      n_(bytes_per_array / 4),
+      a_(new float[static_cast<size_t>(std::max<int64_t>(n_, 1))]),
+      b_(new float[static_cast<size_t>(std::max<int64_t>(n_, 1))]),
+      c_(new float[static_cast<size_t>(std::max<int64_t>(n_, 1))]) {
+  AWQ_CHECK(n_ >= 1);
   // Uninitialised buffers, first touched by the threads that later stream them.
-  std::unique_ptr<float[]> a(new float[n]), b(new float[n]), c(new float[n]);
-  pool.ParallelFor(
-      n,
+  pool_.ParallelFor(
+      n_,
       [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
-          a[i] = 0.0f;
-          b[i] = 1.0f;
-          c[i] = 2.0f;
+          a_[i] = 0.0f;
+          b_[i] = 1.0f;
+          c_[i] = 2.0f;
         }
       },
       kGrain);
+}
+
+MemoryBandwidth BandwidthProbe::Measure(int reps) const {
+  AWQ_CHECK(reps >= 1);
   MemoryBandwidth r;
-  r.bytes_per_array = n * 4;
-  r.threads = pool.size();
+  r.bytes_per_array = n_ * 4;
+  r.threads = pool_.size();
   const float s = 3.0f;
   for (int rep = 0; rep < reps; ++rep) {
     const Clock::time_point t0 = Clock::now();
-    pool.ParallelFor(
-        n,
+    pool_.ParallelFor(
+        n_,
         [&](int64_t i0, int64_t i1, int) {
-          Triad(a.get() + i0, b.get() + i0, c.get() + i0, s, i1 - i0);
+          Triad(a_.get() + i0, b_.get() + i0, c_.get() + i0, s, i1 - i0);
         },
         kGrain);
-    r.triad_gb_per_s = std::max(r.triad_gb_per_s, 3.0 * 4.0 * n / Seconds(t0) / 1e9);
+    r.triad_gb_per_s = std::max(r.triad_gb_per_s, 3.0 * 4.0 * n_ / Seconds(t0) / 1e9);
   }
-  std::vector<float> sums(static_cast<size_t>(pool.size()) * 16);
+  std::vector<float> sums(static_cast<size_t>(pool_.size()) * 16);
   for (int rep = 0; rep < reps; ++rep) {
     const Clock::time_point t0 = Clock::now();
-    pool.ParallelFor(
-        n,
+    pool_.ParallelFor(
+        n_,
         [&](int64_t i0, int64_t i1, int t) {
-          sums[static_cast<size_t>(t) * 16] += Sum(a.get() + i0, i1 - i0);
+          sums[static_cast<size_t>(t) * 16] += Sum(a_.get() + i0, i1 - i0);
         },
         kGrain);
-    r.read_gb_per_s = std::max(r.read_gb_per_s, 4.0 * n / Seconds(t0) / 1e9);
+    r.read_gb_per_s = std::max(r.read_gb_per_s, 4.0 * n_ / Seconds(t0) / 1e9);
   }
   volatile float sink = sums[0];  // keeps the read loop from being optimised away
   (void)sink;
   return r;
+}
+
+MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array, int reps) {
+  AWQ_CHECK(bytes_per_array >= 4 && reps >= 1);
+  return BandwidthProbe(pool, bytes_per_array).Measure(reps);
 }
 
 namespace {
@@ -150,14 +165,35 @@ std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
     results[i].kv_bytes_per_token = static_cast<int64_t>(
         mean_positions * 2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2.0);
   }
+  std::unique_ptr<BandwidthProbe> probe;
+  MemoryBandwidth before;
+  if (o.measure_bandwidth) {
+    probe = std::make_unique<BandwidthProbe>(ThreadPool::Global());
+    before = probe->Measure(kProbeReps);
+  }
   for (int rep = 0; rep < o.reps; ++rep) {
-    for (size_t i = 0; i < models.size(); ++i) RunOnce(*models[i], o, prompts[i], &results[i]);
+    for (size_t i = 0; i < models.size(); ++i) {
+      BenchResult& r = results[i];
+      RunOnce(*models[i], o, prompts[i], &r);
+      if (!probe) continue;
+      const MemoryBandwidth after = probe->Measure(kProbeReps);
+      r.triad_runs.push_back(std::max(before.triad_gb_per_s, after.triad_gb_per_s));
+      r.read_runs.push_back(std::max(before.read_gb_per_s, after.read_gb_per_s));
+      before = after;
+    }
   }
   for (BenchResult& r : results) {
     r.prefill_tokens_per_s = Median(r.prefill_runs);
     r.decode_tokens_per_s = Median(r.decode_runs);
     r.decode_weight_gb_per_s =
         static_cast<double>(r.weight_bytes_per_token) * r.decode_tokens_per_s / 1e9;
+    if (!probe) continue;
+    std::vector<double> decode_gb_per_s;
+    for (double t : r.decode_runs) {
+      decode_gb_per_s.push_back(static_cast<double>(r.weight_bytes_per_token) * t / 1e9);
+    }
+    r.decode_share_of_triad = MedianPairedRatio(decode_gb_per_s, r.triad_runs);
+    r.decode_share_of_read = MedianPairedRatio(decode_gb_per_s, r.read_runs);
   }
   return results;
 }

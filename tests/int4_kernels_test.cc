@@ -377,6 +377,55 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
   }
 }
 
+#if defined(__x86_64__)
+// The AVX2 GEMV's vector quantizer writes the scalar quantizer's words, scales and group sums bit
+// for bit (each word and scale broadcast to 8 lanes): random blocks, an all-zero block, ties, a
+// block whose max |x| is a negative value, misaligned input.
+TEST(Int4Linear, Int8VectorQuantizerEqualsTheScalarOne) {
+  if (!Int4KernelAvailable(Int4Kernel::kAvx2Int8)) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const int64_t gs : {16, 64, 128}) {
+    for (const int64_t in : {gs, 3 * gs, int64_t{1024}}) {
+      if (in % gs != 0) continue;
+      SCOPED_TRACE("in " + std::to_string(in) + ", group " + std::to_string(gs));
+      std::vector<float> buf = RandomVector(static_cast<size_t>(in + 1), 900 + in + gs);
+      float* x = buf.data() + 1;
+      for (int64_t k = 0; k < 16; ++k) x[k] = 0.0f;  // block 0: all zero
+      if (in >= 32) {
+        x[16] = -127.0f;  // block 1: step 1, so halves are ties
+        x[17] = 2.5f;
+        x[18] = -3.5f;
+        x[19] = 0.5f;
+      }
+      for (int64_t k = 32; k < in; k += 97) x[k] *= 300.0f;  // outlier channels
+      Int8Activations a;
+      QuantizeActivationsInt8(x, in, gs, &a);
+      std::vector<int32_t> words;
+      InterleaveForSlots(a, &words);
+      std::vector<int32_t> wv(static_cast<size_t>(2 * in + 8));
+      std::vector<float> sv(static_cast<size_t>(in / 2 + 8)), gsum(static_cast<size_t>(in / gs));
+      int32_t* wv32 = wv.data() + (8 - reinterpret_cast<uintptr_t>(wv.data()) / 4 % 8) % 8;
+      float* sv32 = sv.data() + (8 - reinterpret_cast<uintptr_t>(sv.data()) / 4 % 8) % 8;
+      QuantizeInt8Block16Avx2(x, in, gs, wv32, sv32, gsum.data());
+      int bad = 0;
+      for (int64_t j = 0; j < in / 4 && bad < 5; ++j) {
+        for (int l = 0; l < 8; ++l) {
+          if (wv32[8 * j + l] != words[static_cast<size_t>(j)] && bad++ < 5) {
+            ADD_FAILURE() << "word " << j << " lane " << l << ": " << std::hex << wv32[8 * j + l]
+                          << " vs " << words[static_cast<size_t>(j)];
+          }
+        }
+      }
+      for (int64_t b = 0; b < in / 16; ++b) {
+        for (int l = 0; l < 8; ++l) ASSERT_EQ(sv32[8 * b + l], a.scale[static_cast<size_t>(b)]);
+      }
+      for (int64_t g = 0; g < in / gs; ++g) {
+        EXPECT_EQ(gsum[static_cast<size_t>(g)], a.group_sum[static_cast<size_t>(g)]) << g;
+      }
+    }
+  }
+}
+#endif
+
 TEST(Int4Linear, Int8ActivationsOfZerosAndExtremes) {
   // An all-zero block has scale 0 and codes 0; a block's max |x| maps to exactly +-127; blocks
   // are 16 wide inside a 64-wide group, and the whole group when it is not a multiple of 16.

@@ -95,7 +95,7 @@ inline __m256i Dot16(__m256i v0, __m256i v1, __m256i x0, __m256i x1, __m256i x2,
 // Row blocks b, b + step, ..., b + (R - 1) * step at once (R = 1, 2 or 4).
 template <int R>
 void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, const __m256i* xb,
-                              const __m256* sb, const Int8Activations& xa, __m256* y) {
+                              const __m256* sb, const float* group_sum, __m256* y) {
   const int64_t gs = w.group_size, ng = w.n_groups(), steps = gs / 16;
   const int64_t block_stride = w.slots_per_block() * step;
   AWQ_UNROLL for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
@@ -118,7 +118,7 @@ void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, cons
                                  _mm256_load_ps(reinterpret_cast<const float*>(sb)), dot[r]);
       }
     }
-    const __m256 gsum = _mm256_set1_ps(xa.group_sum[g]);
+    const __m256 gsum = _mm256_set1_ps(group_sum[g]);
     AWQ_UNROLL for (int r = 0; r < R; ++r) {
       const __m128i* h = reinterpret_cast<const __m128i*>(hdr + r * block_stride);
       const __m256 s = _mm256_cvtph_ps(_mm_load_si128(h));
@@ -128,47 +128,93 @@ void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, cons
   }
 }
 
-void GemvRangeInt8(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
-                   const __m256i* xb, const __m256* sb, const Int8Activations& xa, float* y,
-                   bool accumulate) {
-  if (xa.block != 16) {
-    for (int64_t b = b0; b < b1; ++b) {
-      StoreRowBlock(GemvRowBlockInt8(w, b, xw, xa), y, b, w.out, accumulate);
-    }
-    return;
+// Blocks other than 16 inputs (weight groups that are not a multiple of 16): one row block at a
+// time from the interleaved words.
+void GemvRangeInt8Generic(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
+                          const Int8Activations& xa, float* y, bool accumulate) {
+  for (int64_t b = b0; b < b1; ++b) {
+    StoreRowBlock(GemvRowBlockInt8(w, b, xw, xa), y, b, w.out, accumulate);
   }
-  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
-                            [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
-                              __m256 r[rows];
-                              GemvRowBlocksInt8Block16<rows>(w, b, step, xb, sb, xa, r);
-                              for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
-                            });
 }
 
 }  // namespace
 
+void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int32_t* word_vectors,
+                             float* scale_vectors, float* group_sums) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f);
+  // Within a slot of 8 inputs, the even ones first: the byte order InterleaveForSlots gives.
+  const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  // After the two packs, the words of a block sit at dwords 0, 4, 1, 5.
+  const __m256i words = _mm256_setr_epi32(0, 4, 1, 5, 2, 3, 6, 7);
+  __m256i* xb = reinterpret_cast<__m256i*>(word_vectors);
+  const int64_t blocks_per_group = group_size / 16;
+  for (int64_t g = 0; g < in / group_size; ++g) {
+    __m128 gsum = _mm_setzero_ps();
+    for (int64_t j = 0; j < blocks_per_group; ++j) {
+      const int64_t blk = g * blocks_per_group + j;
+      const __m256 a = _mm256_loadu_ps(x + blk * 16), b = _mm256_loadu_ps(x + blk * 16 + 8);
+      const __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, a), _mm256_andnot_ps(sign, b));
+      __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+      h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+      const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+      // The scalar quantizer's arithmetic, lane by lane: the same scale and inverse, the product
+      // rounded to nearest with ties to even, clamped to [-127, 127].
+      const float scale = amax / 127.0f;
+      const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m256 qa = _mm256_round_ps(_mm256_mul_ps(a, inv), kRound);
+      const __m256 qb = _mm256_round_ps(_mm256_mul_ps(b, inv), kRound);
+      const __m256i ia = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(qa, -lim), lim));
+      const __m256i ib = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(qb, -lim), lim));
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(_mm256_add_epi32(ia, ib)),
+                                _mm256_extracti128_si256(_mm256_add_epi32(ia, ib), 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+      // mul_ss then add_ss, never contracted to an FMA: the group sum equals the scalar one.
+      gsum = _mm_add_ss(gsum, _mm_mul_ss(_mm_set_ss(scale), _mm_cvtepi32_ps(s)));
+      const __m256i p16 = _mm256_packs_epi32(_mm256_permutevar8x32_epi32(ia, even_odd),
+                                             _mm256_permutevar8x32_epi32(ib, even_odd));
+      const __m256i w4 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16, p16), words);
+      _mm256_store_si256(xb + 4 * blk, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(0)));
+      _mm256_store_si256(xb + 4 * blk + 1, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(1)));
+      _mm256_store_si256(xb + 4 * blk + 2, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(2)));
+      _mm256_store_si256(xb + 4 * blk + 3, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(3)));
+      _mm256_store_ps(scale_vectors + 8 * blk, _mm256_set1_ps(scale));
+    }
+    group_sums[g] = _mm_cvtss_f32(gsum);
+  }
+}
+
 void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                         int64_t ldy, bool accumulate, ThreadPool& pool) {
-  Int8Activations xa;
-  std::vector<int32_t> xw;
+  if (Int8BlockFor(w.group_size) != 16) {
+    return GemvInt8Rows(w, x, ldx, m, y, ldy, accumulate, pool, GemvRangeInt8Generic);
+  }
+  // Each activation word and block scale broadcast to a vector in memory, which the kernel reads
+  // as operands: held in registers, the 4 words and the scale of a step left too few for 4 row
+  // blocks, and GCC spilled and reloaded them on every step. The quantizer writes them directly,
+  // into this thread's reused scratch: the scalar quantizer, its vectors and a fresh allocation
+  // per call had cost 3 us per 576 inputs, a few percent of SmolLM2's decode.
+  const int64_t n_words = w.in / 4, n_blocks = w.in / 16;
+  float* buf = ThreadScratch<2>(static_cast<size_t>(8 * (n_words + n_blocks) + w.n_groups()));
+  int32_t* xw = reinterpret_cast<int32_t*>(buf);
+  float* xs = buf + 8 * n_words;
+  float* group_sum = xs + 8 * n_blocks;
+  const __m256i* xb = reinterpret_cast<const __m256i*>(xw);
+  const __m256* sb = reinterpret_cast<const __m256*>(xs);
   for (int64_t i = 0; i < m; ++i) {
-    QuantizeActivationsInt8(x + i * ldx, w.in, w.group_size, &xa);
-    InterleaveForSlots(xa, &xw);
-    // Each activation word and block scale broadcast to a vector in memory, which the kernel
-    // reads as operands: held in registers, the 4 words and the scale of a step left too few
-    // for 4 row blocks, and GCC spilled and reloaded them on every step.
-    const int64_t n_words = static_cast<int64_t>(xw.size()), n_blocks = w.in / xa.block;
-    float* buf = ThreadScratch<2>(static_cast<size_t>(8 * (n_words + n_blocks)));
-    __m256i* xb = reinterpret_cast<__m256i*>(buf);
-    __m256* sb = reinterpret_cast<__m256*>(buf + 8 * n_words);
-    for (int64_t j = 0; j < n_words; ++j) _mm256_store_si256(xb + j, _mm256_set1_epi32(xw[j]));
-    for (int64_t j = 0; j < n_blocks; ++j)
-      _mm256_store_ps(reinterpret_cast<float*>(sb + j), _mm256_set1_ps(xa.scale[j]));
+    QuantizeInt8Block16Avx2(x + i * ldx, w.in, w.group_size, xw, xs, group_sum);
     float* yi = y + i * ldy;
     pool.ParallelForDynamic(
         w.row_blocks(),
         [&](int64_t b0, int64_t b1, int) {
-          GemvRangeInt8(w, b0, b1, xw.data(), xb, sb, xa, yi, accumulate);
+          ForRowBlocksInLockstep<4>(
+              w, b0, b1, yi, accumulate,
+              [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                __m256 r[rows];
+                GemvRowBlocksInt8Block16<rows>(w, b, step, xb, sb, group_sum, r);
+                for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+              });
         },
         2);
   }

@@ -54,16 +54,28 @@ std::vector<float>& WidenBuffer(int64_t n) {
 
 }  // namespace
 
-void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
+namespace {
+
+// kShared: the group has several query heads, which all read each block of eight key (value)
+// rows, widened once into an L1 buffer; a single head (Llama-2-7B's multi-head attention) has
+// nothing to share and reads them straight from the cache, the conversion folded into its loads.
+template <bool kShared>
+void Attend(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
   const int64_t hd = a.hd, n = a.n, n8 = n - n % 8;
   const __m256 scale = _mm256_set1_ps(a.scale);
   // Eight key (then value) rows at a time are widened once into this L1 buffer and then read by
   // every query head of the group.
-  std::vector<float>& block = WidenBuffer(8 * hd);
-  float* kb = block.data();
+  float* kb = kShared ? WidenBuffer(8 * hd).data() : nullptr;
   // Scores, eight key rows at a time for every query head.
   for (int64_t j = 0; j < n8; j += 8) {
-    WidenRows(a.k + j * hd, 8 * hd, kb);
+    if (kShared) WidenRows(a.k + j * hd, 8 * hd, kb);
+    // Two streams instead of one: the keys 16 rows ahead, and the value rows that the second
+    // pass reads, into L2. With Llama-2-7B's heads at 640 positions, attention's time relative
+    // to the layer's GEMVs fell from 0.16 to 0.13-0.15 (32 rows ahead: 0.15-0.16).
+    for (int64_t b = 0; b < 8 * hd * 2; b += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(a.k + (j + 16) * hd) + b, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(a.v + j * hd) + b, _MM_HINT_T1);
+    }
     for (int i = 0; i < a.group; ++i) {
       const float* q = a.q + i * hd;
       __m256 acc[8];
@@ -71,7 +83,9 @@ void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, f
       for (int64_t c = 0; c < hd; c += 8) {
         const __m256 qc = _mm256_loadu_ps(q + c);
         AWQ_UNROLL for (int r = 0; r < 8; ++r) {
-          acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(kb + r * hd + c), qc, acc[r]);
+          const __m256 k =
+              kShared ? _mm256_loadu_ps(kb + r * hd + c) : Widen(a.k + (j + r) * hd + c);
+          acc[r] = _mm256_fmadd_ps(k, qc, acc[r]);
         }
       }
       _mm256_storeu_ps(scores + i * n + j, _mm256_mul_ps(Sum8x8(acc), scale));
@@ -114,7 +128,11 @@ void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, f
   }
   for (int64_t j0 = 0; j0 < n; j0 += 8) {
     const int64_t rows = j0 + 8 < n ? 8 : n - j0;
-    WidenRows(a.v + j0 * hd, rows * hd, kb);
+    if (kShared) WidenRows(a.v + j0 * hd, rows * hd, kb);
+    // Row r of the block, from c on.
+    const auto value = [&](int64_t r, int64_t c) {
+      return kShared ? _mm256_loadu_ps(kb + r * hd + c) : Widen(a.v + (j0 + r) * hd + c);
+    };
     for (int i = 0; i < a.group; ++i) {
       const float* p = scores + i * n + j0;
       int64_t c0 = 0;
@@ -124,9 +142,8 @@ void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, f
         AWQ_UNROLL for (int t = 0; t < 8; ++t) acc[t] = _mm256_loadu_ps(oi + 8 * t);
         for (int64_t r = 0; r < rows; ++r) {
           const __m256 pj = _mm256_set1_ps(p[r]);
-          const float* v = kb + r * hd + c0;
           AWQ_UNROLL for (int t = 0; t < 8; ++t) {
-            acc[t] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * t), acc[t]);
+            acc[t] = _mm256_fmadd_ps(pj, value(r, c0 + 8 * t), acc[t]);
           }
         }
         AWQ_UNROLL for (int t = 0; t < 8; ++t) _mm256_storeu_ps(oi + 8 * t, acc[t]);
@@ -134,12 +151,19 @@ void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, f
       for (; c0 < hd; c0 += 8) {  // head widths that are not a multiple of 64
         __m256 acc = _mm256_loadu_ps(o + i * hd + c0);
         for (int64_t r = 0; r < rows; ++r) {
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r]), _mm256_loadu_ps(kb + r * hd + c0), acc);
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r]), value(r, c0), acc);
         }
         _mm256_storeu_ps(o + i * hd + c0, acc);
       }
     }
   }
+}
+
+}  // namespace
+
+void AttendPartialAvx2(const AttendArgs& a, float* scores, float* m, float* l, float* o) {
+  if (a.group > 1) return Attend<true>(a, scores, m, l, o);
+  Attend<false>(a, scores, m, l, o);
 }
 
 }  // namespace awq

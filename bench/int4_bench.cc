@@ -5,11 +5,11 @@
 //   build/bench/int4_bench [--benchmark_filter=4096x4096/m:1] [--benchmark_min_time=0.2]
 //
 // Names: <impl>/<out>x<in>/m:<rows>, impl in {int4 (fp32 activations), int4_i8act (activations
-// quantized to int8, GEMV only), f32_onednn, f16 (LinearF16, the LM head shape only),
-// dequant_sgemm}. Counters:
-// GB/s = weight bytes read per second (4-bit codes + fp16 scales/zeros for int4, fp32 weights
-// for sgemm, both for dequant_sgemm); GFLOP/s = 2 * m * out * in per second. Threads: the
-// global pool (AWQ_NUM_THREADS).
+// quantized to int8, GEMV only), int4_i8act_cold (the same, the weights cycling through 256 MiB of
+// copies so that they come from DRAM as in decode; Llama-7B shapes), f32_onednn, f16 (LinearF16,
+// the LM head shape only), dequant_sgemm}. Counters: GB/s = weight bytes read per second (4-bit
+// codes + fp16 scales/zeros for int4, fp32 weights for sgemm, both for dequant_sgemm); GFLOP/s = 2
+// * m * out * in per second. Threads: the global pool (AWQ_NUM_THREADS).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -86,6 +86,25 @@ void BM_Int4(benchmark::State& st, Shape s, int64_t m, awq::Int4Kernel kernel) {
     benchmark::DoNotOptimize(y.data());
   }
   SetCounters(st, static_cast<double>(w.bytes()), 2.0 * m * s.out * s.in);
+}
+
+// The GEMV with the weights coming from DRAM, as in decode: a matrix of a few MB stays in L3
+// between the iterations of BM_Int4, so this one cycles through copies totalling 256 MiB.
+void BM_Int4Cold(benchmark::State& st, Shape s, awq::Int4Kernel kernel) {
+  const awq::QuantizedLinear q = RandomQuantized(s.out, s.in, s.group_size);
+  std::vector<awq::Int4Matrix> copies(1, awq::PackInt4(q));
+  const int64_t n = ((256ll << 20) + copies[0].bytes() - 1) / copies[0].bytes();
+  while (static_cast<int64_t>(copies.size()) < n) copies.push_back(copies[0]);
+  const std::vector<float> x = RandomVector(s.in);
+  std::vector<float> y(s.out);
+  auto& pool = awq::ThreadPool::Global();
+  size_t i = 0;
+  for (auto _ : st) {
+    awq::Int4Linear(copies[i], x.data(), s.in, 1, y.data(), s.out, false, pool, kernel);
+    benchmark::DoNotOptimize(y.data());
+    i = (i + 1) % copies.size();
+  }
+  SetCounters(st, static_cast<double>(copies[0].bytes()), 2.0 * s.out * s.in);
 }
 
 void BM_F32(benchmark::State& st, Shape s, int64_t m) {
@@ -186,6 +205,11 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(("int4_i8act" + tail).c_str(), BM_Int4, s, m,
                                      awq::Int4Kernel::kAvx2Int8)
             ->UseRealTime();
+        if (std::string(s.model) == "llama7b") {
+          benchmark::RegisterBenchmark(("int4_i8act_cold" + tail).c_str(), BM_Int4Cold, s,
+                                       awq::Int4Kernel::kAuto)
+              ->UseRealTime();
+        }
         if (awq::Int4KernelAvailable(awq::Int4Kernel::kAvx512Int8)) {
           benchmark::RegisterBenchmark(("int4_i8act_avx512" + tail).c_str(), BM_Int4, s, m,
                                        awq::Int4Kernel::kAvx512Int8)

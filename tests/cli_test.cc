@@ -239,6 +239,8 @@ TEST(CliBench, ReportsThroughputAndBandwidthShare) {
   EXPECT_GT(bytes, 360'000'000);
   EXPECT_LT(bytes, 380'000'000);
   EXPECT_EQ(s["results"][0]["name"].get<std::string>().rfind("int4", 0), 0u);
+  // Prompts run as awq generate runs them: int8 activations (--fp32-prompt: as awq eval).
+  EXPECT_NE(s["results"][0]["name"].get<std::string>().find("int8 act."), std::string::npos);
 
   const CliRun bad = Awq("bench --synthetic llama9");
   EXPECT_EQ(bad.rc, 1) << bad.out;

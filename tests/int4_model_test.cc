@@ -22,7 +22,10 @@ namespace {
 // Both paths compute (q - z) * s exactly in fp32 and differ only in summation order, so the
 // perplexity agrees far below the 4 significant digits (5e-5 relative).
 constexpr double kPplRelTol = 5e-5;
-// int8 activations (blocks of 16, symmetric) moved perplexity by +0.06% when measured.
+// int8 activations (blocks of 16, symmetric) moved perplexity by +0.05% over 4096 tokens. Over
+// a single 512-token window the figure is noise-dominated: nudging every product by one ulp
+// moved it between -0.05% and +0.38% (an activation near half a step rounds the other way), so
+// the check averages over eight windows.
 constexpr double kInt8PplRelTol = 3e-3;
 // Logits (magnitude ~10): sums of ~1500 products per layer in another order (the packed GEMM's
 // and the GEMV's against oneDNN's sgemm) over 30 layers; measured up to 2.3e-3 absolute.
@@ -69,12 +72,12 @@ TEST(Int4Model, KernelsMatchTheDequantizedPath) {
   std::printf("logits, prefill + decode through the kernels: max |diff| %.2e\n", max_diff);
   EXPECT_LE(max_diff, kLogitTol);
 
-  // int8 activations everywhere (the default only for single-token decode): a small, bounded
-  // perplexity cost.
+  // int8 activations everywhere (what awq generate runs: the decode GEMV and the prompt GEMM): a
+  // small, bounded perplexity cost.
   m.set_int4_kernel(Int4KernelAvailable(Int4Kernel::kAvx2Int8) ? Int4Kernel::kAvx2Int8
                                                                : Int4Kernel::kReferenceInt8);
   PerplexityOptions po8 = po;
-  po8.max_tokens = 512;
+  po8.max_tokens = 4096;
   po8.ctx = 512;
   const double ppl8 = EvaluatePerplexity(m, ids, po8).perplexity;
   m.set_int4_kernel(Int4Kernel::kAvx2);

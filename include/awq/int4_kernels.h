@@ -94,13 +94,15 @@ enum class Int4Kernel {
   kAvx2Int8,       // AVX2: activations quantized to int8 per group, integer dot (vpmaddubsw)
   kAvx512Int8,     // the same on AVX-512 VNNI (vpdpbusd, two code slots per 512-bit load)
   kNeonInt8,       // the same on AArch64 NEON with the dot-product extension (sdot)
+  kAutoInt8,       // as kAuto, but prompts (m > 1) also through int8 activations where a GEMM
+                   // for them exists (AVX2): the fastest choice, for generation
 };
 // True when `k` is compiled in and this CPU can run it (kAuto and kReference always are).
 bool Int4KernelAvailable(Int4Kernel k);
 const char* Int4KernelName(Int4Kernel k);
 
 // Parses "auto", "reference", "avx2", "avx2-sgemm", "reference-int8", "avx2-int8",
-// "avx512-int8", "neon-int8" (Int4KernelName's names);
+// "avx512-int8", "neon-int8", "auto-int8" (Int4KernelName's names);
 // anything else is an awq::Error listing them.
 Int4Kernel ParseInt4Kernel(const std::string& name);
 
@@ -112,12 +114,14 @@ Int4Kernel ParseInt4Kernel(const std::string& name);
 //    on AVX2 CPUs; kAvx2Sgemm instead multiplies the dequantized panels with oneDNN's serial
 //    sgemm from m >= 32, which wins where oneDNN has 512-bit FMAs.
 //  - int8 activations (kReferenceInt8, kAvx2Int8, kAvx512Int8, kNeonInt8): each row of x is
-//  quantized to int8 per weight
-//    group (symmetric, max |x| / 127) and dotted with the codes in integers; one GEMV per row.
-//    Faster for decode, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
+//    quantized to int8 per block of 16 inputs (symmetric, max |x| / 127; the whole group when
+//    the group is not a multiple of 16) and dotted with the codes in integers; one GEMV per row,
+//    except kAvx2Int8 with m >= 2, a GEMM over panels of 5 rows. Faster, at a small accuracy cost
+//    (docs/KERNELS.md has the perplexity figures).
 // kAuto runs, for m == 1, kAvx512Int8 where AVX-512 VNNI exists, else kAvx2Int8, and kNeonInt8 on
 // AArch64 with sdot; for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2; kReference where none
-// of these runs. The environment variable AWQ_INT4_KERNEL (a name above) replaces kAuto's choice
+// of these runs. kAutoInt8 is kAuto for m == 1 and kAvx2Int8 for m > 1 where AVX2 runs (else
+// kAuto's choice). The environment variable AWQ_INT4_KERNEL (a name above) replaces kAuto's choice
 // for every m. Call it from outside the pool's tasks (the pool is not re-entrant).
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                 bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);

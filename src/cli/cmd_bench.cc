@@ -32,6 +32,7 @@ struct BenchArgs {
   int reps = 3;
   bool fp32_baseline = false;
   bool int8_lm_head = false;
+  bool fp32_prompt = false;
   bool skip_memory = false;
   bool json = false;
 };
@@ -123,7 +124,12 @@ int RunBench(const BenchArgs& a) {
       std::fprintf(stderr, "the model already runs in fp32; no separate baseline\n");
       break;
     }
-    std::string what = m->uses_int4() ? "int4 (" + std::string(kernel) + ")" : "fp32";
+    // The int4 model runs as awq generate does: int8 activations for the prompt too, unless
+    // --fp32-prompt (then exactly as awq eval).
+    if (m->uses_int4() && !a.fp32_prompt) m->set_int4_kernel(Int4Kernel::kAutoInt8);
+    std::string what = m->uses_int4() ? "int4 (" + std::string(kernel) +
+                                            (a.fp32_prompt ? ", fp32 prompt)" : ", int8 act.)")
+                                      : "fp32";
     if (m->weights().lm_head8 != nullptr) what += ", int8 head";
     std::fprintf(stderr, "%s %s: %lld parameters, %.1f MB of weights per token, ready in %.1fs\n",
                  baseline ? "baseline" : "model", what.c_str(),
@@ -224,6 +230,9 @@ Runner AddBenchCommand(CLI::App& app) {
                 "--synthetic) and print the int4/fp32 ratios");
   sub->add_flag("--lm-head-int8", args->int8_lm_head,
                 "Run the model (not the fp32 baseline) with its LM head quantized to int8 per row");
+  sub->add_flag("--fp32-prompt", args->fp32_prompt,
+                "Run the 4-bit model's prompt with fp32 activations (as awq eval) instead of "
+                "int8 ones (as awq generate)");
   sub->add_flag("--no-memory", args->skip_memory, "Skip the memory bandwidth measurement");
   sub->add_flag("--json", args->json, "Print the results as JSON");
   return [args] { return RunBench(*args); };

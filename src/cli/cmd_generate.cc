@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/int4_kernels.h"
 #include "awq/model.h"
 #include "awq/sampling.h"
 #include "cli/commands.h"
@@ -18,6 +19,7 @@ namespace {
 struct GenerateArgs {
   std::string model;
   bool int8_lm_head = false;
+  bool fp32_prompt = false;
   std::string prompt;
   std::string prompt_file;
   bool chat = false;
@@ -33,7 +35,9 @@ double Since(std::chrono::steady_clock::time_point t0) {
 }
 
 int RunGenerate(const GenerateArgs& a) {
-  const Model model = Model::Load(a.model, LoadOptions{.int8_lm_head = a.int8_lm_head});
+  Model model = Model::Load(a.model, LoadOptions{.int8_lm_head = a.int8_lm_head});
+  // Decode always runs on int8 activations (kAuto); prompts too unless asked otherwise.
+  if (!a.fp32_prompt) model.set_int4_kernel(Int4Kernel::kAutoInt8);
   const Tokenizer tok = LoadTokenizer(a.model);
   std::string prompt = a.prompt_file.empty() ? a.prompt : ReadText(a.prompt_file);
   std::vector<int32_t> ids;
@@ -115,6 +119,9 @@ Runner AddGenerateCommand(CLI::App& app) {
   sub->add_flag(
       "--lm-head-int8", a->int8_lm_head,
       "Quantize the LM head to int8 per row at load (faster decode, small accuracy cost)");
+  sub->add_flag("--fp32-prompt", a->fp32_prompt,
+                "4-bit models: multiply the prompt with fp32 activations, exactly as awq eval "
+                "does, instead of int8 ones (slower prompt, no activation rounding)");
   sub->add_flag("-q,--quiet", a->quiet, "No statistics on stderr");
   return [a] {
     if (a->prompt.empty() && a->prompt_file.empty()) {

@@ -18,8 +18,9 @@ Int4Kernel EnvKernel() {
   return k;
 }
 
-Int4Kernel AutoKernel(int64_t m) {
+Int4Kernel AutoKernel(int64_t m, bool int8_prompts) {
   if (const Int4Kernel k = EnvKernel(); k != Int4Kernel::kAuto) return k;
+  if (int8_prompts && m > 1 && CpuHasAvx2Fma16()) return Int4Kernel::kAvx2Int8;
   if (CpuHasNeonDot()) return m == 1 ? Int4Kernel::kNeonInt8 : Int4Kernel::kReference;
   if (!CpuHasAvx2Fma16()) return Int4Kernel::kReference;
   if (m == 1) return CpuHasAvx512Vnni() ? Int4Kernel::kAvx512Int8 : Int4Kernel::kAvx2Int8;
@@ -30,6 +31,7 @@ Int4Kernel AutoKernel(int64_t m) {
 bool Int4KernelAvailable(Int4Kernel k) {
   switch (k) {
     case Int4Kernel::kAuto:
+    case Int4Kernel::kAutoInt8:
     case Int4Kernel::kReference:
     case Int4Kernel::kReferenceInt8:
       return true;
@@ -63,6 +65,8 @@ const char* Int4KernelName(Int4Kernel k) {
       return "avx512-int8";
     case Int4Kernel::kNeonInt8:
       return "neon-int8";
+    case Int4Kernel::kAutoInt8:
+      return "auto-int8";
   }
   return "?";
 }
@@ -71,12 +75,12 @@ Int4Kernel ParseInt4Kernel(const std::string& name) {
   for (const Int4Kernel k :
        {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
         Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8,
-        Int4Kernel::kNeonInt8}) {
+        Int4Kernel::kNeonInt8, Int4Kernel::kAutoInt8}) {
     if (name == Int4KernelName(k)) return k;
   }
   throw Error("unknown int4 kernel '" + name +
               "' (known: auto, reference, avx2, avx2-sgemm, reference-int8, avx2-int8, "
-              "avx512-int8, neon-int8)");
+              "avx512-int8, neon-int8, auto-int8)");
 }
 
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
@@ -85,7 +89,9 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
   AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));
   if (m == 0 || w.out == 0) return;
-  if (kernel == Int4Kernel::kAuto) kernel = AutoKernel(m);
+  if (kernel == Int4Kernel::kAuto || kernel == Int4Kernel::kAutoInt8) {
+    kernel = AutoKernel(m, kernel == Int4Kernel::kAutoInt8);
+  }
   if (!Int4KernelAvailable(kernel)) {
     throw Error(std::string("int4 kernels: the ") + Int4KernelName(kernel) +
                 " kernel does not run on this CPU");

@@ -139,42 +139,61 @@ void GemvRangeInt8Generic(const Int4Matrix& w, int64_t b0, int64_t b1, const int
 
 }  // namespace
 
+namespace {
+
+// One block of 16 inputs quantized with the scalar quantizer's arithmetic, lane by lane (the same
+// scale and inverse, the product rounded to nearest with ties to even, clamped to [-127, 127]):
+// returns the block's 4 words in the nibbles' order (InterleaveForSlots), its scale and the sum
+// of its codes.
+inline __m128i QuantizeBlock16(const float* p, float* scale, int32_t* code_sum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f);
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  const __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, a), _mm256_andnot_ps(sign, b));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+  *scale = amax / 127.0f;
+  const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m256 qa = _mm256_round_ps(_mm256_mul_ps(a, inv), kRound);
+  const __m256 qb = _mm256_round_ps(_mm256_mul_ps(b, inv), kRound);
+  const __m256i ia = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(qa, -lim), lim));
+  const __m256i ib = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(qb, -lim), lim));
+  const __m256i ab = _mm256_add_epi32(ia, ib);
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  *code_sum = _mm_cvtsi128_si32(s);
+  // Within a slot of 8 inputs the even ones first; after the two packs the block's words sit at
+  // dwords 0, 4, 1, 5.
+  const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i p16 = _mm256_packs_epi32(_mm256_permutevar8x32_epi32(ia, even_odd),
+                                         _mm256_permutevar8x32_epi32(ib, even_odd));
+  const __m256i w = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16, p16),
+                                                _mm256_setr_epi32(0, 4, 1, 5, 2, 3, 6, 7));
+  return _mm256_castsi256_si128(w);
+}
+
+// gsum + scale * code_sum as the scalar quantizer computes it: mul_ss then add_ss, never
+// contracted into an FMA, so group sums match bit for bit.
+inline __m128 AddBlockSum(__m128 gsum, float scale, int32_t code_sum) {
+  return _mm_add_ss(gsum, _mm_mul_ss(_mm_set_ss(scale), _mm_set_ss(static_cast<float>(code_sum))));
+}
+
+}  // namespace
+
 void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int32_t* word_vectors,
                              float* scale_vectors, float* group_sums) {
-  const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f);
-  // Within a slot of 8 inputs, the even ones first: the byte order InterleaveForSlots gives.
-  const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-  // After the two packs, the words of a block sit at dwords 0, 4, 1, 5.
-  const __m256i words = _mm256_setr_epi32(0, 4, 1, 5, 2, 3, 6, 7);
   __m256i* xb = reinterpret_cast<__m256i*>(word_vectors);
   const int64_t blocks_per_group = group_size / 16;
   for (int64_t g = 0; g < in / group_size; ++g) {
     __m128 gsum = _mm_setzero_ps();
     for (int64_t j = 0; j < blocks_per_group; ++j) {
       const int64_t blk = g * blocks_per_group + j;
-      const __m256 a = _mm256_loadu_ps(x + blk * 16), b = _mm256_loadu_ps(x + blk * 16 + 8);
-      const __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, a), _mm256_andnot_ps(sign, b));
-      __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-      h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-      const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
-      // The scalar quantizer's arithmetic, lane by lane: the same scale and inverse, the product
-      // rounded to nearest with ties to even, clamped to [-127, 127].
-      const float scale = amax / 127.0f;
-      const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-      constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-      const __m256 qa = _mm256_round_ps(_mm256_mul_ps(a, inv), kRound);
-      const __m256 qb = _mm256_round_ps(_mm256_mul_ps(b, inv), kRound);
-      const __m256i ia = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(qa, -lim), lim));
-      const __m256i ib = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(qb, -lim), lim));
-      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(_mm256_add_epi32(ia, ib)),
-                                _mm256_extracti128_si256(_mm256_add_epi32(ia, ib), 1));
-      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-      // mul_ss then add_ss, never contracted to an FMA: the group sum equals the scalar one.
-      gsum = _mm_add_ss(gsum, _mm_mul_ss(_mm_set_ss(scale), _mm_cvtepi32_ps(s)));
-      const __m256i p16 = _mm256_packs_epi32(_mm256_permutevar8x32_epi32(ia, even_odd),
-                                             _mm256_permutevar8x32_epi32(ib, even_odd));
-      const __m256i w4 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16, p16), words);
+      float scale;
+      int32_t code_sum;
+      const __m256i w4 = _mm256_castsi128_si256(QuantizeBlock16(x + blk * 16, &scale, &code_sum));
+      gsum = AddBlockSum(gsum, scale, code_sum);
       _mm256_store_si256(xb + 4 * blk, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(0)));
       _mm256_store_si256(xb + 4 * blk + 1, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(1)));
       _mm256_store_si256(xb + 4 * blk + 2, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(2)));
@@ -185,11 +204,139 @@ void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int
   }
 }
 
+// ---- GEMM: many rows of x ------------------------------------------------------------------
+
+namespace {
+
+// Rows of x per micro-kernel call. Five accumulators (8 weight rows each), the four nibble
+// vectors of a 16-input step and the group scale fit the 16 registers; six spilled one
+// accumulator to the stack.
+constexpr int kMt = 5;
+
+// A panel of kMt rows of x, quantized: words [in / 4][kMt], block scales [in / 16][kMt], group
+// sums [n_groups][kMt], so the micro-kernel reads each as one sequential stream. Rows past m are
+// zero (their scales and sums too), which gives zero outputs.
+struct PanelView {
+  int32_t* words;
+  float* scales;
+  float* group_sums;
+};
+int64_t PanelFloats(int64_t in, int64_t n_groups) { return (in / 4 + in / 16 + n_groups) * kMt; }
+PanelView Panel(float* base, int64_t in) {
+  float* scales = base + in / 4 * kMt;
+  return {reinterpret_cast<int32_t*>(base), scales, scales + in / 16 * kMt};
+}
+
+void QuantizeRowIntoPanel(const float* x, int64_t in, int64_t group_size, int t,
+                          const PanelView& p) {
+  const int64_t blocks_per_group = group_size / 16;
+  for (int64_t g = 0; g < in / group_size; ++g) {
+    __m128 gsum = _mm_setzero_ps();
+    for (int64_t j = 0; j < blocks_per_group; ++j) {
+      const int64_t blk = g * blocks_per_group + j;
+      float scale;
+      int32_t code_sum;
+      const __m128i w4 = QuantizeBlock16(x + blk * 16, &scale, &code_sum);
+      gsum = AddBlockSum(gsum, scale, code_sum);
+      p.words[(4 * blk + 0) * kMt + t] = _mm_extract_epi32(w4, 0);
+      p.words[(4 * blk + 1) * kMt + t] = _mm_extract_epi32(w4, 1);
+      p.words[(4 * blk + 2) * kMt + t] = _mm_extract_epi32(w4, 2);
+      p.words[(4 * blk + 3) * kMt + t] = _mm_extract_epi32(w4, 3);
+      p.scales[blk * kMt + t] = scale;
+    }
+    p.group_sums[g * kMt + t] = _mm_cvtss_f32(gsum);
+  }
+}
+
+// out[t][r] = row 8b + r of W times row t of the panel: per 16-input block, the four nibble
+// vectors of two code slots meet each row's four word broadcasts in vpmaddubsw, the int32 dot
+// is scaled by (group scale * block scale); per group, minus z * s * group sum.
+void KernelInt8Panel(const Int4Matrix& w, int64_t b, const PanelView& p, float (*out)[kInt4Rows]) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 acc[kMt];
+  AWQ_UNROLL for (int t = 0; t < kMt; ++t) acc[t] = _mm256_setzero_ps();
+  const int32_t* xw = p.words;
+  const float* xs = p.scales;
+  const Int4Codes* hdr = w.group(b, 0);
+  const int64_t blocks_per_group = w.group_size / 16;
+  for (int64_t g = 0; g < w.n_groups(); ++g, hdr += w.slots_per_group()) {
+    const __m128i* h = reinterpret_cast<const __m128i*>(hdr);
+    const __m256 s = _mm256_cvtph_ps(_mm_load_si128(h));
+    const __m256i* codes = reinterpret_cast<const __m256i*>(hdr + 1);
+    for (int64_t j = 0; j < blocks_per_group; ++j, codes += 2, xw += 4 * kMt, xs += kMt) {
+      const __m256i v0 = _mm256_load_si256(codes), v1 = _mm256_load_si256(codes + 1);
+      const __m256i n0 = _mm256_and_si256(v0, low4);
+      const __m256i n1 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), low4);
+      const __m256i n2 = _mm256_and_si256(v1, low4);
+      const __m256i n3 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4);
+      AWQ_UNROLL for (int t = 0; t < kMt; ++t) {
+        // Four products of at most 2 * 15 * 127 each: no int16 overflow before vpmaddwd.
+        __m256i q = _mm256_maddubs_epi16(n0, _mm256_set1_epi32(xw[t]));
+        q = _mm256_add_epi16(q, _mm256_maddubs_epi16(n1, _mm256_set1_epi32(xw[kMt + t])));
+        q = _mm256_add_epi16(q, _mm256_maddubs_epi16(n2, _mm256_set1_epi32(xw[2 * kMt + t])));
+        q = _mm256_add_epi16(q, _mm256_maddubs_epi16(n3, _mm256_set1_epi32(xw[3 * kMt + t])));
+        const __m256 d = _mm256_cvtepi32_ps(_mm256_madd_epi16(q, ones));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(s, _mm256_set1_ps(xs[t])), acc[t]);
+      }
+    }
+    const __m256 zs = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(h + 1)), s);
+    AWQ_UNROLL for (int t = 0; t < kMt; ++t) {
+      acc[t] = _mm256_fnmadd_ps(zs, _mm256_set1_ps(p.group_sums[g * kMt + t]), acc[t]);
+    }
+  }
+  AWQ_UNROLL for (int t = 0; t < kMt; ++t) _mm256_store_ps(out[t], acc[t]);
+}
+
+// Panels a thread sweeps with each of its row blocks before moving on: about 256 KiB, so they
+// stay in L2 while the row blocks stream past.
+constexpr int64_t kPanelChunkBytes = 256 << 10;
+
+void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+              bool accumulate, ThreadPool& pool) {
+  const int64_t in = w.in, panels = (m + kMt - 1) / kMt;
+  const int64_t per_panel = PanelFloats(in, w.n_groups());
+  float* buf = ThreadScratch<3>(static_cast<size_t>(panels * per_panel));
+  pool.ParallelFor(panels, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
+      float* base = buf + p * per_panel;
+      if (rows < kMt) std::fill(base, base + per_panel, 0.0f);  // all-zero bits: 0 and 0.0f
+      for (int t = 0; t < rows; ++t) {
+        QuantizeRowIntoPanel(x + (p * kMt + t) * ldx, in, w.group_size, t, Panel(base, in));
+      }
+    }
+  });
+  const int64_t chunk =
+      std::max<int64_t>(1, kPanelChunkBytes / (per_panel * static_cast<int64_t>(sizeof(float))));
+  pool.ParallelFor(w.row_blocks(), [&](int64_t b0, int64_t b1, int) {
+    alignas(32) float out[kMt][kInt4Rows];
+    for (int64_t c0 = 0; c0 < panels; c0 += chunk) {
+      const int64_t c1 = std::min(panels, c0 + chunk);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t valid = std::min<int64_t>(kInt4Rows, w.out - b * kInt4Rows);
+        for (int64_t p = c0; p < c1; ++p) {
+          KernelInt8Panel(w, b, Panel(buf + p * per_panel, in), out);
+          const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
+          for (int t = 0; t < rows; ++t) {
+            float* yr = y + (p * kMt + t) * ldy + b * kInt4Rows;
+            for (int64_t i = 0; i < valid; ++i) yr[i] = accumulate ? yr[i] + out[t][i] : out[t][i];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                         int64_t ldy, bool accumulate, ThreadPool& pool) {
   if (Int8BlockFor(w.group_size) != 16) {
     return GemvInt8Rows(w, x, ldx, m, y, ldy, accumulate, pool, GemvRangeInt8Generic);
   }
+  // Two or more rows: the GEMM reads each weight row block once per panel chunk instead of once
+  // per row of x.
+  if (m >= 2) return GemmInt8(w, x, ldx, m, y, ldy, accumulate, pool);
   // Each activation word and block scale broadcast to a vector in memory, which the kernel reads
   // as operands: held in registers, the 4 words and the scale of a step left too few for 4 row
   // blocks, and GCC spilled and reloaded them on every step. The quantizer writes them directly,

@@ -12,8 +12,11 @@ run() { echo "+ $*" | tee -a out/bench/all.txt; "$@" 2>/dev/null | tee -a out/be
 # SmolLM2-135M AWQ: decode and prefill against the fp32 model, bandwidth in the same run.
 run build/awq bench "$model" --fp32-baseline --reps 5
 run build/awq bench "$model" --fp32-baseline --lm-head-int8 --reps 5
+# The prompt with fp32 activations, exactly as awq eval runs it (prefill only differs).
+run build/awq bench "$model" --fp32-baseline --fp32-prompt --reps 5
 # Llama-2-7B shapes, 8 layers (1 GB at 4 bits): decode as a share of the measured bandwidth.
 run build/awq bench --synthetic llama2-7b --layers 8 --fp32-baseline --reps 5
+run build/awq bench --synthetic llama2-7b --layers 8 --fp32-baseline --fp32-prompt --gen-tokens 16 --reps 5
 # Kernels: int4 GEMV/GEMM against fp32 sgemv/sgemm and the measured peaks.
 # Five repetitions of each, in random interleaved order, medians only: one run of each in a row
 # let a slow phase of the shared host fall on one side of a comparison.

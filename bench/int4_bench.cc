@@ -5,10 +5,11 @@
 //   build/bench/int4_bench [--benchmark_filter=4096x4096/m:1] [--benchmark_min_time=0.2]
 //
 // Names: <impl>/<out>x<in>/m:<rows>, impl in {int4 (fp32 activations), int4_i8act (activations
-// quantized to int8: the GEMV, and for m = 512 the int8 GEMM), int4_i8act_cold (the same, the weights cycling through 256 MiB of
-// copies so that they come from DRAM as in decode; Llama-7B shapes), f32_onednn, f16 (LinearF16,
-// the LM head shape only), dequant_sgemm}. Counters: GB/s = weight bytes read per second (4-bit
-// codes + fp16 scales/zeros for int4, fp32 weights for sgemm, both for dequant_sgemm); GFLOP/s = 2
+// quantized to int8: the GEMV, and for m = 512 the int8 GEMM), int4_i8act_cold (the same, the
+// weights cycling through 256 MiB of copies so that they come from DRAM as in decode; Llama-7B
+// shapes), f32_onednn, f16 (LinearF16, the LM head shape only), dequant_sgemm}. Counters: GB/s =
+// weight bytes read per second (4-bit codes + fp16 scales/zeros for int4, fp32 weights for sgemm,
+// both for dequant_sgemm); GFLOP/s = 2
 // * m * out * in per second. Threads: the global pool (AWQ_NUM_THREADS).
 #include <benchmark/benchmark.h>
 

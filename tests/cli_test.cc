@@ -221,10 +221,10 @@ TEST(CliBench, ReportsThroughputAndBandwidthShare) {
   EXPECT_GT(res["weight_bytes_per_token"].get<int64_t>(), 500'000'000);
   // The share pairs the run with the bandwidth measured around it (one run here).
   ASSERT_EQ(res["triad_gb_per_s_runs"].size(), 1u);
-  EXPECT_NEAR(res["decode_share_of_triad"].get<double>(),
-              res["decode_weight_gb_per_s"].get<double>() /
-                  res["triad_gb_per_s_runs"][0].get<double>(),
-              1e-9);
+  EXPECT_NEAR(
+      res["decode_share_of_triad"].get<double>(),
+      res["decode_weight_gb_per_s"].get<double>() / res["triad_gb_per_s_runs"][0].get<double>(),
+      1e-9);
   EXPECT_GT(res["decode_share_of_triad"].get<double>(), 0);
 
   const CliRun synth =

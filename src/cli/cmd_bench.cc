@@ -184,7 +184,7 @@ int RunBench(const BenchArgs& a) {
     if (a.skip_memory) {
       std::printf("\n");
     } else {
-      std::printf(" %8.0f%% %8.0f%%\n", 100 * e.r.decode_share_of_triad,
+      std::printf(" %8.1f%% %8.1f%%\n", 100 * e.r.decode_share_of_triad,
                   100 * e.r.decode_share_of_read);
     }
   }

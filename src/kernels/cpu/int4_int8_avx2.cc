@@ -180,11 +180,10 @@ inline __m128 AddBlockSum(__m128 gsum, float scale, int32_t code_sum) {
   return _mm_add_ss(gsum, _mm_mul_ss(_mm_set_ss(scale), _mm_set_ss(static_cast<float>(code_sum))));
 }
 
-}  // namespace
-
-void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int32_t* word_vectors,
-                             float* scale_vectors, float* group_sums) {
-  __m256i* xb = reinterpret_cast<__m256i*>(word_vectors);
+// Quantizes x[0, in) block by block (group_size % 16 == 0): block(blk, words, scale) for every
+// block of 16 inputs, then group(g, group sum) at the end of every weight group.
+template <class Block, class Group>
+void QuantizeBlocks16(const float* x, int64_t in, int64_t group_size, Block block, Group group) {
   const int64_t blocks_per_group = group_size / 16;
   for (int64_t g = 0; g < in / group_size; ++g) {
     __m128 gsum = _mm_setzero_ps();
@@ -192,16 +191,30 @@ void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int
       const int64_t blk = g * blocks_per_group + j;
       float scale;
       int32_t code_sum;
-      const __m256i w4 = _mm256_castsi128_si256(QuantizeBlock16(x + blk * 16, &scale, &code_sum));
+      const __m128i words = QuantizeBlock16(x + blk * 16, &scale, &code_sum);
       gsum = AddBlockSum(gsum, scale, code_sum);
-      _mm256_store_si256(xb + 4 * blk, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(0)));
-      _mm256_store_si256(xb + 4 * blk + 1, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(1)));
-      _mm256_store_si256(xb + 4 * blk + 2, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(2)));
-      _mm256_store_si256(xb + 4 * blk + 3, _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(3)));
-      _mm256_store_ps(scale_vectors + 8 * blk, _mm256_set1_ps(scale));
+      block(blk, words, scale);
     }
-    group_sums[g] = _mm_cvtss_f32(gsum);
+    group(g, _mm_cvtss_f32(gsum));
   }
+}
+
+}  // namespace
+
+void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int32_t* word_vectors,
+                             float* scale_vectors, float* group_sums) {
+  __m256i* xb = reinterpret_cast<__m256i*>(word_vectors);
+  QuantizeBlocks16(
+      x, in, group_size,
+      [&](int64_t blk, __m128i words, float scale) {
+        const __m256i w4 = _mm256_castsi128_si256(words);
+        for (int j = 0; j < 4; ++j) {
+          _mm256_store_si256(xb + 4 * blk + j,
+                             _mm256_permutevar8x32_epi32(w4, _mm256_set1_epi32(j)));
+        }
+        _mm256_store_ps(scale_vectors + 8 * blk, _mm256_set1_ps(scale));
+      },
+      [&](int64_t g, float group_sum) { group_sums[g] = group_sum; });
 }
 
 // ---- GEMM: many rows of x ------------------------------------------------------------------
@@ -229,23 +242,16 @@ PanelView Panel(float* base, int64_t in) {
 
 void QuantizeRowIntoPanel(const float* x, int64_t in, int64_t group_size, int t,
                           const PanelView& p) {
-  const int64_t blocks_per_group = group_size / 16;
-  for (int64_t g = 0; g < in / group_size; ++g) {
-    __m128 gsum = _mm_setzero_ps();
-    for (int64_t j = 0; j < blocks_per_group; ++j) {
-      const int64_t blk = g * blocks_per_group + j;
-      float scale;
-      int32_t code_sum;
-      const __m128i w4 = QuantizeBlock16(x + blk * 16, &scale, &code_sum);
-      gsum = AddBlockSum(gsum, scale, code_sum);
-      p.words[(4 * blk + 0) * kMt + t] = _mm_extract_epi32(w4, 0);
-      p.words[(4 * blk + 1) * kMt + t] = _mm_extract_epi32(w4, 1);
-      p.words[(4 * blk + 2) * kMt + t] = _mm_extract_epi32(w4, 2);
-      p.words[(4 * blk + 3) * kMt + t] = _mm_extract_epi32(w4, 3);
-      p.scales[blk * kMt + t] = scale;
-    }
-    p.group_sums[g * kMt + t] = _mm_cvtss_f32(gsum);
-  }
+  QuantizeBlocks16(
+      x, in, group_size,
+      [&](int64_t blk, __m128i words, float scale) {
+        p.words[(4 * blk + 0) * kMt + t] = _mm_extract_epi32(words, 0);
+        p.words[(4 * blk + 1) * kMt + t] = _mm_extract_epi32(words, 1);
+        p.words[(4 * blk + 2) * kMt + t] = _mm_extract_epi32(words, 2);
+        p.words[(4 * blk + 3) * kMt + t] = _mm_extract_epi32(words, 3);
+        p.scales[blk * kMt + t] = scale;
+      },
+      [&](int64_t g, float group_sum) { p.group_sums[g * kMt + t] = group_sum; });
 }
 
 // out[t][r] = row 8b + r of W times row t of the panel: per 16-input block, the four nibble

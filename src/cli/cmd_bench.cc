@@ -194,12 +194,11 @@ int RunBench(const BenchArgs& a) {
   }
   std::printf(
       "(prefill: %lld-token prompt; decode: %lld tokens after it; medians of %d interleaved runs;"
-      " ratios: median of the runs' paired ratios;\n of triad / of read: each run's decode GB/s "
-      "over"
-      " the better of the bandwidths measured just before and just after it, median over the "
-      "runs;\n"
-      " decode GB/s counts weights only; each step also reads the fp16 KV cache, KV MB on "
-      "average)\n",
+      " ratios: median of the runs' paired ratios;\n"
+      " of triad / of read: each run's decode GB/s over the better of the bandwidths measured"
+      " just before and just after it, median over the runs;\n"
+      " decode GB/s counts weights only; each step also reads the fp16 KV cache, KV MB on"
+      " average)\n",
       static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens), a.reps);
   return 0;
 }

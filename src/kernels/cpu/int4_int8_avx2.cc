@@ -254,10 +254,10 @@ void QuantizeRowIntoPanel(const float* x, int64_t in, int64_t group_size, int t,
       [&](int64_t g, float group_sum) { p.group_sums[g * kMt + t] = group_sum; });
 }
 
-// out[t][r] = row 8b + r of W times row t of the panel: per 16-input block, the four nibble
+// Lane r of out[t] = row 8b + r of W times row t of the panel: per 16-input block, the four nibble
 // vectors of two code slots meet each row's four word broadcasts in vpmaddubsw, the int32 dot
 // is scaled by (group scale * block scale); per group, minus z * s * group sum.
-void KernelInt8Panel(const Int4Matrix& w, int64_t b, const PanelView& p, float (*out)[kInt4Rows]) {
+void KernelInt8Panel(const Int4Matrix& w, int64_t b, const PanelView& p, __m256* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256 acc[kMt];
   AWQ_UNROLL for (int t = 0; t < kMt; ++t) acc[t] = _mm256_setzero_ps();
@@ -290,7 +290,7 @@ void KernelInt8Panel(const Int4Matrix& w, int64_t b, const PanelView& p, float (
       acc[t] = _mm256_fnmadd_ps(zs, _mm256_set1_ps(p.group_sums[g * kMt + t]), acc[t]);
     }
   }
-  AWQ_UNROLL for (int t = 0; t < kMt; ++t) _mm256_store_ps(out[t], acc[t]);
+  AWQ_UNROLL for (int t = 0; t < kMt; ++t) out[t] = acc[t];
 }
 
 // Panels a thread sweeps with each of its row blocks before moving on: about 256 KiB, so they
@@ -315,17 +315,15 @@ void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float
   const int64_t chunk =
       std::max<int64_t>(1, kPanelChunkBytes / (per_panel * static_cast<int64_t>(sizeof(float))));
   pool.ParallelFor(w.row_blocks(), [&](int64_t b0, int64_t b1, int) {
-    alignas(32) float out[kMt][kInt4Rows];
+    __m256 out[kMt];
     for (int64_t c0 = 0; c0 < panels; c0 += chunk) {
       const int64_t c1 = std::min(panels, c0 + chunk);
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t valid = std::min<int64_t>(kInt4Rows, w.out - b * kInt4Rows);
         for (int64_t p = c0; p < c1; ++p) {
           KernelInt8Panel(w, b, Panel(buf + p * per_panel, in), out);
           const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
           for (int t = 0; t < rows; ++t) {
-            float* yr = y + (p * kMt + t) * ldy + b * kInt4Rows;
-            for (int64_t i = 0; i < valid; ++i) yr[i] = accumulate ? yr[i] + out[t][i] : out[t][i];
+            StoreRowBlock(out[t], y + (p * kMt + t) * ldy, b, w.out, accumulate);
           }
         }
       }

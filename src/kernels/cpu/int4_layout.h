@@ -103,12 +103,11 @@ void Int4LinearInt8Neon(const Int4Matrix& w, const float* x, int64_t ldx, int64_
 // the integer dot exact. The scalar version is its oracle (equal up to fp32 rounding order).
 void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                        int64_t ldy, bool accumulate, ThreadPool& pool);
-// The AVX2 GEMV's quantizer for blocks of 16 (group_size % 16 == 0): the codes, scales and group
-// sums of QuantizeActivationsInt8 + InterleaveForSlots, bit for bit, each word and block scale
-// written broadcast to 8 lanes (word_vectors: 8 * in / 4 int32, scale_vectors: 8 * in / 16
-// floats, both 32-byte aligned; group_sums: in / group_size).
-void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int32_t* word_vectors,
-                             float* scale_vectors, float* group_sums);
+// The AVX2 GEMV's quantizer for blocks of 16 (group_size % 16 == 0): the words, block scales and
+// group sums of QuantizeActivationsInt8 + InterleaveForSlots, bit for bit (words: in / 4,
+// scales: in / 16, group_sums: in / group_size).
+void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int32_t* words,
+                             float* scales, float* group_sums);
 void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                         int64_t ldy, bool accumulate, ThreadPool& pool);
 

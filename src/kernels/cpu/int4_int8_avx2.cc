@@ -354,12 +354,25 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
   int32_t* xw = reinterpret_cast<int32_t*>(buf);
   float* xs = buf + n_words;
   float* group_sum = xs + n_blocks;
+  // Chunks of row blocks per thread: up to 4, so that a core the host slows takes fewer, but none
+  // under ~512 KiB of weights. Each chunk starts four cold streams, a fixed cost that small
+  // matrices felt: SmolLM2's 960x576 and 576x576 GEMVs, weights from DRAM, ran 1.2-1.3x faster
+  // with one chunk per thread than with four (interleaved probe, docs/KERNELS.md).
+  const int chunks_per_thread = static_cast<int>(
+      std::clamp<int64_t>(w.bytes() / (static_cast<int64_t>(pool.size()) * (512 << 10)), 1, 4));
   for (int64_t i = 0; i < m; ++i) {
     QuantizeInt8Block16Avx2(x + i * ldx, w.in, w.group_size, xw, xs, group_sum);
     float* yi = y + i * ldy;
     pool.ParallelForDynamic(
         w.row_blocks(),
         [&](int64_t b0, int64_t b1, int) {
+          // The first lines of the chunk's four streams, requested together rather than each
+          // after the previous stream's first load.
+          const int64_t quarter = (b1 - b0) / 4;
+          for (int j = 0; j < 4; ++j) {
+            const char* p = reinterpret_cast<const char*>(w.group(b0 + j * quarter, 0));
+            for (int l = 0; l < kGemvPrefetchBytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+          }
           ForRowBlocksInLockstep<4>(
               w, b0, b1, yi, accumulate,
               [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
@@ -368,7 +381,7 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
                 for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
               });
         },
-        2);
+        2, chunks_per_thread);
   }
 }
 

@@ -378,9 +378,20 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
   }
 }
 
+// The decode GEMV hands out one chunk of row blocks per 512 KiB of weights per thread (up to
+// four, docs/KERNELS.md): a 4.7 MB matrix takes several chunks per thread, each starting its own
+// four streams, with a partial row block at the end (4101 rows).
+TEST(Int4Linear, Int8GemvAcrossChunksMatchesItsOracle) {
+  uint32_t seed = 700;
+  for (const int threads : {2, 3}) {
+    CheckInt8Case(Case{Shape{4101, 2048, 64}, 1, true, threads == 3, threads == 2, threads},
+                  seed++);
+  }
+}
+
 #if defined(__x86_64__)
 // The AVX2 GEMV's vector quantizer writes the scalar quantizer's words, scales and group sums bit
-// for bit (each word and scale broadcast to 8 lanes): random blocks, an all-zero block, ties, a
+// for bit: random blocks, an all-zero block, ties, a
 // block whose max |x| is a negative value, misaligned input.
 TEST(Int4Linear, Int8VectorQuantizerEqualsTheScalarOne) {
   if (!Int4KernelAvailable(Int4Kernel::kAvx2Int8)) GTEST_SKIP() << "no AVX2 on this CPU";

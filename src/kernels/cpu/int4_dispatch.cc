@@ -72,15 +72,16 @@ const char* Int4KernelName(Int4Kernel k) {
 }
 
 Int4Kernel ParseInt4Kernel(const std::string& name) {
+  std::string known;
   for (const Int4Kernel k :
        {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
         Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8,
         Int4Kernel::kNeonInt8, Int4Kernel::kAutoInt8}) {
     if (name == Int4KernelName(k)) return k;
+    known += (known.empty() ? "" : ", ") + std::string(Int4KernelName(k));
   }
-  throw Error("unknown int4 kernel '" + name +
-              "' (known: auto, reference, avx2, avx2-sgemm, reference-int8, avx2-int8, "
-              "avx512-int8, neon-int8, auto-int8)");
+  // The list comes from the same names, so a new kernel cannot be missing from the message.
+  throw Error("unknown int4 kernel '" + name + "' (known: " + known + ")");
 }
 
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,

@@ -366,8 +366,8 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
     pool.ParallelForDynamic(
         w.row_blocks(),
         [&](int64_t b0, int64_t b1, int) {
-          // The first lines of the chunk's four streams, requested together rather than each
-          // after the previous stream's first load.
+          // The first lines of the chunk's four streams (ForRowBlocksInLockstep's quarters),
+          // requested together rather than each after the previous stream's first load.
           const int64_t quarter = (b1 - b0) / 4;
           for (int j = 0; j < 4; ++j) {
             const char* p = reinterpret_cast<const char*>(w.group(b0 + j * quarter, 0));

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): set up (idempotent: deps, assets, build), then run the
 # whole CTest suite. AWQ_LONG_TESTS=1 adds the slow checks (full 32k-token perplexity, ...).
+# Arguments go to ctest: `bash scripts/test.sh -L unit` runs only the fast tests (labels unit,
+# model, slow: tests/CMakeLists.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -435,7 +435,10 @@ TEST(AwqSearch, BeatsRoundToNearestOnOutliers) {
       ChannelMeanAbs(x.data(), n_tokens, in), WeightMeanNormalized({w.data()}, {out}, in, 32), 20,
       true, true, [&](const std::vector<float>& s) { return mod.Loss(s); });
   EXPECT_GE(r.best_index, 0);
-  EXPECT_LT(r.best_loss, 0.8 * rtn) << "rtn " << rtn;
+  // Measured: the searched scales (ratio 7/20) leave 0.32x RTN's output MSE (0.00543 vs 0.01689,
+  // printed below); the bound sits about halfway between that and RTN's 1.
+  constexpr double kMaxLossRatio = 0.65;
+  EXPECT_LT(r.best_loss, kMaxLossRatio * rtn) << "rtn " << rtn;
 
   // Apply the scales (w * s, x / s), clip, quantize: lower still.
   std::vector<float> ws(w.size()), xs(x.size());

@@ -231,9 +231,10 @@ TEST(Gptq, BeatsRtnOnCorrelatedInputs) {
   const std::vector<float> w = Normal(out * in, 11, 0.05f);
   const std::vector<float> x = CorrelatedInputs(n, in, 24, 12);
   const std::vector<double> h = HessianOf(x, in);
-  // GPTQ's advantage on such low-rank inputs is large (0.02-0.05x of RTN's error measured); 0.8
-  // asks for a clear win in every setting without depending on the seed.
-  constexpr double kMaxRatio = 0.8;
+  // GPTQ's advantage on such low-rank inputs is large: its output error measured 0.018-0.046x of
+  // RTN's over the 24 settings (printed below). The bound is about twice the worst measured
+  // ratio, so a regression that loses half of GPTQ's error compensation fails.
+  constexpr double kMaxRatio = 0.1;
   double best = 1e30, worst = 0;
   for (const bool act_order : {false, true}) {
     GptqOptions o;
@@ -338,7 +339,10 @@ TEST(Gptq, DeadInputsAreZeroedAndStillBeatRtn) {
     }
     EXPECT_TRUE(std::isfinite(g.loss));
     const std::vector<float> wq_r = Dequant(QuantizeLinear(w.data(), out, in, p));
-    EXPECT_LT(OutputError(x, w, wq, out, in), 0.8 * OutputError(x, w, wq_r, out, in));
+    // Measured GPTQ / RTN output error: 0.126 in order, 0.024 with act_order; the bound is about
+    // twice the worse of the two.
+    constexpr double kMaxDeadRatio = 0.25;
+    EXPECT_LT(OutputError(x, w, wq, out, in), kMaxDeadRatio * OutputError(x, w, wq_r, out, in));
   }
 }
 

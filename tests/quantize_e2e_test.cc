@@ -25,6 +25,11 @@ namespace {
 // keeps fp32, so the reloaded model's perplexity moves by fp16 rounding of those tensors:
 // ~1e-4 relative measured; 2e-3 leaves margin without hiding a layout error (which costs >10%).
 constexpr double kReloadRelTol = 2e-3;
+// The share of RTN's perplexity loss that AWQ wins back with this one-block calibration:
+// measured 0.65 (fp32 20.8319, RTN 25.3431, AWQ 22.3915 on 2048 tokens, ctx 512). 0 would be no
+// better than RTN; the bound sits about halfway between that and the measured value, so a change
+// that loses half of AWQ's gain fails (full calibrations recover ~54%: docs/RESULTS.md).
+constexpr double kMinAwqRecovery = 0.33;
 
 struct Fixture {
   Tokenizer tok = Tokenizer::FromGguf(GgufFile::Open(test::ModelPath()));
@@ -76,8 +81,8 @@ TEST(QuantizeE2E, AwqBeatsRtnAndTheCheckpointLoadsBack) {
               ppl_rtn, ppl_awq, (ppl_rtn - ppl_awq) / (ppl_rtn - ppl_fp));
   EXPECT_LT(ppl_fp, ppl_rtn);
   EXPECT_LT(ppl_awq, ppl_rtn);
-  // Even one calibration block recovers a good part of what RTN loses (full runs: docs).
-  EXPECT_GE((ppl_rtn - ppl_awq) / (ppl_rtn - ppl_fp), 0.2);
+  // Even one calibration block recovers a good part of what RTN loses.
+  EXPECT_GE((ppl_rtn - ppl_awq) / (ppl_rtn - ppl_fp), kMinAwqRecovery);
 
   const std::string dir = test::MakeTempDir("awq-e2e") + "/smol-awq";
   SaveQuantizedModel(awq, ar, Options(QuantMethod::kAwq).config, &f.tok, dir, 5000000000ull, false);

@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Tiny random-weight models with golden logits: tests/data/tiny/<name>/.
+
+For each model family the C++ engine supports beyond Llama, builds a small transformers model
+with seeded random weights and writes a Hugging Face folder:
+
+  config.json, generation_config.json   as save_pretrained writes them (transformers 5 format:
+                                        RoPE settings under "rope_parameters")
+  model.safetensors                     float32
+  tokenizer.json, tokenizer_config.json copied from tests/data/tokenizer_tiny/ (400 BPE tokens
+                                        + 5 added = vocab_size 405)
+  golden.json                           full fp32 logits at every position of 3 fixed prompts,
+                                        computed with model(input_ids), eager attention, after
+                                        reloading the saved folder; config facts; checks
+
+Families: qwen3, mistral, phi3, llama3_rope, qwen2_yarn, gemma3, gemma2 (format:
+docs/GOLDEN.md, "Tiny random models"). Every run with the same library versions rewrites the
+same bytes (seeded weights, fixed prompts, no timestamps).
+
+Usage: python3 tools/make_tiny_models.py [--only NAME[,NAME]] [--out-dir DIR] [--threads 2]
+       python3 tools/make_tiny_models.py --verify   # reload each folder, recompute, compare
+"""
+import argparse
+import copy
+import importlib.metadata as md
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZER_DIR = os.path.join(REPO, "tests", "data", "tokenizer_tiny")
+DEFAULT_OUT = os.path.join(REPO, "tests", "data", "tiny")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+VOCAB = 405  # tokenizer_tiny: 400 BPE tokens + 5 added (ids 400..404)
+BOS, EOS = 400, 401  # <|begin_of_text|>, <|eot_id|>
+PROMPT_SEED = 1234
+PROMPT_LENGTHS = (7, 23, 40)
+SIG = 6  # significant digits of the stored logits
+
+# Initialisation: linear weights and biases ~ N(0, LINEAR_STD), embeddings ~ N(0, EMBED_STD),
+# RMSNorm weights ~ N(1, NORM_STD) (Gemma: stored w ~ N(0, NORM_STD), applied as 1 + w).
+LINEAR_STD, EMBED_STD, NORM_STD = 0.1, 0.3, 0.1
+
+COMMON = dict(vocab_size=VOCAB, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+              max_position_embeddings=64, rms_norm_eps=1e-6, bos_token_id=BOS,
+              eos_token_id=EOS, pad_token_id=None)
+
+
+def family_specs():
+    """name -> (transformers class name, config class name, config kwargs, seed, notes)."""
+    return {
+        "qwen3": ("Qwen3ForCausalLM", "Qwen3Config", dict(
+            COMMON, intermediate_size=96, num_hidden_layers=2, head_dim=24,
+            rope_theta=1_000_000.0, tie_word_embeddings=True, attention_bias=False), 101,
+            "q_norm/k_norm per head; head_dim 24 so heads*head_dim (96) != hidden (64); "
+            "tied embeddings"),
+        "mistral": ("MistralForCausalLM", "MistralConfig", dict(
+            COMMON, intermediate_size=96, num_hidden_layers=2, head_dim=16, sliding_window=8,
+            rope_theta=10000.0, tie_word_embeddings=False), 102,
+            "sliding_window 8 on every layer: key j is visible to query i iff 0 <= i - j < 8"),
+        "phi3": ("Phi3ForCausalLM", "Phi3Config", dict(
+            COMMON, intermediate_size=96, num_hidden_layers=2, rope_theta=10000.0,
+            tie_word_embeddings=False, hidden_act="silu", original_max_position_embeddings=64,
+            resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0), 103,
+            "fused qkv_proj ([q; k; v] rows) and gate_up_proj ([gate; up] rows) in the "
+            "checkpoint; partial_rotary_factor 1.0"),
+        "llama3_rope": ("LlamaForCausalLM", "LlamaConfig", dict(
+            COMMON, intermediate_size=96, num_hidden_layers=2, tie_word_embeddings=False,
+            rope_theta=10000.0, rope_scaling={
+                "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 16}), 104,
+            "Llama-3.1 RoPE frequency scaling with original_max_position_embeddings 16"),
+        "qwen2_yarn": ("Qwen2ForCausalLM", "Qwen2Config", dict(
+            COMMON, intermediate_size=96, num_hidden_layers=2, rope_theta=10000.0,
+            tie_word_embeddings=True, rope_scaling={
+                "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}),
+            105, "q/k/v biases; YaRN RoPE scaling (inv_freq blend and attention_scaling on "
+            "cos/sin); tied embeddings"),
+        "gemma3": ("Gemma3ForCausalLM", "Gemma3TextConfig", dict(
+            COMMON, hidden_size=48, intermediate_size=64, num_hidden_layers=6, head_dim=16,
+            query_pre_attn_scalar=24, sliding_window=8, rope_theta=1_000_000.0,
+            rope_local_base_freq=10000.0, hidden_activation="gelu_pytorch_tanh",
+            tie_word_embeddings=True, attn_logit_softcapping=None,
+            final_logit_softcapping=None), 106,
+            "5 sliding (window 8, RoPE base 1e4) : 1 full (RoPE base 1e6) layers; hidden 48 "
+            "but 4 heads x head_dim 16 = 64 wide q/o; "
+            "query scale 24**-0.5; embeddings times sqrt(48); norms apply (1 + w); "
+            "q_norm/k_norm; pre/post attention and feed-forward norms"),
+        "gemma2": ("Gemma2ForCausalLM", "Gemma2Config", dict(
+            COMMON, intermediate_size=96, num_hidden_layers=2, head_dim=16,
+            query_pre_attn_scalar=24, sliding_window=8, rope_theta=10000.0,
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            attn_logit_softcapping=50.0, final_logit_softcapping=30.0), 107,
+            "alternating sliding (window 8) / full layers; attention logits soft-capped at 50 "
+            "(50 * tanh(s / 50)), final logits at 30; query scale 24**-0.5; norms apply "
+            "(1 + w)"),
+    }
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def versions():
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "safetensors", "numpy"):
+        out[pkg] = md.version(pkg)
+    return out
+
+
+def prompts():
+    import numpy as np
+
+    rs = np.random.RandomState(PROMPT_SEED)
+    return [[int(v) for v in rs.randint(0, VOCAB, size=n)] for n in PROMPT_LENGTHS]
+
+
+def sig(v):
+    return float(f"{v:.{SIG}g}")
+
+
+def is_gemma(model_type):
+    return model_type.startswith("gemma")
+
+
+def init_weights(model, seed):
+    import torch
+
+    gemma = is_gemma(model.config.model_type)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # tied lm_head appears once (as embed_tokens)
+            if p.ndim == 1 and "norm" in name:
+                std, mean = NORM_STD, (0.0 if gemma else 1.0)
+            elif "embed_tokens" in name:
+                std, mean = EMBED_STD, 0.0
+            else:  # linear weights and biases
+                std, mean = LINEAR_STD, 0.0
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * std + mean)
+
+
+def make_config(cls_name, kwargs):
+    import transformers
+
+    cfg = getattr(transformers, cls_name)(**kwargs)
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def logits_of(model, ids, **kw):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.tensor([ids]), use_cache=False, **kw).logits[0]
+
+
+def variant(model, edit):
+    """The same weights under an edited config (to show what a feature changes)."""
+    cfg = copy.deepcopy(model.config)
+    edit(cfg)
+    m = type(model)(cfg)
+    m.load_state_dict(model.state_dict())
+    return m.eval()
+
+
+def max_diffs(model_a, model_b, ps):
+    return [float("%.3g" % float((logits_of(model_a, p) - logits_of(model_b, p)).abs().max()))
+            for p in ps]
+
+
+def window_masks(T, window, dtype):
+    """Additive masks: causal, and causal with key j visible to query i iff i - j < window."""
+    import torch
+
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    neg = torch.finfo(dtype).min
+    full = torch.where(j <= i, 0.0, neg).to(dtype)[None, None]
+    slide = torch.where((j <= i) & (i - j < window), 0.0, neg).to(dtype)[None, None]
+    slide_le = torch.where((j <= i) & (i - j <= window), 0.0, neg).to(dtype)[None, None]
+    return full, slide, slide_le
+
+
+def rope_facts(model):
+    rot = model.model.rotary_emb
+    if hasattr(rot, "inv_freq"):
+        return {"all": {"inv_freq": [float(v) for v in rot.inv_freq],
+                        "attention_scaling": float(rot.attention_scaling)}}
+    return {lt: {"inv_freq": [float(v) for v in getattr(rot, f"{lt}_inv_freq")],
+                 "attention_scaling": float(getattr(rot, f"{lt}_attention_scaling"))}
+            for lt in rot.layer_types}
+
+
+def checks(name, model, ps):
+    """Evidence that the fixture exercises its feature, and how transformers implements it."""
+    import torch
+
+    out = {}
+    cfg = model.config
+    layer_types = list(getattr(cfg, "layer_types", None) or [])
+    if getattr(cfg, "sliding_window", None):
+        w = cfg.sliding_window
+
+        def no_window(c):  # a window longer than any prompt (layer types and RoPE kept)
+            c.sliding_window = 1 << 20
+
+        out["max_abs_diff_without_sliding_window"] = max_diffs(model, variant(model, no_window),
+                                                               ps)
+        # Explicit masks: reproduce the golden with hand-made masks (i - j < window), and show
+        # the alternative reading (i - j <= window) does not.
+        agree, agree_le = [], []
+        for p in ps:
+            full, slide, slide_le = window_masks(len(p), w, torch.float32)
+            ref = logits_of(model, p)
+            if layer_types:
+                m = {"full_attention": full, "sliding_attention": slide}
+                m_le = {"full_attention": full, "sliding_attention": slide_le}
+                got = logits_of(model, p, attention_mask=m)
+                got_le = logits_of(model, p, attention_mask=m_le)
+            else:
+                base = variant(model, no_window)
+                got = logits_of(base, p, attention_mask=slide)
+                got_le = logits_of(base, p, attention_mask=slide_le)
+            agree.append(float("%.3g" % float((got - ref).abs().max())))
+            agree_le.append(float("%.3g" % float((got_le - ref).abs().max())))
+        out["sliding_window_rule"] = "key j visible to query i iff 0 <= i - j < sliding_window"
+        out["max_abs_diff_vs_explicit_mask_i_minus_j_lt_window"] = agree
+        out["max_abs_diff_vs_explicit_mask_i_minus_j_le_window"] = agree_le
+    rp = getattr(cfg, "rope_parameters", None) or {}
+    flat = rp.get("full_attention", rp) if isinstance(rp, dict) else {}
+    if flat.get("rope_type", "default") != "default":
+        def no_scaling(c):
+            c.rope_parameters = {"rope_type": "default", "rope_theta": flat["rope_theta"]}
+        out["max_abs_diff_without_rope_scaling"] = max_diffs(model, variant(model, no_scaling),
+                                                             ps)
+    if getattr(cfg, "query_pre_attn_scalar", None) not in (None, getattr(cfg, "head_dim", None)):
+        def qpas(c):
+            c.query_pre_attn_scalar = c.head_dim
+        out["max_abs_diff_with_query_pre_attn_scalar_eq_head_dim"] = max_diffs(
+            model, variant(model, qpas), ps)
+    if getattr(cfg, "attn_logit_softcapping", None):
+        def no_attn_cap(c):
+            c.attn_logit_softcapping = None
+        out["max_abs_diff_without_attn_softcapping"] = max_diffs(model,
+                                                                 variant(model, no_attn_cap), ps)
+    if getattr(cfg, "final_logit_softcapping", None):
+        def no_final_cap(c):
+            c.final_logit_softcapping = None
+        out["max_abs_diff_without_final_softcapping"] = max_diffs(
+            model, variant(model, no_final_cap), ps)
+    if name == "gemma3":
+        def one_base(c):
+            c.rope_parameters["sliding_attention"]["rope_theta"] = \
+                c.rope_parameters["full_attention"]["rope_theta"]
+        out["max_abs_diff_with_local_rope_base_eq_global"] = max_diffs(
+            model, variant(model, one_base), ps)
+    # fp32 versus fp64: the noise floor of the stored logits
+    m64 = copy.deepcopy(model).to(torch.float64)
+    out["max_abs_diff_fp32_vs_fp64"] = [
+        float("%.3g" % float((logits_of(model, p).double() - logits_of(m64, p)).abs().max()))
+        for p in ps]
+    return out
+
+
+def dump_json(obj, path):
+    """JSON with one line per innermost list of numbers (logit rows), indent 1 elsewhere."""
+    def enc(o, ind):
+        pad = " " * ind
+        if isinstance(o, dict):
+            if not o:
+                return "{}"
+            items = [f'{pad} {json.dumps(k)}: {enc(v, ind + 1)}' for k, v in o.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if isinstance(o, list):
+            if all(not isinstance(v, (dict, list)) for v in o):
+                return json.dumps(o, separators=(",", ":"))
+            items = [pad + " " + enc(v, ind + 1) for v in o]
+            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+        return json.dumps(o)
+
+    with open(path, "w") as f:
+        f.write(enc(obj, 0) + "\n")
+
+
+def golden(name, model, cls_name, seed, notes, ps):
+    import torch
+
+    cfg = model.config
+    rows = []
+    for p in ps:
+        lg = logits_of(model, p)
+        lgd = lg.double()
+        rows.append({
+            "ids": p,
+            "argmax": [int(v) for v in lg.argmax(dim=-1)],
+            "logsumexp": [sig(float(v)) for v in torch.logsumexp(lgd, dim=-1)],
+            "logits": [[sig(float(v)) for v in row] for row in lg],
+        })
+    facts = {
+        "model_type": cfg.model_type,
+        "architecture": cls_name,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        "sliding_window": getattr(cfg, "sliding_window", None),
+        "layer_types": list(getattr(cfg, "layer_types", None) or []) or None,
+        "rope_parameters": getattr(cfg, "rope_parameters", None),
+        "tie_word_embeddings": bool(cfg.tie_word_embeddings),
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "rms_norm_eps": cfg.rms_norm_eps,
+    }
+    for k in ("query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
+              "hidden_activation", "hidden_act", "attention_bias", "partial_rotary_factor"):
+        if hasattr(cfg, k):
+            facts[k] = getattr(cfg, k)
+    from safetensors import safe_open
+    return {
+        "generator": "tools/make_tiny_models.py",
+        "name": name,
+        "notes": notes,
+        "seed": seed,
+        "init": {"linear_std": LINEAR_STD, "embed_std": EMBED_STD, "norm_std": NORM_STD,
+                 "norm_mean": 0.0 if is_gemma(cfg.model_type) else 1.0},
+        "versions": versions(),
+        "dtype": "float32",
+        "attn_implementation": "eager",
+        "torch_threads": torch.get_num_threads(),
+        "call": "model(input_ids).logits, batch 1, no attention_mask, positions 0..T-1",
+        "config": facts,
+        "rope": rope_facts(model),
+        "checkpoint_tensors": None,  # filled by the caller
+        "prompt_seed": PROMPT_SEED,
+        "logits_significant_digits": SIG,
+        "checks": None,  # filled by the caller
+        "prompts": rows,
+    }
+
+
+def build(name, spec, out_dir, ps):
+    import torch
+    import transformers
+    from safetensors import safe_open
+
+    cls_name, cfg_name, kwargs, seed, notes = spec
+    torch.manual_seed(seed)
+    cfg = make_config(cfg_name, kwargs)
+    model = getattr(transformers, cls_name)(cfg).eval()
+    init_weights(model, seed)
+    folder = os.path.join(out_dir, name)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    model.save_pretrained(folder)
+    for f in TOKENIZER_FILES:
+        shutil.copyfile(os.path.join(TOKENIZER_DIR, f), os.path.join(folder, f))
+    # The golden comes from the folder as written (checks the save/load round trip).
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager").eval()
+    assert type(loaded).__name__ == cls_name, type(loaded).__name__
+    for p in ps:
+        assert torch.equal(logits_of(model, p), logits_of(loaded, p)), "reload changed logits"
+    g = golden(name, loaded, cls_name, seed, notes, ps)
+    with safe_open(os.path.join(folder, "model.safetensors"), "pt") as f:
+        g["checkpoint_tensors"] = {k: list(f.get_slice(k).get_shape()) for k in sorted(f.keys())}
+    g["checks"] = checks(name, loaded, ps)
+    dump_json(g, os.path.join(folder, "golden.json"))
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    log(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, folder "
+        f"{size / 1024:.0f} KiB; checks {json.dumps(g['checks'])}")
+    return folder
+
+
+def verify(name, out_dir, ps):
+    import torch
+    import transformers
+
+    folder = os.path.join(out_dir, name)
+    with open(os.path.join(folder, "golden.json")) as f:
+        g = json.load(f)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager").eval()
+    worst = 0.0
+    for row, p in zip(g["prompts"], ps):
+        assert row["ids"] == p, "prompt ids changed"
+        lg = logits_of(model, p)
+        worst = max(worst, float((lg - torch.tensor(row["logits"])).abs().max()))
+    log(f"{name}: max |logit - golden| = {worst:.3g}")
+    return worst < 1e-4
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated names")
+    ap.add_argument("--out-dir", default=DEFAULT_OUT)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--verify", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    specs = family_specs()
+    names = [n for n in args.only.split(",") if n] or list(specs)
+    for n in names:
+        if n not in specs:
+            sys.exit(f"unknown model {n}; known: {', '.join(specs)}")
+    with open(os.path.join(TOKENIZER_DIR, "tokenizer.json")) as f:
+        tj = json.load(f)
+    n_vocab = len(tj["model"]["vocab"]) + len(
+        [t for t in tj["added_tokens"] if t["id"] >= len(tj["model"]["vocab"])])
+    assert n_vocab == VOCAB, f"tokenizer_tiny has {n_vocab} tokens, expected {VOCAB}"
+    ps = prompts()
+    ok = True
+    for n in names:
+        if args.verify:
+            ok &= verify(n, args.out_dir, ps)
+        else:
+            os.makedirs(args.out_dir, exist_ok=True)
+            build(n, specs[n], args.out_dir, ps)
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

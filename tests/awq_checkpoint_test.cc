@@ -154,7 +154,7 @@ TEST(AwqCheckpointTest, GemmRoundTripSharded) {
   const QuantConfig qc;
   AwqCheckpointWriter writer;
   const TinyModel m = BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 20000, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 20000, false);
 
   EXPECT_EQ(ListDir(parent), std::vector<std::string>({"tiny-awq"}));  // no temp folder left
   const std::vector<std::string> files = ListDir(dir);
@@ -218,7 +218,7 @@ TEST(AwqCheckpointTest, GemmRoundTripSharded) {
   // compares with AutoAWQ's unpacking of the checkpoint.
   if (const char* out = std::getenv("AWQ_LAYOUT_CHECK_DIR")) {
     fs::create_directories(out);
-    writer.Write(std::string(out) + "/ckpt", TinyConfig(), qc, nullptr, 20000, true);
+    writer.Write(std::string(out) + "/ckpt", HfConfigToJson(TinyConfig()), qc, nullptr, 20000, true);
     SafetensorsWriter ref;
     for (const auto& [name, q] : m.linears) {
       Tensor t(DType::kF32, {q.out, q.in});
@@ -236,7 +236,7 @@ TEST(AwqCheckpointTest, SymmetricGemmRoundTrip) {
   qc.q_group_size = 64;
   AwqCheckpointWriter writer;
   const TinyModel m = BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false);
   EXPECT_TRUE(fs::exists(dir + "/model.safetensors"));
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors.index.json"));
   const QuantConfig read = *ReadAwqQuantConfig(dir);
@@ -251,7 +251,7 @@ TEST(AwqCheckpointTest, PackedW3WithPerLayerSettings) {
   qc.overrides = {{"down_proj", 8, 64, false}, {"k_proj", 2, -1, false}};
   AwqCheckpointWriter writer;
   const TinyModel m = BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 30000, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 30000, false);
   ExpectReadsBack(dir, m, DType::kF16);
 
   const json cfg = json::parse(ReadFileToString(dir + "/config.json"));
@@ -280,7 +280,7 @@ TEST(AwqCheckpointTest, PackedW3WithPerLayerSettings) {
   qc4.version = kLayoutPacked;
   AwqCheckpointWriter writer4;
   const TinyModel m4 = BuildModel(qc4, &writer4);
-  writer4.Write(dir4, TinyConfig(), qc4, nullptr, 1 << 30, false);
+  writer4.Write(dir4, HfConfigToJson(TinyConfig()), qc4, nullptr, 1 << 30, false);
   ExpectReadsBack(dir4, m4, DType::kF16);
 }
 
@@ -292,7 +292,7 @@ TEST(AwqCheckpointTest, UnquantizedLinearsAreListedAsNotConverted) {
   AwqCheckpointWriter writer;
   const TinyModel m = BuildModel(qc, &writer);
   ASSERT_EQ(m.linears.count("model.layers.0.self_attn.o_proj"), 0u);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false);
   const json cfg = json::parse(ReadFileToString(dir + "/config.json"));
   // The config's own entries, then the plain 2-D linear weights no entry covers; lm_head and
   // embeddings are never converted, so they are not listed.
@@ -318,7 +318,7 @@ TEST(AwqCheckpointTest, DtypeOfFullPrecisionTensors) {
     AwqCheckpointWriter writer;
     writer.dtype = dtype;
     const TinyModel m = BuildModel(qc, &writer);
-    writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+    writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false);
     ExpectReadsBack(dir, m, dtype);
     EXPECT_EQ(LoadHfConfig(dir + "/config.json").torch_dtype,
               dtype == DType::kF32 ? "float32" : "bfloat16");
@@ -333,15 +333,15 @@ TEST(AwqCheckpointTest, WritesAtomicallyAndOverwritesOnlyWhenAsked) {
   const QuantConfig qc;
   AwqCheckpointWriter writer;
   BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false);
   std::ofstream(dir + "/marker") << "old";
 
-  ExpectError([&] { writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false); },
+  ExpectError([&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false); },
               {dir, "exists"});
   EXPECT_TRUE(fs::exists(dir + "/marker"));
 
   // A write that fails half-way leaves the old folder as it was and no temporary folder.
-  ExpectError([&] { writer.Write(dir, TinyConfig(), qc, nullptr, 0, true); }, {"max shard size"});
+  ExpectError([&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 0, true); }, {"max shard size"});
   EXPECT_TRUE(fs::exists(dir + "/marker"));
   EXPECT_EQ(ListDir(parent), std::vector<std::string>({"model"}));
   // So does one that fails before writing (a tensor overflowing fp16).
@@ -350,20 +350,20 @@ TEST(AwqCheckpointTest, WritesAtomicallyAndOverwritesOnlyWhenAsked) {
   Tensor huge(DType::kF32, {4});
   huge.data<float>()[2] = 1e6f;
   bad.AddTensor("model.extra.weight", huge);
-  ExpectError([&] { bad.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, true); },
+  ExpectError([&] { bad.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, true); },
               {"model.extra.weight", "overflows float16", "element 2"});
   EXPECT_TRUE(fs::exists(dir + "/marker"));
   EXPECT_EQ(ListDir(parent), std::vector<std::string>({"model"}));
 
   // overwrite replaces the whole folder; a trailing slash names the same folder.
-  writer.Write(dir + "/", TinyConfig(), qc, nullptr, 1 << 30, true);
+  writer.Write(dir + "/", HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, true);
   EXPECT_FALSE(fs::exists(dir + "/marker"));
   EXPECT_TRUE(fs::exists(dir + "/config.json"));
   EXPECT_EQ(ListDir(parent), std::vector<std::string>({"model"}));
 
   // A regular file is never replaced.
   std::ofstream(parent + "/file") << "x";
-  ExpectError([&] { writer.Write(parent + "/file", TinyConfig(), qc, nullptr, 1 << 30, true); },
+  ExpectError([&] { writer.Write(parent + "/file", HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, true); },
               {"file", "not a folder"});
 }
 
@@ -375,7 +375,7 @@ TEST(AwqCheckpointTest, WriterRejectsWhatTheLayoutCannotHold) {
                           const QuantConfig& qc, std::initializer_list<std::string> parts) {
     AwqCheckpointWriter writer;
     writer.AddQuantized(module, q);
-    ExpectError([&] { writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false); }, parts);
+    ExpectError([&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false); }, parts);
     EXPECT_TRUE(ListDir(parent).empty()) << "something was left behind";
   };
   const QuantConfig gemm;
@@ -401,7 +401,7 @@ TEST(AwqCheckpointTest, WriterRejectsWhatTheLayoutCannotHold) {
   const QuantizedLinear q = QuantizeLinear(w.data(), 8, 128, {4, 128, true});
   twice.AddQuantized("m.q_proj", q);
   twice.AddQuantized("m.q_proj", q);
-  ExpectError([&] { twice.Write(dir, TinyConfig(), gemm, nullptr, 1 << 30, false); },
+  ExpectError([&] { twice.Write(dir, HfConfigToJson(TinyConfig()), gemm, nullptr, 1 << 30, false); },
               {"m.q_proj", "added twice"});
   // An unpackable linear is refused when added.
   QuantizedLinear nine = q;
@@ -417,7 +417,7 @@ TEST(AwqCheckpointTest, WritesTokenizerFiles) {
   const QuantConfig qc;
   AwqCheckpointWriter writer;
   BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, &tok, 1 << 30, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, &tok, 1 << 30, false);
   const Tokenizer back = Tokenizer::FromHfJson(dir + "/tokenizer.json");
   EXPECT_EQ(back.Encode("hi", false), tok.Encode("hi", false));
 }
@@ -479,7 +479,7 @@ TEST(AwqCheckpointTest, ReadErrorsNameTheTensor) {
   const QuantConfig qc;
   AwqCheckpointWriter writer;
   BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false);
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(dir);
   ExpectError([&] { DequantizeAwqWeight(ckpt, "model.layers.0.mlp.nope", qc); },
               {"missing tensor model.layers.0.mlp.nope.qweight"});
@@ -556,7 +556,7 @@ TEST(AwqGemvLayout, CheckpointReadsBackLikeGemm) {
   qc.version = kLayoutGemv;
   AwqCheckpointWriter writer;
   const TinyModel m = BuildModel(qc, &writer);
-  writer.Write(dir, TinyConfig(), qc, nullptr, 1 << 30, false);
+  writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false);
   const QuantConfig read = *ReadAwqQuantConfig(dir);
   EXPECT_EQ(read.version, "gemv");
   ExpectReadsBack(dir, m, DType::kF16);

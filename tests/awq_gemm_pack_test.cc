@@ -14,8 +14,8 @@
 #include "awq/error.h"
 #include "awq/half.h"
 #include "awq/quantizer.h"
-#include "quant/pack/awq_gemm.h"
-#include "quant/pack/awq_packed.h"
+#include "format/pack/awq_gemm.h"
+#include "format/pack/awq_packed.h"
 #include "test_util.h"
 
 namespace awq {

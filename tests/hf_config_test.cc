@@ -138,8 +138,21 @@ TEST(HfConfig, RoundTripThroughJson) {
   ExpectSameConfig(ParseHfConfig(HfConfigToJson(linear), "linear2.json"), linear);
 }
 
+TEST(HfConfig, WritesBackTheSourceKeys) {
+  // A config read from config.json is written back with every key it had, including those the
+  // model does not use, and without a stale quantization_config.
+  const ModelConfig c = ParseHfConfig(
+      Config({{"custom_key", "kept"}, {"quantization_config", {{"bits", 4}}}}), "cfg.json");
+  const std::string text = HfConfigToJson(c);
+  EXPECT_NE(text.find("\"custom_key\": \"kept\""), std::string::npos);
+  EXPECT_EQ(text.find("quantization_config"), std::string::npos);
+  ExpectSameConfig(ParseHfConfig(text, "again.json"), c);
+}
+
 TEST(HfConfig, WritesLikeTransformers) {
-  const ModelConfig c = LoadHfConfig(test::DataPath("config_smollm2_135m.json"));
+  // The generated form (a model read from GGUF has no config.json to keep).
+  ModelConfig c = LoadHfConfig(test::DataPath("config_smollm2_135m.json"));
+  c.source_json.clear();
   const std::string text = HfConfigToJson(c);
   // Two-space indent, keys sorted, trailing newline: json.dumps(indent=2, sort_keys=True) + "\n".
   EXPECT_EQ(text.substr(0, 36), "{\n  \"architectures\": [\n    \"LlamaFor");
@@ -226,10 +239,10 @@ TEST(HfConfig, OtherLlamaFamilyModelTypes) {
 TEST(HfConfig, ErrorsNameFileKeyAndValue) {
   ExpectError(
       [] {
-        ParseHfConfig(Config({{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4}}}}),
+        ParseHfConfig(Config({{"rope_scaling", {{"rope_type", "longrope"}, {"factor", 4}}}}),
                       "cfg.json");
       },
-      {"cfg.json", "rope_scaling.rope_type", "yarn"});
+      {"cfg.json", "rope_scaling.rope_type", "longrope"});
   ExpectError(
       [] {
         ParseHfConfig(Config({{"rope_scaling", {{"type", "dynamic"}}}}), "cfg.json");
@@ -272,7 +285,7 @@ TEST(HfConfig, ErrorsNameFileKeyAndValue) {
       {"cfg.json", "num_key_value_heads", "3", "8"});
   ExpectError(
       [] {
-        ParseHfConfig(Config({{"hidden_size", 100}}), "cfg.json");
+        ParseHfConfig(Config({{"hidden_size", 100}, {"head_dim", nullptr}}), "cfg.json");
       },
       {"cfg.json", "hidden_size", "100", "num_attention_heads 8"});
   ExpectError(

@@ -91,14 +91,15 @@ class AwqCheckpointWriter {
   void AddQuantized(const std::string& module_name, const QuantizedLinear& q);
 
   // Writes `dir`: model.safetensors (or shards of at most max_shard_bytes plus
-  // model.safetensors.index.json), config.json (HfConfigToJson plus "quantization_config"),
+  // model.safetensors.index.json), config.json (`config_json`, the model's config.json text as
+  // HfConfigToJson gives it, plus "quantization_config" and the stored dtype),
   // quant_config.json (AutoAWQ's legacy file), generation_config.json and, when `tokenizer` is
   // not null, the tokenizer files. Everything goes to "<dir>.tmp-<pid>" first and is renamed
   // into place, so `dir` is never half-written. An existing `dir` is an awq::Error unless
   // `overwrite`, in which case it is replaced. Also an error: a quantized linear whose bits,
   // group size or zero point the layout cannot hold (version "gemm" needs every linear at the
   // config's 4-bit setting).
-  void Write(const std::string& dir, const ModelConfig& config, const QuantConfig& qc,
+  void Write(const std::string& dir, const std::string& config_json, const QuantConfig& qc,
              const Tokenizer* tokenizer, uint64_t max_shard_bytes, bool overwrite) const;
 
  private:

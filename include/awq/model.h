@@ -1,7 +1,9 @@
-// A Llama-family decoder in fp32: weights, the forward pass with a KV cache, and the LM head.
+// A decoder-only transformer of any supported family (src/model/arch/): weights, the forward
+// pass with a KV cache, the LM head, and the block walk that quantization observes.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,14 +20,36 @@ class ThreadPool;
 class WeightSource;
 struct Int8Rows;
 
+// Where the block walk reports its activations, for observers that must not copy the walk
+// (calibration capture, GPTQ's Hessians, activation statistics, layer metrics), as llama.cpp's
+// graph callback feeds its importance matrix. Rows are tokens.
+enum class BlockPoint : uint8_t {
+  kAttnIn,   // [n, D]    the normed input of q/k/v
+  kAttnCtx,  // [n, H*hd] the input of o_proj
+  kAttnOut,  // [n, D]    the attention output (o_proj's, before any post-norm)
+  kMlpIn,    // [n, D]    the normed input of gate/up
+  kMlpAct,   // [n, I]    the input of down_proj
+  kMlpOut,   // [n, D]    the MLP output (down_proj's, before any post-norm)
+  kCount
+};
+// Called at each point with rows [n, width] that sit at rows row0 .. row0 + n - 1 of the batch.
+// The data is only valid during the call.
+using BlockObserver =
+    std::function<void(BlockPoint point, int64_t row0, const float* rows, int64_t n, int64_t width)>;
+
 // One decoder block. q/k/v and gate/up are stored fused so each pair of products is one GEMM;
-// the separate Hugging Face tensors are row ranges of the fused ones.
+// the separate Hugging Face tensors are row ranges of the fused ones. Norm weights are stored as
+// the checkpoint has them (Gemma's around 0, applied as 1 + w).
 struct LayerWeights {
-  Tensor attn_norm;  // [D]
+  Tensor attn_norm;  // [D] before attention
+  Tensor q_norm;     // [hd] or empty: per-head norm of q before RoPE (Qwen3, Gemma 3)
+  Tensor k_norm;     // [hd] or empty
+  Tensor post_attn_norm;  // [D] or empty: attention output normed before the residual (Gemma)
   Tensor wqkv;       // [(H + 2*KV) * hd, D]: q rows, then k rows, then v rows
   Tensor bqkv;       // [(H + 2*KV) * hd] or empty (attention_bias)
   Tensor wo;         // [D, H * hd]
-  Tensor ffn_norm;   // [D]
+  Tensor ffn_norm;   // [D] before the MLP
+  Tensor post_ffn_norm;  // [D] or empty: MLP output normed before the residual (Gemma)
   Tensor w_gate_up;  // [2 * I, D]: gate rows, then up rows
   Tensor w_down;     // [D, I]
   // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
@@ -66,6 +90,11 @@ struct SyntheticOptions {
   bool f16_head = true;      // embedding and LM head fp16 (as AWQ checkpoints keep them), else fp32
   uint64_t seed = 1;
 };
+
+// The Hugging Face names of a decoder layer's linears ("model.layers.3.self_attn.q_proj"), in
+// the checkpoint order of the family's description (q, k, v, o, gate, up, down for most; Phi-3's
+// qkv_proj, o_proj, gate_up_proj, down_proj).
+std::vector<std::string> LinearNames(const ModelConfig& config, int64_t layer);
 
 // Llama-2-7B's shapes (d 4096, 32 heads, MLP 11008, vocabulary 32000) with `layers` decoder
 // layers.
@@ -112,27 +141,40 @@ class Model {
   // Runs n tokens at positions cache.size() .. cache.size() + n - 1, appends their keys and
   // values to the cache and writes the final-normed hidden states to hidden [n, D].
   void Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hidden) const;
+  // x [n, D] = the embeddings of `tokens` (ids checked), scaled as the family does (Gemma:
+  // sqrt(D)): the first block's input.
+  void EmbedTokens(const int32_t* tokens, int64_t n, float* x) const;
   // logits [n, V] = hidden [n, D] * lm_head^T.
   void Logits(const float* hidden, int64_t n, float* logits) const;
 
   // One decoder block on x [n, D] in place, for tokens at positions pos0 .. pos0 + n - 1; reads
-  // positions [0, pos0) of this layer's cache and writes the new ones.
-  void BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache& cache) const;
+  // positions [0, pos0) of this layer's cache and writes the new ones. `observe`, when set, sees
+  // every BlockPoint (row0 = 0). This is the one block walk: every other pass runs it.
+  void BlockForward(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache& cache,
+                    const BlockObserver* observe = nullptr) const;
+  // The same walk over n_seq independent sequences of seq_len tokens (positions 0 .. seq_len-1
+  // each, no cache): x [n_seq * seq_len, D] in place, the observer called per sequence with its
+  // row offset.
+  void BlockForwardBatch(int64_t layer, float* x, int64_t n_seq, int64_t seq_len,
+                         const BlockObserver* observe) const;
 
   // Module-level forwards over a batch of n_seq independent sequences of seq_len tokens
   // (positions 0 .. seq_len-1 each), with explicit weights so that quantization can run a
   // module with candidate weights. Rows are tokens: x is [n_seq * seq_len, D].
   //
-  // Self-attention from the normed input: out [N, D] = o_proj(attention(rope(q), rope(k), v));
+  // Layer `layer`'s self-attention from the normed input, as the block runs it (q/k norms, RoPE
+  // with the layer's base, its window and query scale): out [N, D] = o_proj(attention(...));
   // ctx [N, H*hd] (the o_proj input) is written when not null. wqkv [(H+2KV)*hd, D],
   // bqkv [(H+2KV)*hd] or null, wo [D, H*hd].
-  void AttentionBatch(const float* wqkv, const float* bqkv, const float* wo, const float* x,
+  // The layer's own bias (if any) is added to the q/k/v product.
+  void AttentionBatch(int64_t layer, const float* wqkv, const float* wo, const float* x,
                       int64_t n_seq, int64_t seq_len, float* ctx, float* out) const;
-  // SwiGLU MLP from the normed input: out [n, D] = down(silu(gate x) * up x); act [n, I] (the
-  // down_proj input) is written when not null. w_gate_up [2I, D], w_down [D, I].
-  void MlpBatch(const float* w_gate_up, const float* w_down, const float* x, int64_t n, float* act,
-                float* out) const;
-  // RMSNorm with the model's epsilon: y [n, D] = norm(x) * w.
+  // Gated MLP from the normed input: out [n, D] = down(act(gate x) * up x) with the family's
+  // activation; act [n, I] (the down_proj input) is written when not null. w_gate_up [2I, D],
+  // w_down [D, I].
+  void MlpBatch(int64_t layer, const float* w_gate_up, const float* w_down, const float* x,
+                int64_t n, float* act, float* out) const;
+  // The family's RMSNorm with the model's epsilon: y [n, D] = norm(x) * w, or * (1 + w).
   void Norm(const float* x, const float* w, int64_t n, float* y) const;
 
  private:
@@ -140,10 +182,21 @@ class Model {
   static Model LoadWeights(const std::string& path, const LoadOptions& options);
   // RoPE tables for config_ and the global pool: the state every constructor ends with.
   void InitRuntime();
+  // The attention module with explicit fp32 weights (null: the layer's own, int4 or fp32) on
+  // n rows at positions pos0.. (cache null: a sequence from position 0, no cache).
+  void Attention(int64_t layer, const float* wqkv, const float* wo, const float* x, int64_t n,
+                 int64_t pos0, KvCache* cache, float* ctx, float* out, bool accumulate) const;
+  void Mlp(int64_t layer, const float* w_gate_up, const float* w_down, const float* x, int64_t n,
+           float* act, float* out, bool accumulate) const;
+  // The block walk behind BlockForward and BlockForwardBatch (cache null: a fresh sequence).
+  void Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
+            const BlockObserver* observe, int64_t row0) const;
 
   ModelConfig config_;
   ModelWeights weights_;
-  std::vector<float> rope_cos_, rope_sin_;  // [max_positions, hd/2]
+  // RoPE tables [max_positions, hd/2]: [0] the global layers', [1] the sliding-window layers'
+  // when their base differs (Gemma 3), else empty.
+  std::vector<float> rope_cos_[2], rope_sin_[2];
   int64_t rope_positions_ = 0;
   ThreadPool* pool_ = nullptr;
   Int4Kernel int4_kernel_ = Int4Kernel::kAuto;

@@ -1,4 +1,4 @@
-// The hyper-parameters of a Llama-family decoder, read from a Hugging Face config.json or from
+// The hyper-parameters of a decoder-only transformer, read from a Hugging Face config.json or from
 // GGUF metadata. Plain struct with explicit defaults; Validate() checks that the numbers fit.
 #pragma once
 
@@ -10,7 +10,7 @@ namespace awq {
 
 class GgufFile;
 
-enum class RopeScalingType : uint8_t { kNone, kLinear, kLlama3, kCount };
+enum class RopeScalingType : uint8_t { kNone, kLinear, kLlama3, kYarn, kCount };
 
 struct RopeScaling {
   RopeScalingType type = RopeScalingType::kNone;
@@ -20,7 +20,17 @@ struct RopeScaling {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  // YaRN ("rope_type": "yarn", Qwen2.5/Qwen3 long context): frequencies blended between
+  // interpolated and extrapolated over the band [beta_slow, beta_fast] rotations, cos/sin
+  // multiplied by attention_factor (0: 0.1 ln(factor) + 1, as transformers computes it).
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double attention_factor = 0.0;
+  bool truncate = true;
 };
+
+// How a decoder layer attends: every layer globally, or some through a sliding window.
+enum class LayerAttention : uint8_t { kFull, kSliding, kCount };
 
 struct ModelConfig {
   std::string architecture = "LlamaForCausalLM";  // HF "architectures"[0]
@@ -44,21 +54,45 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 
+  // Family-specific settings, read by the architecture's description (src/model/arch/).
+  // Sliding-window attention: a query at position t sees keys t - sliding_window < j <= t on the
+  // layers that layer_types marks kSliding (empty: every layer when sliding_window > 0).
+  int64_t sliding_window = 0;
+  std::vector<LayerAttention> layer_types;
+  // RoPE base of the sliding-window layers (Gemma 3: 10000, no scaling); 0: rope_theta.
+  double rope_local_theta = 0;
+  // Attention scores are q.k / sqrt(query_pre_attn_scalar) (Gemma); 0: head_dim.
+  double query_pre_attn_scalar = 0;
+  // score = cap * tanh(score / cap) before the softmax, logits likewise (Gemma 2); 0: off.
+  double attn_logit_softcapping = 0;
+  double final_logit_softcapping = 0;
+  // The model's config.json as read (empty for GGUF): written back, with quantization_config
+  // added, so that keys this project does not model survive a quantization.
+  std::string source_json;
+
+  // True when layer `l` attends through the sliding window.
+  bool IsSlidingLayer(int64_t l) const {
+    if (sliding_window <= 0) return false;
+    if (layer_types.empty()) return true;
+    return layer_types[static_cast<size_t>(l)] == LayerAttention::kSliding;
+  }
+
   // Throws awq::Error naming `source` and the offending field and value: non-positive sizes,
   // hidden_size not divisible into heads, num_attention_heads not a multiple of
   // num_key_value_heads, unsupported hidden_act or model_type.
   void Validate(const std::string& source) const;
 };
 
-// Parses a Hugging Face config.json of a Llama-family model (llama, mistral, qwen2 without
-// bias differences, smollm). Throws awq::Error naming the file, the key and the value.
+// Parses a Hugging Face config.json of a supported family (SupportedModelTypes() in
+// src/model/arch.h: llama, mistral, qwen2, qwen3, phi3, gemma3_text). Throws awq::Error naming
+// the file, the key and the value.
 ModelConfig LoadHfConfig(const std::string& path);
 // Same from the text of a config.json; `source` names it in errors.
 ModelConfig ParseHfConfig(const std::string& json_text, const std::string& source);
 // Serialises to config.json text as transformers writes it (keys sorted, 2-space indent).
 std::string HfConfigToJson(const ModelConfig& config);
 
-// Reads the llama.* (or <arch>.*) keys of a GGUF file.
+// Reads the <arch>.* keys of a GGUF file (general.architecture names the family).
 ModelConfig ConfigFromGguf(const GgufFile& gguf);
 
 }  // namespace awq

@@ -94,9 +94,6 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
                         const Tokenizer* tokenizer, const std::string& dir,
                         uint64_t max_shard_bytes, bool overwrite);
 
-// The Hugging Face names of a decoder layer's linears, in checkpoint order.
-std::vector<std::string> LinearNames(int64_t layer);
-
 // Peak resident set size of this process (VmHWM), in bytes; 0 when unknown.
 int64_t PeakRssBytes();
 

@@ -166,14 +166,22 @@ int RunInspect(const InspectArgs& a) {
       for (const ChannelStats& s : stats->linears) modules.push_back(s.module);
     }
   }
-  // Checkpoint order is by name ("layers.10" before "layers.2"); list by layer instead.
+  // Checkpoint order is by name ("layers.10" before "layers.2"); list by layer instead, and
+  // within a layer in the family's order when the folder's config names a known family.
+  std::optional<ModelConfig> model_config;
+  try {
+    model_config = LoadHfConfig(a.checkpoint);
+  } catch (const Error&) {
+  }
   auto layer_key = [&](const std::string& m) {
     const std::string p = "model.layers.";
     int64_t layer = INT64_MAX, pos = 0;
     if (m.rfind(p, 0) == 0) {
       layer = std::atoll(m.c_str() + p.size());
-      const std::vector<std::string> names = LinearNames(layer);
-      pos = std::find(names.begin(), names.end(), m) - names.begin();
+      if (model_config) {
+        const std::vector<std::string> names = LinearNames(*model_config, layer);
+        pos = std::find(names.begin(), names.end(), m) - names.begin();
+      }
     }
     return std::make_tuple(layer, pos, m);
   };

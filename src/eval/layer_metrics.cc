@@ -9,9 +9,9 @@
 #include "awq/error.h"
 #include "awq/metrics.h"
 #include "awq/model.h"
-#include "awq/quantize.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/sgemm.h"
+#include "model/arch.h"
 
 namespace awq {
 
@@ -30,6 +30,15 @@ std::vector<float> ScalesFromNorms(const float* ref, const float* quant, int64_t
     }
   }
   return s;
+}
+
+// The weights a norm multiplies by: w, or 1 + w for Gemma's form.
+std::vector<float> EffectiveNorm(NormKind kind, const Tensor& w) {
+  std::vector<float> e(w.data<float>(), w.data<float>() + w.numel());
+  if (kind == NormKind::kRmsOnePlus) {
+    for (float& v : e) v += 1.0f;
+  }
+  return e;
 }
 
 // Least squares per column: s_j = <w_hat[:,j], w[:,j]> / ||w[:,j]||^2 (1 for a zero column).
@@ -127,96 +136,117 @@ std::vector<LinearComparison> CompareLinears(const Model& reference, const Model
   const ModelWeights& qw = quantized.weights();
   const int64_t vocab = rw.embed.dim(0);
 
+  const Architecture& arch = ArchitectureOf(c);
+  const NormKind kind = arch.recipe.norm;
+  const RowRange v_rows = SlotRows(c, Slot::kQkv, Part::kV);
+  const RowRange up_rows = SlotRows(c, Slot::kGateUp, Part::kUp);
+
   // The reference hidden state of every calibration token [n_total, D], advanced block by block.
-  std::vector<float> x(static_cast<size_t>(n_total * d));
   for (int64_t t = 0; t < n_total; ++t) {
     const int32_t id = batch.tokens[static_cast<size_t>(t)];
     if (id < 0 || id >= vocab) {
       throw Error("calibration token " + std::to_string(id) + " is outside the vocabulary");
     }
-    std::memcpy(x.data() + t * d, rw.embed.data<float>() + static_cast<int64_t>(id) * d,
-                static_cast<size_t>(d) * sizeof(float));
   }
+  std::vector<float> x(static_cast<size_t>(n_total * d));
+  reference.EmbedTokens(batch.tokens.data(), n_total, x.data());
   const int64_t seqs_per_chunk = std::max<int64_t>(1, kChunkTokens / seq_len);
-  const int64_t max_n = std::min(seqs_per_chunk, n_seq_total) * seq_len;
-  std::vector<float> in_ref(static_cast<size_t>(max_n * d)), in_q(in_ref.size()),
-      tmp(in_ref.size()), ctx(static_cast<size_t>(max_n * qd)),
-      act(static_cast<size_t>(max_n * inter)), y, y_hat;
+  std::vector<float> in_q, y, y_hat;
 
   std::vector<LinearComparison> results;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lr = rw.layers[static_cast<size_t>(l)];
     const LayerWeights& lq = qw.layers[static_cast<size_t>(l)];
-    const std::vector<std::string> names = LinearNames(l);
-    // Row offsets into the fused tensors, LinearNames order: q, k, v, o, gate, up, down.
-    struct Part {
-      const Tensor* ref;
-      const Tensor* quant;
-      int64_t row0, rows, in;
-    };
-    const Part parts[7] = {{&lr.wqkv, &lq.wqkv, 0, qd, d},
-                           {&lr.wqkv, &lq.wqkv, qd, kvd, d},
-                           {&lr.wqkv, &lq.wqkv, qd + kvd, kvd, d},
-                           {&lr.wo, &lq.wo, 0, d, qd},
-                           {&lr.w_gate_up, &lq.w_gate_up, 0, inter, d},
-                           {&lr.w_gate_up, &lq.w_gate_up, inter, inter, d},
-                           {&lr.w_down, &lq.w_down, 0, d, inter}};
-    const std::vector<float> s_attn =
-        ScalesFromNorms(lr.attn_norm.data<float>(), lq.attn_norm.data<float>(), d);
-    const std::vector<float> s_ffn =
-        ScalesFromNorms(lr.ffn_norm.data<float>(), lq.ffn_norm.data<float>(), d);
-    // Column scales per linear: the norms' for q/k/v and gate/up, fitted for o and down. The
-    // row scales: up_proj's rows carry 1/s_down, v_proj's 1/s_o (only when v and o have the same
-    // width: with grouped-query attention AWQ never scales that pair).
-    std::vector<LinearState> st(7);
-    for (size_t i = 0; i < 7; ++i) {
-      const Part& p = parts[i];
-      st[i].out = p.rows;
-      st[i].in = p.in;
-      st[i].w = p.ref->data<float>() + p.row0 * p.in;
-      st[i].w_hat = p.quant->data<float>() + p.row0 * p.in;
-      st[i].own_input = i != 3 && i != 6;
-    }
+    const std::vector<std::string> names = LinearNames(c, l);
+    const Tensor* ref_slots[] = {&lr.wqkv, &lr.wo, &lr.w_gate_up, &lr.w_down};
+    const Tensor* q_slots[] = {&lq.wqkv, &lq.wo, &lq.w_gate_up, &lq.w_down};
+    // The norms' effective weights (w, or Gemma's 1 + w) give the folded scales s = ref / quant
+    // and turn the reference's normed input into the quantized model's.
+    const std::vector<float> ra = EffectiveNorm(kind, lr.attn_norm), qa = EffectiveNorm(kind, lq.attn_norm);
+    const std::vector<float> rf = EffectiveNorm(kind, lr.ffn_norm), qf = EffectiveNorm(kind, lq.ffn_norm);
+    const std::vector<float> s_attn = ScalesFromNorms(ra.data(), qa.data(), d);
+    const std::vector<float> s_ffn = ScalesFromNorms(rf.data(), qf.data(), d);
     // With grouped-query attention (v narrower than o's input) AWQ cannot fold into v, so o_proj
     // is known to be unscaled: s_o = 1 exactly instead of a fit that would absorb noise.
     const bool o_folded = kvd == qd;
-    const std::vector<float> s_o = o_folded ? ScalesFromFit(st[3].w, st[3].w_hat, d, qd)
+    const std::vector<float> s_o = o_folded ? ScalesFromFit(lr.wo.data<float>(), lq.wo.data<float>(), d, qd)
                                             : std::vector<float>(static_cast<size_t>(qd), 1.0f);
-    const std::vector<float> s_down = ScalesFromFit(st[6].w, st[6].w_hat, d, inter);
-    if (o_folded) st[2].row_s = s_o;
-    st[5].row_s = s_down;
-    for (size_t i = 0; i < 7; ++i) {
+    const std::vector<float> s_down =
+        ScalesFromFit(lr.w_down.data<float>(), lq.w_down.data<float>(), d, inter);
+    const std::vector<float>* col_scales[] = {&s_attn, &s_o, &s_ffn, &s_down};
+    std::vector<LinearState> st(arch.linears.size());
+    for (size_t i = 0; i < st.size(); ++i) {
+      const LinearSpec& spec = arch.linears[i];
+      const RowRange r = SlotRows(c, spec.slot, spec.part);
+      const size_t si = static_cast<size_t>(spec.slot);
       LinearState& s = st[i];
-      const std::vector<float>& scales = i < 3 ? s_attn : i == 3 ? s_o : i < 6 ? s_ffn : s_down;
+      s.out = r.rows;
+      s.in = r.in;
+      s.w = ref_slots[si]->data<float>() + r.row0 * r.in;
+      s.w_hat = q_slots[si]->data<float>() + r.row0 * r.in;
+      s.own_input = spec.slot == Slot::kQkv || spec.slot == Slot::kGateUp;
+      // Rows that carry the next linear's 1/s: v's (s_o) and up's (s_down), wherever they sit.
+      const auto rows_of = [&](const RowRange& owner, const std::vector<float>& sv) {
+        for (int64_t o = 0; o < r.rows; ++o) {
+          const int64_t row = r.row0 + o - owner.row0;
+          if (row < 0 || row >= owner.rows) continue;
+          if (s.row_s.empty()) s.row_s.assign(static_cast<size_t>(r.rows), 1.0f);
+          s.row_s[static_cast<size_t>(o)] = sv[static_cast<size_t>(row)];
+        }
+      };
+      if (spec.slot == Slot::kQkv && o_folded) rows_of(v_rows, s_o);
+      if (spec.slot == Slot::kGateUp) rows_of(up_rows, s_down);
+      const std::vector<float>& scales = *col_scales[si];
       s.unfolded = Unfold(s.w_hat, s.out, s.in, scales, s.row_s);
       s.result.module = names[i];
-      s.result.unfold = s.own_input ? "norm" : (i == 3 && !o_folded) ? "none" : "fit";
+      s.result.unfold = s.own_input ? "norm" : (spec.slot == Slot::kO && !o_folded) ? "none" : "fit";
       const auto [mn, mx] = std::minmax_element(scales.begin(), scales.end());
       s.result.scale_min = *mn;
       s.result.scale_max = *mx;
       s.result.weight = CompareTensors(s.w, s.unfolded.data(), s.out * s.in);
     }
-    const float* bqkv = lr.bqkv.empty() ? nullptr : lr.bqkv.data<float>();
+    // The reference's block walk, observed: each linear compared on its slot's input, the
+    // quantized side of q/k/v and gate/up fed its own norm's output of the same hidden state.
+    const BlockObserver observe = [&](BlockPoint p, int64_t, const float* rows, int64_t n,
+                                      int64_t width) {
+      Slot slot;
+      const std::vector<float>* rq = nullptr;  // the norms: reference, quantized
+      const std::vector<float>* qq = nullptr;
+      switch (p) {
+        case BlockPoint::kAttnIn:
+          slot = Slot::kQkv, rq = &ra, qq = &qa;
+          break;
+        case BlockPoint::kAttnCtx:
+          slot = Slot::kO;
+          break;
+        case BlockPoint::kMlpIn:
+          slot = Slot::kGateUp, rq = &rf, qq = &qf;
+          break;
+        case BlockPoint::kMlpAct:
+          slot = Slot::kDown;
+          break;
+        default:
+          return;
+      }
+      if (rq != nullptr) {
+        // norm_q(h) = norm_ref(h) * w_q / w_ref, per channel.
+        in_q.resize(static_cast<size_t>(n * width));
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t j = 0; j < width; ++j) {
+            const float wr = (*rq)[static_cast<size_t>(j)];
+            in_q[static_cast<size_t>(t * width + j)] =
+                wr != 0 ? rows[t * width + j] / wr * (*qq)[static_cast<size_t>(j)] : 0.0f;
+          }
+        }
+      }
+      for (size_t i = 0; i < st.size(); ++i) {
+        if (arch.linears[i].slot != slot) continue;
+        AccumulateOutputs(st[i], rows, rq != nullptr ? in_q.data() : nullptr, n, y, y_hat);
+      }
+    };
     for (int64_t s0 = 0; s0 < n_seq_total; s0 += seqs_per_chunk) {
       const int64_t n_seq = std::min(seqs_per_chunk, n_seq_total - s0);
-      const int64_t n = n_seq * seq_len;
-      float* xc = x.data() + s0 * seq_len * d;
-      reference.Norm(xc, lr.attn_norm.data<float>(), n, in_ref.data());
-      quantized.Norm(xc, lq.attn_norm.data<float>(), n, in_q.data());
-      for (size_t i = 0; i < 3; ++i)
-        AccumulateOutputs(st[i], in_ref.data(), in_q.data(), n, y, y_hat);
-      reference.AttentionBatch(lr.wqkv.data<float>(), bqkv, lr.wo.data<float>(), in_ref.data(),
-                               n_seq, seq_len, ctx.data(), tmp.data());
-      AccumulateOutputs(st[3], ctx.data(), nullptr, n, y, y_hat);
-      for (int64_t i = 0; i < n * d; ++i) xc[i] += tmp[static_cast<size_t>(i)];
-      reference.Norm(xc, lr.ffn_norm.data<float>(), n, in_ref.data());
-      quantized.Norm(xc, lq.ffn_norm.data<float>(), n, in_q.data());
-      for (size_t i = 4; i < 6; ++i)
-        AccumulateOutputs(st[i], in_ref.data(), in_q.data(), n, y, y_hat);
-      reference.MlpBatch(lr.w_gate_up.data<float>(), lr.w_down.data<float>(), in_ref.data(), n,
-                         act.data(), tmp.data());
-      AccumulateOutputs(st[6], act.data(), nullptr, n, y, y_hat);
-      for (int64_t i = 0; i < n * d; ++i) xc[i] += tmp[static_cast<size_t>(i)];
+      reference.BlockForwardBatch(l, x.data() + s0 * seq_len * d, n_seq, seq_len, &observe);
     }
     for (LinearState& s : st) {
       s.result.output = s.acc.Result();

@@ -21,13 +21,17 @@ namespace {
 constexpr int64_t kRowBlock = 64;
 }  // namespace
 
+float AttentionScale(const AttentionShape& shape) {
+  return shape.scale > 0 ? shape.scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+}
+
 void CausalAttention(const float* q, int64_t ldq, const float* keys, const float* values,
                      int64_t ldkv, float* out, int64_t ldo, int64_t n_rows, int64_t pos0,
                      const AttentionShape& shape, ThreadPool& pool) {
   const int64_t hd = shape.head_dim;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const int64_t n_blocks = (n_rows + kRowBlock - 1) / kRowBlock;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = AttentionScale(shape);
   const int64_t max_keys = pos0 + n_rows;
   // One score buffer per thread, reused across its tasks.
   std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
@@ -39,19 +43,23 @@ void CausalAttention(const float* q, int64_t ldq, const float* keys, const float
       const int64_t kvh = h / group;
       const int64_t r0 = b * kRowBlock, r1 = std::min(n_rows, r0 + kRowBlock);
       const int64_t rows = r1 - r0;
-      const int64_t n_keys = pos0 + r1;  // the last row of the block sees this many keys
-      // scores[rows, n_keys] = scale * Q_h[r0:r1] K_kvh[0:n_keys]^T
-      SgemmSerial(false, true, rows, n_keys, hd, scale, q + r0 * ldq + h * hd, ldq, keys + kvh * hd,
-                  ldkv, 0.0f, s.data(), n_keys);
+      // The block's rows see keys [k0, k1): from the first row's window start to the last row.
+      const int64_t k0 = FirstVisibleKey(shape, pos0 + r0), k1 = pos0 + r1;
+      const int64_t n_keys = k1 - k0;
+      // scores[rows, n_keys] = scale * Q_h[r0:r1] K_kvh[k0:k1]^T
+      SgemmSerial(false, true, rows, n_keys, hd, scale, q + r0 * ldq + h * hd, ldq,
+                  keys + k0 * ldkv + kvh * hd, ldkv, 0.0f, s.data(), n_keys);
       for (int64_t i = 0; i < rows; ++i) {
         float* row = s.data() + i * n_keys;
-        const int64_t visible = pos0 + r0 + i + 1;
-        SoftmaxRow(row, visible);
-        for (int64_t j = visible; j < n_keys; ++j) row[j] = 0.0f;
+        const int64_t t = pos0 + r0 + i;
+        const int64_t lo = FirstVisibleKey(shape, t) - k0, hi = t + 1 - k0;
+        for (int64_t j = 0; j < lo; ++j) row[j] = 0.0f;
+        SoftmaxRow(row + lo, hi - lo);
+        for (int64_t j = hi; j < n_keys; ++j) row[j] = 0.0f;
       }
-      // out[r0:r1, h] = scores V_kvh[0:n_keys]
-      SgemmSerial(false, false, rows, hd, n_keys, 1.0f, s.data(), n_keys, values + kvh * hd, ldkv,
-                  0.0f, out + r0 * ldo + h * hd, ldo);
+      // out[r0:r1, h] = scores V_kvh[k0:k1]
+      SgemmSerial(false, false, rows, hd, n_keys, 1.0f, s.data(), n_keys,
+                  values + k0 * ldkv + kvh * hd, ldkv, 0.0f, out + r0 * ldo + h * hd, ldo);
     }
   });
 }
@@ -74,7 +82,7 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
   thread_local std::vector<float> partial_buffer;
   partial_buffer.resize(static_cast<size_t>(tasks * part));
   float* const partials = partial_buffer.data();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = AttentionScale(shape);
   // Tasks one at a time from a shared counter: a thread the host slows down takes fewer.
   pool.ParallelForDynamic(
       tasks,

@@ -1,21 +1,21 @@
 // ModelConfig from GGUF metadata (<arch>.* keys, as llama.cpp's converter writes them).
 #include "awq/gguf.h"
 #include "awq/model_config.h"
+#include "model/arch.h"
 
 namespace awq {
 
 ModelConfig ConfigFromGguf(const GgufFile& gguf) {
   ModelConfig c;
   const std::string arch = gguf.GetString("general.architecture");
-  if (arch != "llama" && arch != "mistral" && arch != "qwen2") {
+  const Architecture* family = FindGgufArchitecture(arch);
+  if (family == nullptr) {
     throw Error(gguf.path() + ": general.architecture is '" + arch +
-                "'; supported: llama, mistral, qwen2");
+                "'; supported: " + SupportedGgufArchitectures());
   }
   const std::string p = arch + ".";
-  c.model_type = arch;
-  c.architecture = arch == "qwen2"     ? "Qwen2ForCausalLM"
-                   : arch == "mistral" ? "MistralForCausalLM"
-                                       : "LlamaForCausalLM";
+  c.model_type = family->model_type;
+  c.architecture = family->hf_class;
   c.hidden_size = static_cast<int64_t>(gguf.GetUint(p + "embedding_length"));
   c.intermediate_size = static_cast<int64_t>(gguf.GetUint(p + "feed_forward_length"));
   c.num_hidden_layers = static_cast<int64_t>(gguf.GetUint(p + "block_count"));
@@ -50,6 +50,7 @@ ModelConfig ConfigFromGguf(const GgufFile& gguf) {
   }
   c.tie_word_embeddings = gguf.FindTensor("output.weight") == nullptr;
   c.attention_bias = gguf.FindTensor("blk.0.attn_q.bias") != nullptr;
+  if (family->read_gguf != nullptr) family->read_gguf(gguf, p, c);
   c.bos_token_id = static_cast<int64_t>(gguf.GetInt("tokenizer.ggml.bos_token_id", -1));
   const int64_t eos = gguf.GetInt("tokenizer.ggml.eos_token_id", -1);
   if (eos >= 0) c.eos_token_ids.push_back(eos);

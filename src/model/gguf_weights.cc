@@ -1,17 +1,19 @@
-// GGUF weight source: Hugging Face names mapped to llama.cpp names, q/k rows un-permuted.
+// GGUF weight source: Hugging Face names mapped to llama.cpp names, q/k rows un-permuted and
+// Gemma's stored 1 + w norms shifted back, by the family's description.
 #include <cstring>
 #include <string>
 
 #include "awq/gguf.h"
+#include "model/arch.h"
 #include "model/weight_source.h"
 
 namespace awq {
 
 namespace {
 
-// Maps "model.layers.N.<module>.weight" and the global tensors to llama.cpp's names. Returns ""
-// for names that have no GGUF counterpart.
-std::string GgufName(const std::string& hf) {
+// Maps "model.layers.N.<module>.weight" and the global tensors to llama.cpp's names, by the
+// family's description. Returns "" for names that have no GGUF counterpart.
+std::string GgufName(const Architecture& arch, const std::string& hf) {
   static const std::pair<const char*, const char*> kGlobal[] = {
       {"model.embed_tokens.weight", "token_embd.weight"},
       {"model.norm.weight", "output_norm.weight"},
@@ -26,22 +28,18 @@ std::string GgufName(const std::string& hf) {
   if (dot == std::string::npos) return "";
   const std::string layer = hf.substr(kPrefix.size(), dot - kPrefix.size());
   const std::string rest = hf.substr(dot + 1);
-  static const std::pair<const char*, const char*> kLayer[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-      {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},
-      {"self_attn.v_proj.bias", "attn_v.bias"},
-  };
-  for (const auto& [h, g] : kLayer) {
-    if (rest == h) return "blk." + layer + "." + g;
+  // llama.cpp names each norm by role, whatever the checkpoint calls it.
+  const std::pair<const char*, const char*> norms[] = {
+      {arch.norms.attn_in, "attn_norm"},     {arch.norms.mlp_in, "ffn_norm"},
+      {arch.norms.attn_out, "post_attention_norm"}, {arch.norms.mlp_out, "post_ffw_norm"},
+      {arch.norms.q, "attn_q_norm"},         {arch.norms.k, "attn_k_norm"}};
+  for (const auto& [h, g] : norms) {
+    if (*h != '\0' && rest == std::string(h) + ".weight") return "blk." + layer + "." + g + ".weight";
+  }
+  for (const LinearSpec& l : arch.linears) {
+    for (const char* suffix : {".weight", ".bias"}) {
+      if (rest == std::string(l.name) + suffix) return "blk." + layer + "." + l.gguf + suffix;
+    }
   }
   return "";
 }
@@ -54,30 +52,35 @@ bool EndsWith(const std::string& s, const char* suffix) {
 class GgufWeights final : public WeightSource {
  public:
   explicit GgufWeights(const std::string& path)
-      : file_(GgufFile::Open(path)), config_(ConfigFromGguf(file_)) {
-    // llama.cpp permutes q/k for architectures whose GGUF rope is the interleaved ("normal")
-    // kind; Qwen2 uses the NeoX rope in GGUF and is stored unpermuted.
-    permuted_qk_ = config_.model_type == "llama" || config_.model_type == "mistral";
-  }
+      : file_(GgufFile::Open(path)),
+        config_(ConfigFromGguf(file_)),
+        arch_(ArchitectureOf(config_)) {}
 
   const std::string& path() const override { return file_.path(); }
   const ModelConfig& config() const override { return config_; }
 
   bool Has(const std::string& hf_name) const override {
-    const std::string g = GgufName(hf_name);
+    const std::string g = GgufName(arch_, hf_name);
     return !g.empty() && file_.FindTensor(g) != nullptr;
   }
 
   Tensor GetF32(const std::string& hf_name) const override {
-    const std::string g = GgufName(hf_name);
+    const std::string g = GgufName(arch_, hf_name);
     if (g.empty() || file_.FindTensor(g) == nullptr) {
       throw Error(file_.path() + ": tensor " + (g.empty() ? hf_name : g) + " (Hugging Face name " +
                   hf_name + ") is missing");
     }
     Tensor t = file_.ReadF32(g);
+    if (arch_.gguf_norm_plus_one && EndsWith(g, "norm.weight")) {
+      // llama.cpp's converter stores Gemma's norms as 1 + w so that its RMSNorm multiplies by
+      // them directly; the model here keeps Hugging Face's w.
+      float* p = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] -= 1.0f;
+      return t;
+    }
     // llama.cpp's converter interleaves the two rotary halves of every q and k head; the
     // forward pass here uses the Hugging Face rotate_half layout.
-    if (!permuted_qk_) return t;
+    if (!arch_.gguf_permuted_qk) return t;
     if (EndsWith(g, "attn_q.weight") || EndsWith(g, "attn_q.bias")) {
       t = UnpermuteGgufQk(t, config_.num_attention_heads);
     } else if (EndsWith(g, "attn_k.weight") || EndsWith(g, "attn_k.bias")) {
@@ -89,7 +92,7 @@ class GgufWeights final : public WeightSource {
  private:
   GgufFile file_;
   ModelConfig config_;
-  bool permuted_qk_ = true;
+  const Architecture& arch_;
 };
 
 }  // namespace

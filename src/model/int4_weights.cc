@@ -1,9 +1,12 @@
-// Switching a model's decoder linears to the int4 kernels (fused q/k/v and gate/up packing).
+// Switching a model's decoder linears to the int4 kernels: each slot's linears (the family's
+// description says which) stacked into one packed matrix.
+#include <array>
 #include <string>
 #include <vector>
 
 #include "awq/model.h"
-#include "awq/quantize.h"
+#include "awq/quantizer.h"
+#include "model/arch.h"
 
 namespace awq {
 
@@ -33,37 +36,40 @@ bool StackRows(const std::vector<const QuantizedLinear*>& parts, QuantizedLinear
 }  // namespace
 
 bool Model::UseInt4Kernels(const std::map<std::string, QuantizedLinear>& linears) {
-  struct Packed {
-    std::shared_ptr<const Int4Matrix> qkv, o, gate_up, down;
-  };
+  const Architecture& arch = ArchitectureOf(config_);
+  using Packed = std::array<std::shared_ptr<const Int4Matrix>, static_cast<size_t>(Slot::kCount)>;
   std::vector<Packed> packed;
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const std::vector<std::string> names = LinearNames(l);  // q k v o gate up down
-    std::vector<const QuantizedLinear*> ql;
-    for (const std::string& n : names) {
-      auto it = linears.find(n);
+    const std::string prefix = LayerPrefix(l);
+    // The description's linears of each slot, stacked in its order (q, k, v; gate, up; or one
+    // fused checkpoint linear).
+    std::vector<const QuantizedLinear*> by_slot[static_cast<size_t>(Slot::kCount)];
+    for (const LinearSpec& spec : arch.linears) {
+      auto it = linears.find(prefix + spec.name);
       if (it == linears.end() || it->second.params.bits != 4) return false;
       const int64_t g = GroupSize(it->second.params, it->second.in);
       if (g % kInt4Inputs != 0) return false;
-      ql.push_back(&it->second);
-    }
-    QuantizedLinear qkv, gate_up;
-    if (!StackRows({ql[0], ql[1], ql[2]}, &qkv) || !StackRows({ql[4], ql[5]}, &gate_up)) {
-      return false;
+      by_slot[static_cast<size_t>(spec.slot)].push_back(&it->second);
     }
     Packed p;
-    p.qkv = std::make_shared<const Int4Matrix>(PackInt4(qkv));
-    p.o = std::make_shared<const Int4Matrix>(PackInt4(*ql[3]));
-    p.gate_up = std::make_shared<const Int4Matrix>(PackInt4(gate_up));
-    p.down = std::make_shared<const Int4Matrix>(PackInt4(*ql[6]));
+    for (size_t s = 0; s < p.size(); ++s) {
+      if (by_slot[s].empty()) return false;
+      QuantizedLinear fused;
+      const QuantizedLinear* one = by_slot[s][0];
+      if (by_slot[s].size() > 1) {
+        if (!StackRows(by_slot[s], &fused)) return false;
+        one = &fused;
+      }
+      p[s] = std::make_shared<const Int4Matrix>(PackInt4(*one));
+    }
     packed.push_back(std::move(p));
   }
   for (size_t l = 0; l < packed.size(); ++l) {
     LayerWeights& w = weights_.layers[l];
-    w.qkv4 = packed[l].qkv;
-    w.o4 = packed[l].o;
-    w.gate_up4 = packed[l].gate_up;
-    w.down4 = packed[l].down;
+    w.qkv4 = packed[l][static_cast<size_t>(Slot::kQkv)];
+    w.o4 = packed[l][static_cast<size_t>(Slot::kO)];
+    w.gate_up4 = packed[l][static_cast<size_t>(Slot::kGateUp)];
+    w.down4 = packed[l][static_cast<size_t>(Slot::kDown)];
   }
   return true;
 }

@@ -1,4 +1,5 @@
-// Loading a model's weights into the fused fp32 layout, from any WeightSource.
+// Loading a model's weights into the fused fp32 layout, from any WeightSource, by the tensor
+// lists of the family's description.
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -7,10 +8,10 @@
 
 #include "awq/awq_checkpoint.h"
 #include "awq/model.h"
-#include "awq/quantize.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/i8_linear.h"
+#include "model/arch.h"
 #include "model/rope.h"
 #include "model/weight_source.h"
 
@@ -50,8 +51,7 @@ Model Model::Build(const WeightSource& src, bool dense_linears) {
   Model m;
   m.config_ = src.config();
   const ModelConfig& c = m.config_;
-  const int64_t d = c.hidden_size, hd = c.head_dim, h = c.num_attention_heads,
-                kv = c.num_key_value_heads, inter = c.intermediate_size, v = c.vocab_size;
+  const int64_t d = c.hidden_size, v = c.vocab_size;
   m.weights_.embed = Fetch(src, "model.embed_tokens.weight", {v, d});
   m.weights_.final_norm = Fetch(src, "model.norm.weight", {d});
   if (src.Has("lm_head.weight")) {
@@ -61,25 +61,46 @@ Model Model::Build(const WeightSource& src, bool dense_linears) {
   } else {
     throw Error(src.path() + ": tensor lm_head.weight is missing and tie_word_embeddings is false");
   }
+  const Architecture& arch = ArchitectureOf(c);
+  const int64_t hd = c.head_dim;
+  const auto norm = [&](const std::string& p, const char* name, int64_t n) {
+    return Fetch(src, p + name + ".weight", {n});
+  };
+  // One fused matrix per slot: the slot's linears stacked in the description's order, which must
+  // tile its rows (q, k, v; gate, up; or one fused checkpoint tensor).
+  const auto slot = [&](const std::string& p, Slot s, const char* suffix, bool bias) {
+    std::vector<Tensor> parts;
+    int64_t next_row = 0;
+    for (const LinearSpec& ls : arch.linears) {
+      if (ls.slot != s) continue;
+      const RowRange r = SlotRows(c, s, ls.part);
+      AWQ_CHECK(r.row0 == next_row);
+      next_row += r.rows;
+      parts.push_back(Fetch(src, p + ls.name + suffix, bias ? Shape{r.rows} : Shape{r.rows, r.in}));
+    }
+    AWQ_CHECK(next_row == SlotRows(c, s, Part::kAll).rows);
+    return parts.size() == 1 ? parts[0] : StackRows(parts);
+  };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string p = LayerPrefix(l);
     LayerWeights lw;
-    lw.attn_norm = Fetch(src, p + "input_layernorm.weight", {d});
+    lw.attn_norm = norm(p, arch.norms.attn_in, d);
+    lw.ffn_norm = norm(p, arch.norms.mlp_in, d);
+    if (arch.recipe.post_norms) {
+      lw.post_attn_norm = norm(p, arch.norms.attn_out, d);
+      lw.post_ffn_norm = norm(p, arch.norms.mlp_out, d);
+    }
+    if (arch.recipe.qk_norm) {
+      lw.q_norm = norm(p, arch.norms.q, hd);
+      lw.k_norm = norm(p, arch.norms.k, hd);
+    }
     if (dense_linears) {
-      lw.wqkv = StackRows({Fetch(src, p + "self_attn.q_proj.weight", {h * hd, d}),
-                           Fetch(src, p + "self_attn.k_proj.weight", {kv * hd, d}),
-                           Fetch(src, p + "self_attn.v_proj.weight", {kv * hd, d})});
-      lw.wo = Fetch(src, p + "self_attn.o_proj.weight", {d, h * hd});
-      lw.w_gate_up = StackRows({Fetch(src, p + "mlp.gate_proj.weight", {inter, d}),
-                                Fetch(src, p + "mlp.up_proj.weight", {inter, d})});
-      lw.w_down = Fetch(src, p + "mlp.down_proj.weight", {d, inter});
+      lw.wqkv = slot(p, Slot::kQkv, ".weight", false);
+      lw.wo = slot(p, Slot::kO, ".weight", false);
+      lw.w_gate_up = slot(p, Slot::kGateUp, ".weight", false);
+      lw.w_down = slot(p, Slot::kDown, ".weight", false);
     }
-    if (c.attention_bias) {
-      lw.bqkv = StackRows({Fetch(src, p + "self_attn.q_proj.bias", {h * hd}),
-                           Fetch(src, p + "self_attn.k_proj.bias", {kv * hd}),
-                           Fetch(src, p + "self_attn.v_proj.bias", {kv * hd})});
-    }
-    lw.ffn_norm = Fetch(src, p + "post_attention_layernorm.weight", {d});
+    if (c.attention_bias) lw.bqkv = slot(p, Slot::kQkv, ".bias", true);
     m.weights_.layers.push_back(std::move(lw));
   }
   m.InitRuntime();
@@ -88,9 +109,14 @@ Model Model::Build(const WeightSource& src, bool dense_linears) {
 
 void Model::InitRuntime() {
   RopeTables rope = BuildRopeTables(config_, config_.max_position_embeddings);
-  rope_cos_ = std::move(rope.cos);
-  rope_sin_ = std::move(rope.sin);
+  rope_cos_[0] = std::move(rope.cos);
+  rope_sin_[0] = std::move(rope.sin);
   rope_positions_ = rope.max_positions;
+  if (config_.rope_local_theta > 0 && config_.sliding_window > 0) {
+    RopeTables local = BuildRopeTables(config_, config_.max_position_embeddings, true);
+    rope_cos_[1] = std::move(local.cos);
+    rope_sin_[1] = std::move(local.sin);
+  }
   pool_ = &ThreadPool::Global();
 }
 
@@ -105,12 +131,13 @@ namespace {
 // the folder is not a 4-bit AWQ checkpoint.
 std::map<std::string, QuantizedLinear> ReadInt4Linears(const std::string& path,
                                                        const SafetensorsCheckpoint& ckpt,
-                                                       int64_t n_layers) {
+                                                       const ModelConfig& src_config) {
+  const int64_t n_layers = src_config.num_hidden_layers;
   std::map<std::string, QuantizedLinear> linears;
   const std::optional<QuantConfig> qc = ReadAwqQuantConfig(path);
   if (!qc || (qc->w_bit != 4 && qc->overrides.empty())) return linears;
   for (int64_t l = 0; l < n_layers; ++l) {
-    for (const std::string& name : LinearNames(l)) {
+    for (const std::string& name : LinearNames(src_config, l)) {
       if (!ckpt.Has(name + ".qweight")) return {};
       linears.emplace(name, ReadAwqLinear(ckpt, name, *qc));
     }
@@ -151,7 +178,7 @@ Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
 
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(path);
   const std::map<std::string, QuantizedLinear> linears =
-      ReadInt4Linears(path, ckpt, src->config().num_hidden_layers);
+      ReadInt4Linears(path, ckpt, src->config());
   if (linears.empty()) return Build(*src, true);
   Model m = Build(*src, false);
   if (!m.UseInt4Kernels(linears)) return Build(*src, true);
@@ -171,7 +198,8 @@ int64_t Model::ParameterCount() const {
   int64_t n = weights_.embed.numel() + weights_.final_norm.numel();
   if (weights_.lm_head.raw() != weights_.embed.raw()) n += weights_.lm_head.numel();
   for (const LayerWeights& l : weights_.layers) {
-    n += l.attn_norm.numel() + l.bqkv.numel() + l.ffn_norm.numel();
+    n += l.attn_norm.numel() + l.bqkv.numel() + l.ffn_norm.numel() + l.q_norm.numel() +
+         l.k_norm.numel() + l.post_attn_norm.numel() + l.post_ffn_norm.numel();
     if (l.qkv4 != nullptr) {
       for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
         n += w->out * w->in;
@@ -202,7 +230,9 @@ int64_t Model::DecodeWeightBytes() const {
     n += static_cast<int64_t>(weights_.lm_head.nbytes());
   }
   for (const LayerWeights& l : weights_.layers) {
-    n += static_cast<int64_t>(l.attn_norm.nbytes() + l.bqkv.nbytes() + l.ffn_norm.nbytes());
+    n += static_cast<int64_t>(l.attn_norm.nbytes() + l.bqkv.nbytes() + l.ffn_norm.nbytes() +
+                              l.q_norm.nbytes() + l.k_norm.nbytes() + l.post_attn_norm.nbytes() +
+                              l.post_ffn_norm.nbytes());
     if (l.qkv4 != nullptr) {
       for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
         n += w->bytes();

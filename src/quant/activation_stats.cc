@@ -16,6 +16,8 @@
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
 
+#include "model/arch.h"
+
 namespace awq {
 
 namespace {
@@ -65,9 +67,15 @@ std::tuple<int64_t, int64_t, std::string> ModuleKey(const std::string& module) {
     if (dot != std::string::npos) {
       try {
         const int64_t layer = std::stoll(module.substr(prefix.size(), dot - prefix.size()));
-        const std::vector<std::string> names = LinearNames(layer);
-        const auto it = std::find(names.begin(), names.end(), module);
-        if (it != names.end()) return {layer, it - names.begin(), module};
+        // Checkpoint order of every family's linears (model/arch/*.cc).
+        static const char* const kOrder[] = {
+            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.qkv_proj",
+            "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",      "mlp.gate_up_proj",
+            "mlp.down_proj"};
+        const std::string rest = module.substr(dot + 1);
+        for (int64_t i = 0; i < static_cast<int64_t>(std::size(kOrder)); ++i) {
+          if (rest == kOrder[i]) return {layer, i, module};
+        }
       } catch (const std::exception&) {
       }
     }
@@ -135,9 +143,7 @@ ActivationStats CollectActivationStats(const Model& model, const CalibrationBatc
   }
   const int64_t seqs_per_chunk = std::max<int64_t>(1, kChunkTokens / seq_len);
   const int64_t max_n = std::min(seqs_per_chunk, batch.n_blocks) * seq_len;
-  std::vector<float> x(static_cast<size_t>(max_n * d)), normed(x.size()), attn_out(x.size());
-  std::vector<float> ctx(static_cast<size_t>(max_n * qd)), act(static_cast<size_t>(max_n * inter));
-  const float* embed = mw.embed.data<float>();
+  std::vector<float> x(static_cast<size_t>(max_n * d));
   for (int64_t s0 = 0; s0 < batch.n_blocks; s0 += seqs_per_chunk) {
     const int64_t n_seq = std::min(seqs_per_chunk, batch.n_blocks - s0);
     const int64_t n = n_seq * seq_len;
@@ -147,37 +153,31 @@ ActivationStats CollectActivationStats(const Model& model, const CalibrationBatc
         throw Error("calibration token " + std::to_string(id) + " is outside the vocabulary of " +
                     std::to_string(vocab));
       }
-      std::memcpy(x.data() + t * d, embed + static_cast<int64_t>(id) * d,
-                  static_cast<size_t>(d) * sizeof(float));
     }
+    model.EmbedTokens(batch.tokens.data() + s0 * seq_len, n, x.data());
     for (int64_t l = 0; l < n_layers; ++l) {
-      const LayerWeights& lw = mw.layers[static_cast<size_t>(l)];
-      const float* bqkv = lw.bqkv.empty() ? nullptr : lw.bqkv.data<float>();
-      model.Norm(x.data(), lw.attn_norm.data<float>(), n, normed.data());
-      acc[static_cast<size_t>(4 * l)].Add(normed.data(), n);
-      model.AttentionBatch(lw.wqkv.data<float>(), bqkv, lw.wo.data<float>(), normed.data(), n_seq,
-                           seq_len, ctx.data(), attn_out.data());
-      acc[static_cast<size_t>(4 * l + 1)].Add(ctx.data(), n);
-      for (int64_t i = 0; i < n * d; ++i)
-        x[static_cast<size_t>(i)] += attn_out[static_cast<size_t>(i)];
-      model.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
-      acc[static_cast<size_t>(4 * l + 2)].Add(normed.data(), n);
-      model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n,
-                     act.data(), attn_out.data());
-      acc[static_cast<size_t>(4 * l + 3)].Add(act.data(), n);
-      for (int64_t i = 0; i < n * d; ++i)
-        x[static_cast<size_t>(i)] += attn_out[static_cast<size_t>(i)];
+      // The block walk, observed at the four linear inputs.
+      const BlockObserver observe = [&](BlockPoint p, int64_t, const float* rows, int64_t rn,
+                                        int64_t) {
+        int slot = -1;
+        if (p == BlockPoint::kAttnIn) slot = 0;
+        if (p == BlockPoint::kAttnCtx) slot = 1;
+        if (p == BlockPoint::kMlpIn) slot = 2;
+        if (p == BlockPoint::kMlpAct) slot = 3;
+        if (slot >= 0) acc[static_cast<size_t>(4 * l + slot)].Add(rows, rn);
+      };
+      model.BlockForwardBatch(l, x.data(), n_seq, seq_len, &observe);
     }
   }
   ActivationStats stats;
   stats.n_tokens = batch.n_blocks * seq_len;
   const double inv = 1.0 / static_cast<double>(stats.n_tokens);
-  // q, k, v read input 0; o input 1; gate, up input 2; down input 3 (LinearNames order).
-  constexpr int kInputOf[7] = {0, 0, 0, 1, 2, 2, 3};
+  // Each linear reads its slot's input: q/k/v 0, o 1, gate/up 2, down 3.
+  const std::vector<LinearSpec>& specs = ArchitectureOf(model.config()).linears;
   for (int64_t l = 0; l < n_layers; ++l) {
-    const std::vector<std::string> names = LinearNames(l);
+    const std::vector<std::string> names = LinearNames(model.config(), l);
     for (size_t i = 0; i < names.size(); ++i) {
-      const Accumulator& a = acc[static_cast<size_t>(4 * l + kInputOf[i])];
+      const Accumulator& a = acc[static_cast<size_t>(4 * l + static_cast<int>(specs[i].slot))];
       ChannelStats s;
       s.module = names[i];
       s.mean_abs.resize(a.sum.size());

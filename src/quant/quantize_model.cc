@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <string>
 
@@ -20,6 +21,7 @@
 #include "awq/thread_pool.h"
 #include "awq/tokenizer.h"
 #include "kernels/cpu/sgemm.h"
+#include "model/arch.h"
 
 namespace awq {
 
@@ -30,48 +32,69 @@ double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// A linear of the current block: a row range of one of the model's (fused) weight tensors.
+// A linear of the current block: a row range of one of the model's fused slot matrices.
 struct LinearRef {
   std::string name;    // "model.layers.3.self_attn.q_proj"
+  Slot slot = Slot::kQkv;
   float* w = nullptr;  // [rows, in]
   int64_t rows = 0;
   int64_t in = 0;
   std::optional<QuantParams> params;  // nullopt: not converted
 };
 
-struct BlockLinears {
-  LinearRef q, k, v, o, gate, up, down;
-};
+// The slot's fp32 matrix of a layer.
+Tensor& SlotTensor(LayerWeights& lw, Slot s) {
+  switch (s) {
+    case Slot::kQkv:
+      return lw.wqkv;
+    case Slot::kO:
+      return lw.wo;
+    case Slot::kGateUp:
+      return lw.w_gate_up;
+    case Slot::kDown:
+      return lw.w_down;
+    case Slot::kCount:
+      break;
+  }
+  AWQ_CHECK(false && "invalid slot");
+  return lw.wqkv;
+}
 
-BlockLinears Linears(Model& model, int64_t layer, const QuantConfig& qc) {
+// The layer's linears in the description's checkpoint order, with their quantization settings.
+std::vector<LinearRef> Linears(Model& model, int64_t layer, const QuantConfig& qc) {
   const ModelConfig& c = model.config();
   LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
-  const int64_t d = c.hidden_size, hd = c.head_dim, qd = c.num_attention_heads * hd,
-                kvd = c.num_key_value_heads * hd, inter = c.intermediate_size;
-  const std::string p = "model.layers." + std::to_string(layer) + ".";
-  float* qkv = lw.wqkv.data<float>();
-  float* gu = lw.w_gate_up.data<float>();
-  BlockLinears b;
-  b.q = {p + "self_attn.q_proj", qkv, qd, d, {}};
-  b.k = {p + "self_attn.k_proj", qkv + qd * d, kvd, d, {}};
-  b.v = {p + "self_attn.v_proj", qkv + (qd + kvd) * d, kvd, d, {}};
-  b.o = {p + "self_attn.o_proj", lw.wo.data<float>(), d, qd, {}};
-  b.gate = {p + "mlp.gate_proj", gu, inter, d, {}};
-  b.up = {p + "mlp.up_proj", gu + inter * d, inter, d, {}};
-  b.down = {p + "mlp.down_proj", lw.w_down.data<float>(), d, inter, {}};
-  for (LinearRef* r : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) {
-    r->params = qc.ParamsFor(r->name);
+  const std::string p = LayerPrefix(layer);
+  std::vector<LinearRef> out;
+  for (const LinearSpec& spec : ArchitectureOf(c).linears) {
+    const RowRange r = SlotRows(c, spec.slot, spec.part);
+    LinearRef ref;
+    ref.name = p + spec.name;
+    ref.slot = spec.slot;
+    ref.w = SlotTensor(lw, spec.slot).data<float>() + r.row0 * r.in;
+    ref.rows = r.rows;
+    ref.in = r.in;
+    ref.params = qc.ParamsFor(ref.name);
     // A group size that does not divide the width is a user error naming the layer.
-    if (r->params) {
+    if (ref.params) {
       try {
-        GroupSize(*r->params, r->in);
+        GroupSize(*ref.params, ref.in);
       } catch (const Error& e) {
-        throw Error(r->name + ": " + e.what() + " (set q_group_size to a divisor of " +
-                    std::to_string(r->in) + ", or -1 for one group per row)");
+        throw Error(ref.name + ": " + e.what() + " (set q_group_size to a divisor of " +
+                    std::to_string(ref.in) + ", or -1 for one group per row)");
       }
     }
+    out.push_back(std::move(ref));
   }
-  return b;
+  return out;
+}
+
+std::vector<LinearRef*> InSlot(std::vector<LinearRef>& lins, Slot s) {
+  std::vector<LinearRef*> out;
+  for (LinearRef& r : lins) {
+    if (r.slot == s) out.push_back(&r);
+  }
+  return out;
 }
 
 // out [n, rows] = x [n, in] * w [rows, in]^T
@@ -115,15 +138,47 @@ void DivideColumns(float* x, int64_t n, int64_t d, const std::vector<float>& s) 
   }
 }
 
-// The captured activations of one block (all rows = calibration tokens).
+// The activations of one block's walk over the calibration batch (rows = tokens), as the
+// observer records them.
 struct Captures {
-  std::vector<float> in_attn;   // [N, D]    input of q/k/v
-  std::vector<float> ctx;       // [N, H*hd] input of o_proj
-  std::vector<float> attn_out;  // [N, D]    self-attention output
-  std::vector<float> in_mlp;    // [N, D]    input of gate/up
-  std::vector<float> act;       // [N, I]    input of down_proj
-  std::vector<float> mlp_out;   // [N, D]    MLP output
+  std::vector<float> at[static_cast<size_t>(BlockPoint::kCount)];
+  std::vector<float>& operator[](BlockPoint p) { return at[static_cast<size_t>(p)]; }
 };
+
+// The walk's point whose rows are a slot's inputs.
+BlockPoint SlotInput(Slot s) {
+  switch (s) {
+    case Slot::kQkv:
+      return BlockPoint::kAttnIn;
+    case Slot::kO:
+      return BlockPoint::kAttnCtx;
+    case Slot::kGateUp:
+      return BlockPoint::kMlpIn;
+    case Slot::kDown:
+      return BlockPoint::kMlpAct;
+    case Slot::kCount:
+      break;
+  }
+  AWQ_CHECK(false && "invalid slot");
+  return BlockPoint::kAttnIn;
+}
+
+// Runs layer `layer`'s block walk over x [n_seq * seq_len, D] in place, copying the rows of the
+// requested points into `cap` (sized on first sight).
+void WalkAndCapture(const Model& model, int64_t layer, std::vector<float>& x, int64_t n_seq,
+                    int64_t seq_len, std::initializer_list<BlockPoint> points, Captures& cap) {
+  const int64_t n = n_seq * seq_len;
+  bool want[static_cast<size_t>(BlockPoint::kCount)] = {};
+  for (BlockPoint p : points) want[static_cast<size_t>(p)] = true;
+  const BlockObserver observe = [&](BlockPoint p, int64_t row0, const float* rows, int64_t rn,
+                                    int64_t width) {
+    if (!want[static_cast<size_t>(p)]) return;
+    std::vector<float>& dst = cap[p];
+    if (dst.size() != static_cast<size_t>(n * width)) dst.resize(static_cast<size_t>(n * width));
+    std::memcpy(dst.data() + row0 * width, rows, static_cast<size_t>(rn * width) * sizeof(float));
+  };
+  model.BlockForwardBatch(layer, x.data(), n_seq, seq_len, &observe);
+}
 
 // Quantizes the converted linears among `lins`, which all read `inputs` [n, in_dim], with GPTQ
 // on one shared Hessian; the model keeps the dequantized weights.
@@ -150,51 +205,76 @@ void GptqGroup(const std::vector<LinearRef*>& lins, const float* inputs, int64_t
 }
 
 // GPTQ over one decoder block, "true sequential": x [N, D] is the block's input as the blocks
-// quantized so far compute it, and every linear's Hessian comes from its input recomputed with
-// the linears before it already quantized (q/k/v, then o, then gate/up, then down). On return x
-// is the block's output with every weight quantized: the next block's input.
-void GptqBlock(Model& model, int64_t layer, BlockLinears& b, std::vector<float>& x, int64_t n_seq,
-               int64_t seq_len, const GptqOptions& go, QuantizeResult& result,
+// quantized so far compute it, and every slot's Hessian comes from its input as the block walk
+// computes it with the slots before it already quantized (q/k/v, then o, then gate/up, then
+// down): one walk per slot, observed at that slot's input. On return x is the block's output
+// with every weight quantized: the next block's input.
+void GptqBlock(Model& model, int64_t layer, std::vector<LinearRef>& lins, std::vector<float>& x,
+               int64_t n_seq, int64_t seq_len, const GptqOptions& go, QuantizeResult& result,
                BlockReport& report) {
+  const int64_t n = n_seq * seq_len;
+  for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
+    auto t0 = Clock::now();
+    std::vector<float> scratch = x;
+    Captures cap;
+    WalkAndCapture(model, layer, scratch, n_seq, seq_len, {SlotInput(s)}, cap);
+    result.seconds.capture += Since(t0);
+    const std::vector<LinearRef*> group = InSlot(lins, s);
+    GptqGroup(group, cap[SlotInput(s)].data(), n, group[0]->in, go, result, report);
+  }
+  const auto t0 = Clock::now();
+  model.BlockForwardBatch(layer, x.data(), n_seq, seq_len, nullptr);
+  result.seconds.capture += Since(t0);
+}
+
+// Folds an AWQ scale vector into the op that absorbs it (the output side), as the family's
+// description names it: a norm (through its form: w / s, or (1 + w) / s - 1) or the last rows
+// (and bias) of a slot.
+void FoldIntoOwner(Model& model, int64_t layer, ScaleOwner owner, const std::vector<float>& s) {
   const ModelConfig& c = model.config();
-  const int64_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim,
-                inter = c.intermediate_size, n = n_seq * seq_len;
   LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
-  const float* bqkv = lw.bqkv.empty() ? nullptr : lw.bqkv.data<float>();
-  std::vector<float> normed(static_cast<size_t>(n * d)), out(static_cast<size_t>(n * d));
+  const NormKind kind = ArchitectureOf(c).recipe.norm;
+  auto fold_norm = [&](Tensor& t) {
+    float* w = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float si = s[static_cast<size_t>(i)];
+      // Gemma's norm multiplies by (1 + w): dividing w by s would not divide the output by s.
+      w[i] = kind == NormKind::kRmsOnePlus ? (1.0f + w[i]) / si - 1.0f : w[i] / si;
+    }
+  };
+  auto fold_rows = [&](Slot slot, Part part) {
+    const RowRange r = SlotRows(c, slot, part);
+    DivideRows(SlotTensor(lw, slot).data<float>() + r.row0 * r.in, r.rows, r.in, s);
+    if (slot == Slot::kQkv && !lw.bqkv.empty()) {
+      float* b = lw.bqkv.data<float>() + r.row0;
+      for (int64_t i = 0; i < r.rows; ++i) b[i] /= s[static_cast<size_t>(i)];
+    }
+  };
+  switch (owner) {
+    case ScaleOwner::kAttnInNorm:
+      return fold_norm(lw.attn_norm);
+    case ScaleOwner::kMlpInNorm:
+      return fold_norm(lw.ffn_norm);
+    case ScaleOwner::kVRows:
+      return fold_rows(Slot::kQkv, Part::kV);
+    case ScaleOwner::kUpRows:
+      return fold_rows(Slot::kGateUp, Part::kUp);
+    case ScaleOwner::kCount:
+      break;
+  }
+  AWQ_CHECK(false && "invalid scale owner");
+}
 
-  auto t0 = Clock::now();
-  model.Norm(x.data(), lw.attn_norm.data<float>(), n, normed.data());
-  result.seconds.capture += Since(t0);
-  GptqGroup({&b.q, &b.k, &b.v}, normed.data(), n, d, go, result, report);
-
-  t0 = Clock::now();
-  std::vector<float> ctx(static_cast<size_t>(n * qd));
-  model.AttentionBatch(lw.wqkv.data<float>(), bqkv, lw.wo.data<float>(), normed.data(), n_seq,
-                       seq_len, ctx.data(), out.data());
-  result.seconds.capture += Since(t0);
-  GptqGroup({&b.o}, ctx.data(), n, qd, go, result, report);
-
-  t0 = Clock::now();
-  LinearF32Into(ctx.data(), b.o.w, out.data(), n, d, qd);  // attention with quantized o_proj
-  for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
-  ctx.clear();
-  ctx.shrink_to_fit();
-  model.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
-  result.seconds.capture += Since(t0);
-  GptqGroup({&b.gate, &b.up}, normed.data(), n, d, go, result, report);
-
-  t0 = Clock::now();
-  std::vector<float> act(static_cast<size_t>(n * inter));
-  model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, act.data(),
-                 out.data());
-  result.seconds.capture += Since(t0);
-  GptqGroup({&b.down}, act.data(), n, inter, go, result, report);
-
-  t0 = Clock::now();
-  LinearF32Into(act.data(), b.down.w, out.data(), n, d, inter);
-  for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
-  result.seconds.capture += Since(t0);
+// How many output rows of its owner a scale vector would divide (the inputs it must match).
+int64_t OwnerWidth(const ModelConfig& c, ScaleOwner owner) {
+  switch (owner) {
+    case ScaleOwner::kVRows:
+      return SlotRows(c, Slot::kQkv, Part::kV).rows;
+    case ScaleOwner::kUpRows:
+      return SlotRows(c, Slot::kGateUp, Part::kUp).rows;
+    default:
+      return c.hidden_size;
+  }
 }
 
 }  // namespace
@@ -223,13 +303,6 @@ QuantMethod ParseQuantMethod(const std::string& name) {
   throw Error("--method '" + name + "' is not supported; choose rtn, awq, gptq or awq+gptq");
 }
 
-std::vector<std::string> LinearNames(int64_t layer) {
-  const std::string p = "model.layers." + std::to_string(layer) + ".";
-  return {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj",
-          p + "self_attn.o_proj", p + "mlp.gate_proj",    p + "mlp.up_proj",
-          p + "mlp.down_proj"};
-}
-
 int64_t PeakRssBytes() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -245,8 +318,8 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
   qc.Validate();
   model.RequireFp32Weights("quantization");
   const ModelConfig& c = model.config();
+  const Architecture& arch = ArchitectureOf(c);
   const int64_t n_layers = c.num_hidden_layers, d = c.hidden_size;
-  const int64_t qd = c.num_attention_heads * c.head_dim, inter = c.intermediate_size;
   const auto t_start = Clock::now();
   QuantizeResult result;
   result.method = options.method;
@@ -275,19 +348,13 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
     result.calib_blocks = n_seq;
     result.calib_tokens = n_seq * seq_len;
     x.resize(static_cast<size_t>(n_seq * seq_len * d));
-    const float* embed = model.weights().embed.data<float>();
-    for (int64_t t = 0; t < n_seq * seq_len; ++t) {
-      std::memcpy(x.data() + t * d,
-                  embed + static_cast<int64_t>(batch.tokens[static_cast<size_t>(t)]) * d,
-                  static_cast<size_t>(d) * sizeof(float));
-    }
+    model.EmbedTokens(batch.tokens.data(), n_seq * seq_len, x.data());
     result.seconds.calibration = Since(t0);
   }
   const int64_t n = n_seq * seq_len;
 
   for (int64_t l = 0; l < n_layers; ++l) {
-    BlockLinears b = Linears(model, l, qc);
-    LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
+    std::vector<LinearRef> lins = Linears(model, l, qc);
     BlockReport report;
     report.layer = l;
     // awq+gptq: the AWQ searches below run on this block's input, and GPTQ then starts again
@@ -295,143 +362,103 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
     std::vector<float> block_in;
     if (awq && gptq) block_in = x;
     if (awq) {
-      // 1. Run the original block, recording every linear's input.
+      // 1. Run the original block (the one walk, observed), recording every slot's input and
+      // the attention and MLP outputs; x becomes the next block's input.
       auto t0 = Clock::now();
       Captures cap;
-      cap.in_attn.resize(static_cast<size_t>(n * d));
-      cap.ctx.resize(static_cast<size_t>(n * qd));
-      cap.attn_out.resize(static_cast<size_t>(n * d));
-      cap.in_mlp.resize(static_cast<size_t>(n * d));
-      cap.act.resize(static_cast<size_t>(n * inter));
-      cap.mlp_out.resize(static_cast<size_t>(n * d));
-      const float* bqkv = lw.bqkv.empty() ? nullptr : lw.bqkv.data<float>();
-      model.Norm(x.data(), lw.attn_norm.data<float>(), n, cap.in_attn.data());
-      model.AttentionBatch(lw.wqkv.data<float>(), bqkv, lw.wo.data<float>(), cap.in_attn.data(),
-                           n_seq, seq_len, cap.ctx.data(), cap.attn_out.data());
-      for (size_t i = 0; i < x.size(); ++i) x[i] += cap.attn_out[i];  // x = h (residual)
-      model.Norm(x.data(), lw.ffn_norm.data<float>(), n, cap.in_mlp.data());
-      model.MlpBatch(lw.w_gate_up.data<float>(), lw.w_down.data<float>(), cap.in_mlp.data(), n,
-                     cap.act.data(), cap.mlp_out.data());
-      for (size_t i = 0; i < x.size(); ++i) x[i] += cap.mlp_out[i];  // next block's input
+      WalkAndCapture(model, l, x, n_seq, seq_len,
+                     {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut,
+                      BlockPoint::kMlpIn, BlockPoint::kMlpAct, BlockPoint::kMlpOut},
+                     cap);
       result.seconds.capture += Since(t0);
 
-      // 2. Scale search, every group against the original weights.
+      // 2. Scale search, every group of the description against the original weights.
       t0 = Clock::now();
-      const int64_t group = qc.q_group_size;
-      auto search = [&](const std::string& name, const std::vector<LinearRef*>& lins,
-                        const std::vector<float>& inputs, int64_t in_dim,
-                        const std::function<void(const std::vector<std::vector<float>>&,
-                                                 std::vector<float>&)>& run,
-                        const std::vector<float>& reference) {
+      LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
+      std::vector<std::vector<float>> scales(arch.awq_groups.size());
+      for (size_t gi = 0; gi < arch.awq_groups.size(); ++gi) {
+        const AwqGroupSpec& g = arch.awq_groups[gi];
+        const std::vector<LinearRef*> group = InSlot(lins, g.slot);
+        const int64_t in_dim = group[0]->in;
+        // v -> o only without grouped-query attention: the scaled rows must be o's inputs.
+        if (g.needs_matching_rows && OwnerWidth(c, g.owner) != in_dim) continue;
+        const std::vector<float>& inputs = cap[SlotInput(g.slot)];
         std::vector<const float*> ws;
         std::vector<int64_t> rows;
-        for (LinearRef* r : lins) {
+        int64_t slot_rows = 0;
+        for (const LinearRef* r : group) {
           ws.push_back(r->w);
           rows.push_back(r->rows);
+          slot_rows += r->rows;
         }
         const std::vector<float> x_mean = ChannelMeanAbs(inputs.data(), n, in_dim);
-        const std::vector<float> w_mean = WeightMeanNormalized(ws, rows, in_dim, group);
-        std::vector<std::vector<float>> cand(lins.size());
-        for (size_t i = 0; i < lins.size(); ++i) {
-          cand[i].resize(static_cast<size_t>(lins[i]->rows * in_dim));
+        const std::vector<float> w_mean = WeightMeanNormalized(ws, rows, in_dim, qc.q_group_size);
+        // The reference output of the inspected module with the original weights.
+        std::vector<float> own_ref;
+        if (g.inspect == Inspect::kOwnOutput) {
+          own_ref.resize(static_cast<size_t>(n * slot_rows));
+          LinearF32Into(inputs.data(), group[0]->w, own_ref.data(), n, slot_rows, in_dim);
         }
+        const std::vector<float>& reference = g.inspect == Inspect::kAttention ? cap[BlockPoint::kAttnOut]
+                                              : g.inspect == Inspect::kMlp ? cap[BlockPoint::kMlpOut]
+                                                                           : own_ref;
+        // The candidate slot matrix (the group's linears are its rows, in order).
+        std::vector<float> cand(static_cast<size_t>(slot_rows * in_dim));
         std::vector<float> out(reference.size());
-        auto loss = [&](const std::vector<float>& s) {
-          for (size_t i = 0; i < lins.size(); ++i) CandidateWeights(*lins[i], s, cand[i].data());
-          run(cand, out);
+        auto loss = [&](const std::vector<float>& sv) {
+          float* p = cand.data();
+          for (const LinearRef* r : group) {
+            CandidateWeights(*r, sv, p);
+            p += r->rows * in_dim;
+          }
+          switch (g.inspect) {
+            case Inspect::kAttention:
+              model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs.data(), n_seq,
+                                   seq_len, nullptr, out.data());
+              break;
+            case Inspect::kMlp:
+              model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs.data(), n, nullptr,
+                             out.data());
+              break;
+            default:
+              LinearF32Into(inputs.data(), cand.data(), out.data(), n, slot_rows, in_dim);
+          }
           return MeanSquaredError(reference, out);
         };
         // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
         const ScaleSearchResult r = SearchScales(x_mean, w_mean, qc.n_grid, qc.duo_scaling,
                                                  /*include_identity=*/true, loss);
-        BlockReport::Group g;
-        g.name = name;
-        g.best_index = r.best_index;
-        g.best_loss = r.best_loss;
-        g.identity_loss = r.losses.back();
-        report.groups.push_back(g);
-        return r.scales;
-      };
-      // Group 1: input_layernorm -> q, k, v; compare the self-attention output.
-      const std::vector<float> s_qkv = search(
-          "qkv", {&b.q, &b.k, &b.v}, cap.in_attn, d,
-          [&](const std::vector<std::vector<float>>& w, std::vector<float>& out) {
-            std::vector<float> fused(static_cast<size_t>((b.q.rows + 2 * b.k.rows) * d));
-            float* p = fused.data();
-            for (const auto& part : w) {
-              std::memcpy(p, part.data(), part.size() * sizeof(float));
-              p += part.size();
-            }
-            model.AttentionBatch(fused.data(), bqkv, lw.wo.data<float>(), cap.in_attn.data(), n_seq,
-                                 seq_len, nullptr, out.data());
-          },
-          cap.attn_out);
-      // Group 2: v_proj -> o_proj, only without grouped-query attention (shapes must match).
-      std::vector<float> s_o;
-      if (b.v.rows == b.o.in) {
-        std::vector<float> o_ref(static_cast<size_t>(n * d));
-        LinearF32Into(cap.ctx.data(), b.o.w, o_ref.data(), n, d, qd);
-        s_o = search(
-            "o", {&b.o}, cap.ctx, qd,
-            [&](const std::vector<std::vector<float>>& w, std::vector<float>& out) {
-              LinearF32Into(cap.ctx.data(), w[0].data(), out.data(), n, d, qd);
-            },
-            o_ref);
+        BlockReport::Group rep;
+        rep.name = g.name;
+        rep.best_index = r.best_index;
+        rep.best_loss = r.best_loss;
+        rep.identity_loss = r.losses.back();
+        report.groups.push_back(rep);
+        scales[gi] = r.scales;
       }
-      // Group 3: post_attention_layernorm -> gate, up; compare the MLP output.
-      const std::vector<float> s_gu = search(
-          "gate_up", {&b.gate, &b.up}, cap.in_mlp, d,
-          [&](const std::vector<std::vector<float>>& w, std::vector<float>& out) {
-            std::vector<float> fused(static_cast<size_t>(2 * inter * d));
-            std::memcpy(fused.data(), w[0].data(), w[0].size() * sizeof(float));
-            std::memcpy(fused.data() + w[0].size(), w[1].data(), w[1].size() * sizeof(float));
-            model.MlpBatch(fused.data(), lw.w_down.data<float>(), cap.in_mlp.data(), n, nullptr,
-                           out.data());
-          },
-          cap.mlp_out);
-      // Group 4: up_proj -> down_proj; compare down_proj's output (which is the MLP output).
-      const std::vector<float> s_down = search(
-          "down", {&b.down}, cap.act, inter,
-          [&](const std::vector<std::vector<float>>& w, std::vector<float>& out) {
-            LinearF32Into(cap.act.data(), w[0].data(), out.data(), n, d, inter);
-          },
-          cap.mlp_out);
       result.seconds.scale_search += Since(t0);
 
-      // 3. Fold the scales: the absorbing op is divided, the consuming linears' input columns
+      // 3. Fold the scales: the owner divided (through its norm form), the slot's input columns
       // multiplied, and the captured inputs divided (they feed the clip search).
-      float* attn_norm = lw.attn_norm.data<float>();
-      for (int64_t i = 0; i < d; ++i) attn_norm[i] /= s_qkv[static_cast<size_t>(i)];
-      for (LinearRef* r : {&b.q, &b.k, &b.v}) ScaleColumns(r->w, r->rows, r->in, s_qkv);
-      DivideColumns(cap.in_attn.data(), n, d, s_qkv);
-      if (!s_o.empty()) {
-        DivideRows(b.v.w, b.v.rows, b.v.in, s_o);
-        ScaleColumns(b.o.w, b.o.rows, b.o.in, s_o);
-        DivideColumns(cap.ctx.data(), n, qd, s_o);
+      for (size_t gi = 0; gi < arch.awq_groups.size(); ++gi) {
+        if (scales[gi].empty()) continue;
+        const AwqGroupSpec& g = arch.awq_groups[gi];
+        FoldIntoOwner(model, l, g.owner, scales[gi]);
+        for (LinearRef* r : InSlot(lins, g.slot)) ScaleColumns(r->w, r->rows, r->in, scales[gi]);
+        std::vector<float>& inputs = cap[SlotInput(g.slot)];
+        DivideColumns(inputs.data(), n, static_cast<int64_t>(scales[gi].size()), scales[gi]);
       }
-      float* ffn_norm = lw.ffn_norm.data<float>();
-      for (int64_t i = 0; i < d; ++i) ffn_norm[i] /= s_gu[static_cast<size_t>(i)];
-      for (LinearRef* r : {&b.gate, &b.up}) ScaleColumns(r->w, r->rows, r->in, s_gu);
-      DivideColumns(cap.in_mlp.data(), n, d, s_gu);
-      DivideRows(b.up.w, b.up.rows, b.up.in, s_down);
-      ScaleColumns(b.down.w, b.down.rows, b.down.in, s_down);
-      DivideColumns(cap.act.data(), n, inter, s_down);
 
       // 4. Clip search on the scaled weights (q/k skipped: their error goes through q.k).
       if (qc.apply_clip) {
         t0 = Clock::now();
-        const std::pair<LinearRef*, const std::vector<float>*> clip_inputs[] = {
-            {&b.v, &cap.in_attn},
-            {&b.o, &cap.ctx},
-            {&b.gate, &cap.in_mlp},
-            {&b.up, &cap.in_mlp},
-            {&b.down, &cap.act}};
-        for (const auto& [r, inputs] : clip_inputs) {
-          if (!r->params || ClipSkipped(r->name)) continue;
+        for (LinearRef& r : lins) {
+          if (!r.params || ClipSkipped(r.name)) continue;
+          const std::vector<float>& inputs = cap[SlotInput(r.slot)];
           const std::vector<float> max_val =
-              SearchClip(r->w, r->rows, r->in, inputs->data(), n, *r->params, qc.n_grid,
-                         qc.max_shrink, qc.n_sample_token);
-          ApplyClip(r->w, r->rows, r->in, max_val, GroupSize(*r->params, r->in));
+              SearchClip(r.w, r.rows, r.in, inputs.data(), n, *r.params, qc.n_grid, qc.max_shrink,
+                         qc.n_sample_token);
+          ApplyClip(r.w, r.rows, r.in, max_val, GroupSize(*r.params, r.in));
         }
         result.seconds.clip_search += Since(t0);
       }
@@ -440,14 +467,14 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
     // 5. Quantize every converted linear; the model keeps the dequantized weights.
     if (gptq) {
       if (awq) x = std::move(block_in);
-      GptqBlock(model, l, b, x, n_seq, seq_len, options.gptq, result, report);
+      GptqBlock(model, l, lins, x, n_seq, seq_len, options.gptq, result, report);
     } else {
       const auto t0 = Clock::now();
-      for (LinearRef* r : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) {
-        if (!r->params) continue;
-        QuantizedLinear ql = QuantizeLinear(r->w, r->rows, r->in, *r->params);
-        DequantizeLinear(ql, r->w);
-        result.linears.emplace(r->name, std::move(ql));
+      for (LinearRef& r : lins) {
+        if (!r.params) continue;
+        QuantizedLinear ql = QuantizeLinear(r.w, r.rows, r.in, *r.params);
+        DequantizeLinear(ql, r.w);
+        result.linears.emplace(r.name, std::move(ql));
       }
       result.seconds.quantize += Since(t0);
     }

@@ -24,7 +24,7 @@ fi
 # Only the sources the kernel and its oracle need; static, so qemu needs no AArch64 libraries.
 "$cxx" -O2 -std=c++20 -static -march=armv8.2-a+dotprod -I"$root/include" -I"$root/src" \
   "$root/src/kernels/cpu/int4_int8_neon.cc" "$root/src/kernels/ref/int4_ref.cc" \
-  "$root/src/kernels/cpu/int4_layout.cc" "$root/src/quant/quantizer.cc" \
+  "$root/src/kernels/cpu/int4_layout.cc" "$root/src/format/quantizer.cc" \
   "$root/src/core/thread_pool.cc" "$root/src/core/error.cc" "$root/tests/neon/neon_check.cc" \
   -lpthread -o "$out"
 "${runner[@]}" "$out"

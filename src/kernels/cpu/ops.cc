@@ -50,6 +50,23 @@ void SiluMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int6
   }
 }
 
+void GeluTanhMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int64_t n_rows,
+                     int64_t d) {
+  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), in fp32 as PyTorch's CPU kernel.
+  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+  constexpr float kKappa = 0.044715f;
+  for (int64_t t = 0; t < n_rows; ++t) {
+    const float* g = gate_up + t * ld;
+    const float* u = g + d;
+    float* o = out + t * ldo;
+    for (int64_t j = 0; j < d; ++j) {
+      const float x = g[j];
+      const float inner = kBeta * (x + kKappa * x * x * x);
+      o[j] = 0.5f * x * (1.0f + std::tanh(inner)) * u[j];
+    }
+  }
+}
+
 double SoftmaxRow(float* x, int64_t n) {
 #if defined(__x86_64__)
   if (CpuHasAvx2Fma()) return SoftmaxRowAvx2(x, n);

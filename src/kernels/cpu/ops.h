@@ -22,6 +22,11 @@ void ApplyRope(float* x, int64_t ldx, int64_t n_rows, int64_t n_heads, int64_t h
 void SiluMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int64_t n_rows,
                  int64_t d);
 
+// out[t, j] = gelu_tanh(gate[t, j]) * up[t, j] (GELU's tanh approximation, PyTorch's
+// gelu(approximate="tanh"), Gemma's MLP); same layout as SiluMulRows.
+void GeluTanhMulRows(const float* gate_up, int64_t ld, float* out, int64_t ldo, int64_t n_rows,
+                     int64_t d);
+
 // In-place softmax of a row of length n; returns log(sum(exp(x - max))) + max (the logsumexp).
 double SoftmaxRow(float* x, int64_t n);
 

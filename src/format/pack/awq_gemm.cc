@@ -1,5 +1,5 @@
 // Packing and unpacking of AutoAWQ's GEMM layout (drawn in awq_gemm.h and docs/LAYOUTS.md).
-#include "quant/pack/awq_gemm.h"
+#include "format/pack/awq_gemm.h"
 
 #include <cstring>
 #include <string>
@@ -7,7 +7,7 @@
 #include "awq/awq_checkpoint.h"
 #include "awq/error.h"
 #include "awq/thread_pool.h"
-#include "quant/pack/layout_util.h"
+#include "format/pack/layout_util.h"
 
 namespace awq {
 

@@ -236,7 +236,7 @@ void AwqCheckpointWriter::AddQuantized(const std::string& module_name, const Qua
   entries_.push_back(std::move(e));
 }
 
-void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& config,
+void AwqCheckpointWriter::Write(const std::string& dir_in, const std::string& config_json,
                                 const QuantConfig& qc, const Tokenizer* tokenizer,
                                 uint64_t max_shard_bytes, bool overwrite) const {
   const std::string dir = DirNoTrailingSlash(dir_in);
@@ -349,8 +349,9 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
 
   // config.json: transformers' keys sorted; AutoAWQ's to_transformers_dict() as
   // quantization_config.
-  json cfg = json::parse(HfConfigToJson(config));
-  cfg["torch_dtype"] = torch_dtype;
+  json cfg = json::parse(config_json);
+  // transformers 5 spells it "dtype"; keep whichever the model's config uses.
+  cfg[cfg.contains("dtype") ? "dtype" : "torch_dtype"] = torch_dtype;
   json quant = {{"bits", qc.w_bit},
                 {"group_size", qc.q_group_size},
                 {"modules_to_not_convert", not_convert.empty() ? json(nullptr) : json(not_convert)},
@@ -370,9 +371,9 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const ModelConfig& co
   if (!method.empty()) legacy["awqcpp_method"] = method;
   const std::string legacy_text = legacy.dump(2) + "\n";
   json gen = json::object();
-  if (config.bos_token_id >= 0) gen["bos_token_id"] = config.bos_token_id;
-  if (config.eos_token_ids.size() == 1) gen["eos_token_id"] = config.eos_token_ids[0];
-  if (config.eos_token_ids.size() > 1) gen["eos_token_id"] = config.eos_token_ids;
+  for (const char* key : {"bos_token_id", "eos_token_id"}) {
+    if (cfg.contains(key) && !cfg.at(key).is_null()) gen[key] = cfg.at(key);
+  }
   const std::string gen_text = gen.dump(2) + "\n";
 
   const std::string tmp = dir + ".tmp-" + std::to_string(::getpid());

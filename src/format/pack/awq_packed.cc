@@ -1,6 +1,6 @@
 // Packing and unpacking of our bit-stream layout for 2..8-bit linears (drawn in awq_packed.h
 // and docs/LAYOUTS.md).
-#include "quant/pack/awq_packed.h"
+#include "format/pack/awq_packed.h"
 
 #include <string>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "awq/awq_checkpoint.h"
 #include "awq/error.h"
 #include "awq/thread_pool.h"
-#include "quant/pack/layout_util.h"
+#include "format/pack/layout_util.h"
 
 namespace awq {
 

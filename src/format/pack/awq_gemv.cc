@@ -12,7 +12,7 @@
 
 #include "awq/awq_checkpoint.h"
 #include "awq/error.h"
-#include "quant/pack/layout_util.h"
+#include "format/pack/layout_util.h"
 
 namespace awq {
 

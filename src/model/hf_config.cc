@@ -1,5 +1,6 @@
-// Hugging Face config.json for Llama-family decoders: parsing with the defaults transformers
-// applies, validation, and writing it back the way transformers does.
+// Hugging Face config.json: the keys every family shares, parsed with the defaults transformers
+// applies, then the family's own keys through its description (model/arch.h); validation, and
+// writing it back the way transformers does.
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -8,30 +9,13 @@
 #include "awq/error.h"
 #include "awq/model_config.h"
 #include "core/mapped_file.h"
+#include "model/arch.h"
 
 namespace awq {
 
 namespace {
 
 using nlohmann::json;
-
-// The model types whose decoder is Llama's (RMSNorm, RoPE, SwiGLU MLP, GQA attention).
-struct ModelTypeInfo {
-  const char* model_type;
-  const char* architecture;  // default when "architectures" is absent
-};
-constexpr ModelTypeInfo kModelTypes[] = {
-    {"llama", "LlamaForCausalLM"},
-    {"mistral", "MistralForCausalLM"},
-    {"qwen2", "Qwen2ForCausalLM"},
-};
-
-const ModelTypeInfo* FindModelType(const std::string& model_type) {
-  for (const ModelTypeInfo& m : kModelTypes) {
-    if (model_type == m.model_type) return &m;
-  }
-  return nullptr;
-}
 
 bool IsValidRope(RopeScalingType t) {
   return static_cast<uint8_t>(t) < static_cast<uint8_t>(RopeScalingType::kCount);
@@ -140,9 +124,30 @@ RopeScaling ParseRopeScaling(const ConfigReader& r, const json& obj, const std::
     rs.high_freq_factor = r.Number(obj, "high_freq_factor", key + ".high_freq_factor");
     rs.original_max_position_embeddings =
         r.Int(obj, "original_max_position_embeddings", key + ".original_max_position_embeddings");
+  } else if (type == "yarn") {
+    rs.type = RopeScalingType::kYarn;
+    rs.factor = r.Number(obj, "factor", key + ".factor");
+    if (r.Has(obj, "original_max_position_embeddings")) {
+      rs.original_max_position_embeddings =
+          r.Int(obj, "original_max_position_embeddings", key + ".original_max_position_embeddings");
+    } else {
+      rs.original_max_position_embeddings = -1;  // max_position_embeddings, set by the caller
+    }
+    if (r.Has(obj, "beta_fast")) rs.beta_fast = r.Number(obj, "beta_fast", key + ".beta_fast");
+    if (r.Has(obj, "beta_slow")) rs.beta_slow = r.Number(obj, "beta_slow", key + ".beta_slow");
+    if (r.Has(obj, "attention_factor")) {
+      rs.attention_factor = r.Number(obj, "attention_factor", key + ".attention_factor");
+    }
+    if (r.Has(obj, "mscale") || r.Has(obj, "mscale_all_dim")) {
+      r.Fail(key + ".mscale", "DeepSeek-style yarn mscale is not supported");
+    }
+    if (r.Has(obj, "truncate")) {
+      if (!obj.at("truncate").is_boolean()) r.Fail(key + ".truncate", "expected true or false");
+      rs.truncate = obj.at("truncate").get<bool>();
+    }
   } else {
     r.Fail(key + ".rope_type",
-           "unsupported value \"" + type + "\" (supported: default, linear, llama3)");
+           "unsupported value \"" + type + "\" (supported: default, linear, llama3, yarn)");
   }
   return rs;
 }
@@ -156,9 +161,9 @@ void ModelConfig::Validate(const std::string& source) const {
   const auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) fail(key, "must be positive, got " + std::to_string(v));
   };
-  if (FindModelType(model_type) == nullptr) {
+  if (FindArchitecture(model_type) == nullptr) {
     fail("model_type",
-         "unsupported value \"" + model_type + "\" (supported: llama, mistral, qwen2)");
+         "unsupported value \"" + model_type + "\" (supported: " + SupportedModelTypes() + ")");
   }
   positive("vocab_size", vocab_size);
   positive("hidden_size", hidden_size);
@@ -168,10 +173,6 @@ void ModelConfig::Validate(const std::string& source) const {
   positive("num_key_value_heads", num_key_value_heads);
   positive("head_dim", head_dim);
   positive("max_position_embeddings", max_position_embeddings);
-  if (hidden_size % num_attention_heads != 0) {
-    fail("hidden_size", std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
-                            std::to_string(num_attention_heads));
-  }
   if (num_attention_heads % num_key_value_heads != 0) {
     fail("num_key_value_heads", std::to_string(num_key_value_heads) +
                                     " does not divide num_attention_heads " +
@@ -206,8 +207,23 @@ void ModelConfig::Validate(const std::string& source) const {
           "must be positive, got " + std::to_string(rope_scaling.original_max_position_embeddings));
     }
   }
-  if (hidden_act != "silu") {
-    fail("hidden_act", "unsupported value \"" + hidden_act + "\" (supported: silu)");
+  if (hidden_act != "silu" && hidden_act != "gelu_pytorch_tanh") {
+    fail("hidden_act",
+         "unsupported value \"" + hidden_act + "\" (supported: silu, gelu_pytorch_tanh)");
+  }
+  if (sliding_window < 0) {
+    fail("sliding_window", "must be positive or absent, got " + std::to_string(sliding_window));
+  }
+  if (!layer_types.empty() && static_cast<int64_t>(layer_types.size()) != num_hidden_layers) {
+    fail("layer_types", "lists " + std::to_string(layer_types.size()) + " layers but " +
+                            "num_hidden_layers is " + std::to_string(num_hidden_layers));
+  }
+  if (attn_logit_softcapping > 0 || final_logit_softcapping > 0) {
+    fail(attn_logit_softcapping > 0 ? "attn_logit_softcapping" : "final_logit_softcapping",
+         "logit soft-capping (Gemma 2) is not supported");
+  }
+  if (query_pre_attn_scalar < 0 || !std::isfinite(query_pre_attn_scalar)) {
+    fail("query_pre_attn_scalar", "must be positive, got " + std::to_string(query_pre_attn_scalar));
   }
   if (bos_token_id < -1 || bos_token_id >= vocab_size) {
     fail("bos_token_id", std::to_string(bos_token_id) + " is outside the vocabulary of " +
@@ -239,12 +255,12 @@ ModelConfig ParseHfConfig(const std::string& json_text, const std::string& sourc
 
   ModelConfig c;
   c.model_type = r.String(root, "model_type", "model_type");
-  const ModelTypeInfo* type_info = FindModelType(c.model_type);
-  if (type_info == nullptr) {
+  const Architecture* arch = FindArchitecture(c.model_type);
+  if (arch == nullptr) {
     r.Fail("model_type",
-           "unsupported value \"" + c.model_type + "\" (supported: llama, mistral, qwen2)");
+           "unsupported value \"" + c.model_type + "\" (supported: " + SupportedModelTypes() + ")");
   }
-  c.architecture = type_info->architecture;
+  c.architecture = arch->hf_class;
   if (r.Has("architectures")) {
     const json& arch = root.at("architectures");
     if (!arch.is_array() || arch.empty() || !arch[0].is_string()) {
@@ -286,8 +302,7 @@ ModelConfig ParseHfConfig(const std::string& json_text, const std::string& sourc
     }
   }
   c.tie_word_embeddings = r.Bool("tie_word_embeddings", false);
-  // Qwen2 always has q/k/v biases (and none on o_proj) without saying so in config.json.
-  c.attention_bias = r.Bool("attention_bias", c.model_type == "qwen2");
+  c.attention_bias = r.Bool("attention_bias", false);
   c.mlp_bias = r.Bool("mlp_bias", false);
   c.hidden_act = r.String("hidden_act", "silu");
   c.bos_token_id = r.Int("bos_token_id", -1);
@@ -303,6 +318,13 @@ ModelConfig ParseHfConfig(const std::string& json_text, const std::string& sourc
   }
   // transformers 5 renamed torch_dtype to dtype.
   c.torch_dtype = r.Has("torch_dtype") ? r.String("torch_dtype", "") : r.String("dtype", "float32");
+  if (c.rope_scaling.type == RopeScalingType::kYarn &&
+      c.rope_scaling.original_max_position_embeddings < 0) {
+    c.rope_scaling.original_max_position_embeddings = c.max_position_embeddings;
+  }
+  arch_keys::ReadLayerTypes(root, source, c);
+  if (arch->read_hf != nullptr) arch->read_hf(root, source, c);
+  c.source_json = json_text;
 
   c.Validate(source);
   return c;
@@ -317,6 +339,13 @@ ModelConfig LoadHfConfig(const std::string& path) {
 }
 
 std::string HfConfigToJson(const ModelConfig& c) {
+  // A config read from config.json goes back as it was: keys this project does not model
+  // (token ids, vision settings, rope details) survive quantization.
+  if (!c.source_json.empty()) {
+    json j = json::parse(c.source_json);
+    j.erase("quantization_config");
+    return j.dump(2) + "\n";
+  }
   json j;
   j["architectures"] = json::array({c.architecture});
   j["attention_bias"] = c.attention_bias;
@@ -346,6 +375,14 @@ std::string HfConfigToJson(const ModelConfig& c) {
     case RopeScalingType::kLinear:
       j["rope_scaling"] = {{"factor", c.rope_scaling.factor}, {"rope_type", "linear"}};
       break;
+    case RopeScalingType::kYarn:
+      j["rope_scaling"] = {
+          {"factor", c.rope_scaling.factor},
+          {"beta_fast", c.rope_scaling.beta_fast},
+          {"beta_slow", c.rope_scaling.beta_slow},
+          {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings},
+          {"rope_type", "yarn"}};
+      break;
     case RopeScalingType::kLlama3:
       j["rope_scaling"] = {
           {"factor", c.rope_scaling.factor},
@@ -362,6 +399,9 @@ std::string HfConfigToJson(const ModelConfig& c) {
   j["torch_dtype"] = c.torch_dtype;
   j["use_cache"] = true;
   j["vocab_size"] = c.vocab_size;
+  const Architecture& arch = ArchitectureOf(c);
+  j["architectures"] = json::array({arch.hf_class});
+  if (arch.write_hf != nullptr) arch.write_hf(c, j);
   // nlohmann's object is a std::map, so keys come out sorted, as json.dumps(sort_keys=True).
   return j.dump(2) + "\n";
 }

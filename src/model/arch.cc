@@ -1,0 +1,185 @@
+// The registry of model families and what their descriptions share: row ranges of the fused
+// slots, the standard AWQ groups, linear names and config-key helpers.
+#include "model/arch.h"
+
+#include "awq/error.h"
+#include "awq/model.h"
+
+namespace awq {
+
+const std::vector<AwqGroupSpec> kStandardAwqGroups = {
+    {"qkv", ScaleOwner::kAttnInNorm, Slot::kQkv, Inspect::kAttention, false},
+    {"o", ScaleOwner::kVRows, Slot::kO, Inspect::kOwnOutput, true},
+    {"gate_up", ScaleOwner::kMlpInNorm, Slot::kGateUp, Inspect::kMlp, false},
+    {"down", ScaleOwner::kUpRows, Slot::kDown, Inspect::kOwnOutput, false},
+};
+
+const std::vector<LinearSpec> kSeparateLinears = {
+    {"self_attn.q_proj", "attn_q", Slot::kQkv, Part::kQ},
+    {"self_attn.k_proj", "attn_k", Slot::kQkv, Part::kK},
+    {"self_attn.v_proj", "attn_v", Slot::kQkv, Part::kV},
+    {"self_attn.o_proj", "attn_output", Slot::kO, Part::kAll},
+    {"mlp.gate_proj", "ffn_gate", Slot::kGateUp, Part::kGate},
+    {"mlp.up_proj", "ffn_up", Slot::kGateUp, Part::kUp},
+    {"mlp.down_proj", "ffn_down", Slot::kDown, Part::kAll},
+};
+
+namespace {
+
+const Architecture* const* Registry() {
+  static const Architecture* const kAll[] = {
+      &Gemma3Architecture(), &LlamaArchitecture(), &MistralArchitecture(),
+      &Phi3Architecture(),   &Qwen2Architecture(), &Qwen3Architecture(), nullptr};
+  return kAll;
+}
+
+}  // namespace
+
+RowRange SlotRows(const ModelConfig& c, Slot slot, Part part) {
+  const int64_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim,
+                kvd = c.num_key_value_heads * c.head_dim, inter = c.intermediate_size;
+  switch (slot) {
+    case Slot::kQkv:
+      switch (part) {
+        case Part::kAll:
+          return {0, qd + 2 * kvd, d};
+        case Part::kQ:
+          return {0, qd, d};
+        case Part::kK:
+          return {qd, kvd, d};
+        case Part::kV:
+          return {qd + kvd, kvd, d};
+        default:
+          break;
+      }
+      break;
+    case Slot::kO:
+      if (part == Part::kAll) return {0, d, qd};
+      break;
+    case Slot::kGateUp:
+      switch (part) {
+        case Part::kAll:
+          return {0, 2 * inter, d};
+        case Part::kGate:
+          return {0, inter, d};
+        case Part::kUp:
+          return {inter, inter, d};
+        default:
+          break;
+      }
+      break;
+    case Slot::kDown:
+      if (part == Part::kAll) return {0, d, inter};
+      break;
+    case Slot::kCount:
+      break;
+  }
+  AWQ_CHECK(false && "part does not belong to slot");
+  return {};
+}
+
+const Architecture* FindArchitecture(const std::string& model_type) {
+  for (const Architecture* const* a = Registry(); *a != nullptr; ++a) {
+    if (model_type == (*a)->model_type) return *a;
+  }
+  return nullptr;
+}
+
+const Architecture* FindGgufArchitecture(const std::string& gguf_arch) {
+  for (const Architecture* const* a = Registry(); *a != nullptr; ++a) {
+    for (const char* g : (*a)->gguf_archs) {
+      if (gguf_arch == g) return *a;
+    }
+  }
+  return nullptr;
+}
+
+std::string SupportedModelTypes() {
+  std::string s;
+  for (const Architecture* const* a = Registry(); *a != nullptr; ++a) {
+    s += (s.empty() ? "" : ", ") + std::string((*a)->model_type);
+  }
+  return s;
+}
+
+std::string SupportedGgufArchitectures() {
+  std::string s;
+  for (const Architecture* const* a = Registry(); *a != nullptr; ++a) {
+    for (const char* g : (*a)->gguf_archs) s += (s.empty() ? "" : ", ") + std::string(g);
+  }
+  return s;
+}
+
+const Architecture& ArchitectureOf(const ModelConfig& c) {
+  const Architecture* a = FindArchitecture(c.model_type);
+  if (a == nullptr) {
+    throw Error("model_type \"" + c.model_type + "\" is not supported (supported: " +
+                SupportedModelTypes() + ")");
+  }
+  return *a;
+}
+
+std::string LayerPrefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+std::vector<std::string> LinearNames(const ModelConfig& c, int64_t layer) {
+  const std::string p = LayerPrefix(layer);
+  std::vector<std::string> names;
+  for (const LinearSpec& l : ArchitectureOf(c).linears) names.push_back(p + l.name);
+  return names;
+}
+
+namespace arch_keys {
+
+bool Has(const nlohmann::json& root, const char* key) {
+  const auto it = root.find(key);
+  return it != root.end() && !it->is_null();
+}
+
+int64_t Int(const nlohmann::json& root, const std::string& source, const char* key,
+            int64_t fallback) {
+  if (!Has(root, key)) return fallback;
+  const nlohmann::json& v = root.at(key);
+  if (!v.is_number_integer()) {
+    throw Error(source + ": " + key + ": expected an integer, got " + v.dump());
+  }
+  return v.get<int64_t>();
+}
+
+double Number(const nlohmann::json& root, const std::string& source, const char* key,
+              double fallback) {
+  if (!Has(root, key)) return fallback;
+  const nlohmann::json& v = root.at(key);
+  if (!v.is_number()) throw Error(source + ": " + key + ": expected a number, got " + v.dump());
+  return v.get<double>();
+}
+
+void ReadLayerTypes(const nlohmann::json& root, const std::string& source, ModelConfig& c) {
+  if (!Has(root, "layer_types")) return;
+  const nlohmann::json& lt = root.at("layer_types");
+  if (!lt.is_array()) throw Error(source + ": layer_types: expected a list, got " + lt.dump());
+  c.layer_types.clear();
+  for (size_t i = 0; i < lt.size(); ++i) {
+    const std::string t = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
+    if (t == "sliding_attention") {
+      c.layer_types.push_back(LayerAttention::kSliding);
+    } else if (t == "full_attention") {
+      c.layer_types.push_back(LayerAttention::kFull);
+    } else {
+      throw Error(source + ": layer_types[" + std::to_string(i) + "]: unsupported value " + t +
+                  " (supported: sliding_attention, full_attention)");
+    }
+  }
+}
+
+void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j) {
+  if (c.layer_types.empty()) return;
+  nlohmann::json lt = nlohmann::json::array();
+  for (LayerAttention t : c.layer_types) {
+    lt.push_back(t == LayerAttention::kSliding ? "sliding_attention" : "full_attention");
+  }
+  j["layer_types"] = lt;
+}
+
+}  // namespace arch_keys
+
+}  // namespace awq

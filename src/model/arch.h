@@ -1,0 +1,145 @@
+// Model families as data: one Architecture per family (src/model/arch/<name>.cc) says which
+// config keys it reads, which tensors it has under which names, how its decoder block is built
+// from the shared blocks, and how AWQ scales and folds it. Loading, the forward pass,
+// quantization, checkpoints and the int4 packer read these descriptions; none of them names a
+// family.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "awq/model_config.h"
+
+namespace awq {
+
+class GgufFile;
+
+// The norms of the shared blocks. kRms: y = x / rms(x) * w (Llama). kRmsOnePlus: y = x / rms(x)
+// * (1 + w) (Gemma, which stores w around 0): folding a scale into it is w' = (1 + w) / s - 1,
+// not w / s.
+enum class NormKind : uint8_t { kRms, kRmsOnePlus, kCount };
+// The gated MLP's activation: down(act(gate x) * up x).
+enum class Activation : uint8_t { kSilu, kGeluTanh, kCount };
+
+// The four products of a block, each one matrix in memory: a checkpoint's separate q/k/v and
+// gate/up linears are row ranges of the fused kQkv and kGateUp matrices.
+enum class Slot : uint8_t { kQkv, kO, kGateUp, kDown, kCount };
+// A row range of a slot: kAll the whole matrix, the others the usual parts of a fused one.
+enum class Part : uint8_t { kAll, kQ, kK, kV, kGate, kUp, kCount };
+
+// One linear as a checkpoint names it, and where its rows live in memory.
+struct LinearSpec {
+  const char* name;  // Hugging Face module under "model.layers.N.": "self_attn.q_proj"
+  const char* gguf;  // llama.cpp's tensor under "blk.N.": "attn_q"
+  Slot slot;
+  Part part;
+};
+
+// Rows [row0, row0 + rows) of a slot whose matrix has `in` columns.
+struct RowRange {
+  int64_t row0 = 0, rows = 0, in = 0;
+};
+RowRange SlotRows(const ModelConfig& c, Slot slot, Part part);
+
+// The norms of a block by role; the Hugging Face module name of each ("" when absent).
+struct NormNames {
+  const char* attn_in = "input_layernorm";           // before attention
+  const char* mlp_in = "post_attention_layernorm";   // before the MLP
+  const char* attn_out = "";                         // after attention, before the residual
+  const char* mlp_out = "";                          // after the MLP, before the residual
+  const char* q = "";                                // per head, on q before RoPE
+  const char* k = "";                                // per head, on k before RoPE
+};
+
+// The op whose output absorbs an AWQ scale (AutoAWQ's prev_op): a norm, or the last rows of a
+// linear (the v rows of q/k/v, the up rows of gate/up).
+enum class ScaleOwner : uint8_t { kAttnInNorm, kMlpInNorm, kVRows, kUpRows, kCount };
+// The module whose output the scale search compares (AutoAWQ's module2inspect): the whole
+// attention or MLP, or the scaled slot's own product.
+enum class Inspect : uint8_t { kAttention, kMlp, kOwnOutput, kCount };
+
+// One AWQ group: the linears of `slot` share a scale vector over their input channels.
+struct AwqGroupSpec {
+  const char* name;  // "qkv", "o", "gate_up", "down" (reports)
+  ScaleOwner owner;
+  Slot slot;
+  Inspect inspect;
+  // Searched only when the owner's scaled rows match the slot's inputs (v -> o without grouped-
+  // query attention, as AutoAWQ requires).
+  bool needs_matching_rows = false;
+};
+
+// The groups AutoAWQ uses for Llama, Mistral, Qwen2/3, Gemma and Phi-3 (awq/models/*.py):
+// attention-input norm -> q/k/v (inspect attention); v -> o; MLP-input norm -> gate/up (inspect
+// the MLP); up -> down.
+extern const std::vector<AwqGroupSpec> kStandardAwqGroups;
+// q, k, v, o, gate, up, down as separate checkpoint linears (every family but Phi-3).
+extern const std::vector<LinearSpec> kSeparateLinears;
+
+// How the block walk runs a family's layer (gemma.cpp's per-layer config struct).
+struct BlockRecipe {
+  NormKind norm = NormKind::kRms;
+  Activation activation = Activation::kSilu;
+  bool qk_norm = false;             // q/k normed per head before RoPE (Qwen3, Gemma 3)
+  bool post_norms = false;          // attention and MLP outputs normed before the residual
+  bool scale_embedding = false;     // embeddings multiplied by sqrt(hidden_size) (Gemma)
+};
+
+struct Architecture {
+  const char* model_type;                 // config.json "model_type"
+  const char* hf_class;                   // "architectures"[0] written for it
+  std::vector<const char*> gguf_archs;    // GGUF general.architecture values
+  BlockRecipe recipe;
+  NormNames norms;
+  std::vector<LinearSpec> linears;        // checkpoint order
+  std::vector<AwqGroupSpec> awq_groups;
+  // Modules AutoAWQ never quantizes for this family (QuantConfig::modules_to_not_convert).
+  std::vector<std::string> default_not_convert;
+  // GGUF quirks: q/k rows interleaved by llama.cpp's converter (the "normal" rope), and norms
+  // stored as 1 + w (Gemma).
+  bool gguf_permuted_qk = false;
+  bool gguf_norm_plus_one = false;
+  // Family keys of config.json beyond the common ones (may be null).
+  void (*read_hf)(const nlohmann::json& root, const std::string& source, ModelConfig& c) = nullptr;
+  // Family keys of GGUF metadata (prefix "<arch>.") beyond the common ones (may be null).
+  void (*read_gguf)(const GgufFile& gguf, const std::string& prefix, ModelConfig& c) = nullptr;
+  // Family keys written into config.json for a model that came from GGUF (may be null).
+  void (*write_hf)(const ModelConfig& c, nlohmann::json& j) = nullptr;
+};
+
+// The description of config.model_type; throws awq::Error listing the supported types.
+const Architecture& ArchitectureOf(const ModelConfig& c);
+// nullptr when unsupported.
+const Architecture* FindArchitecture(const std::string& model_type);
+const Architecture* FindGgufArchitecture(const std::string& gguf_arch);
+// "gemma3_text, llama, mistral, phi3, qwen2, qwen3" for messages.
+std::string SupportedModelTypes();
+// "gemma3, llama, ..." (GGUF general.architecture values) for messages.
+std::string SupportedGgufArchitectures();
+
+// "model.layers.N." + name.
+std::string LayerPrefix(int64_t layer);
+
+// The registered families (one definition per src/model/arch/<name>.cc).
+const Architecture& LlamaArchitecture();
+const Architecture& MistralArchitecture();
+const Architecture& Qwen2Architecture();
+const Architecture& Qwen3Architecture();
+const Architecture& Phi3Architecture();
+const Architecture& Gemma3Architecture();
+
+// Helpers the descriptions share for reading config keys (errors name source, key and value).
+namespace arch_keys {
+int64_t Int(const nlohmann::json& root, const std::string& source, const char* key,
+            int64_t fallback);
+double Number(const nlohmann::json& root, const std::string& source, const char* key,
+              double fallback);
+bool Has(const nlohmann::json& root, const char* key);
+// "layer_types": ["sliding_attention", "full_attention", ...] (transformers >= 4.53).
+void ReadLayerTypes(const nlohmann::json& root, const std::string& source, ModelConfig& c);
+void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j);
+}  // namespace arch_keys
+
+}  // namespace awq

@@ -1,5 +1,6 @@
-// Byte-level BPE tokenizer (GPT-2, SmolLM2, Llama-3, Qwen2) loaded from GGUF metadata or a
-// Hugging Face tokenizer.json, with streaming decode, chat templates and tokenizer.json export.
+// Tokenizers: byte-level BPE (GPT-2, SmolLM2, Llama-3, Qwen2) from GGUF metadata or a Hugging Face
+// tokenizer.json, and SentencePiece BPE (Gemma, Llama-2) from GGUF metadata; with streaming
+// decode, chat templates and tokenizer.json export.
 #pragma once
 
 #include <cstdint>
@@ -19,12 +20,20 @@ struct ChatMessage {
 
 class Tokenizer {
  public:
-  // From GGUF metadata (tokenizer.ggml.*). tokenizer.ggml.model must be "gpt2";
-  // tokenizer.ggml.pre picks the pre-tokenizer: "smollm", "starcoder", "gpt-2"/"gpt2"/"default",
-  // "llama-bpe"/"llama3", "qwen2". Anything else is an awq::Error naming the file and the value.
+  // From GGUF metadata (tokenizer.ggml.*). tokenizer.ggml.model picks the model:
+  //  - "gpt2": byte-level BPE; tokenizer.ggml.pre picks the pre-tokenizer: "smollm",
+  //    "starcoder", "gpt-2"/"gpt2"/"default", "llama-bpe"/"llama3", "qwen2";
+  //  - "llama": SentencePiece BPE over tokenizer.ggml.tokens/scores/token_type, encoding as the
+  //    sentencepiece library does (identity normalization: spaces become "▁", a leading "▁" only
+  //    when tokenizer.ggml.add_space_prefix is true or absent; user-defined pieces matched whole;
+  //    byte fallback). add_bos_token defaults to true. A Gemma vocabulary (<start_of_turn>,
+  //    <end_of_turn>) without tokenizer.chat_template gets Gemma 3's chat template.
+  // Anything else is an awq::Error naming the file and the value.
   static Tokenizer FromGguf(const GgufFile& gguf);
-  // From a Hugging Face tokenizer.json (model type BPE with a ByteLevel pre-tokenizer) and,
-  // optionally, its tokenizer_config.json (bos/eos tokens, add_bos_token, chat_template).
+  // From a Hugging Face tokenizer.json (model type BPE with a ByteLevel pre-tokenizer, or
+  // SentencePiece BPE as transformers writes it: byte_fallback, spaces replaced by "▁", as
+  // Gemma's and awq.cpp's export have it) and, optionally, its tokenizer_config.json (bos/eos
+  // tokens, add_bos_token, chat_template).
   static Tokenizer FromHfJson(const std::string& tokenizer_json_path,
                               const std::string& tokenizer_config_json_path = "");
   // Same, from the JSON texts; `source` names them in error messages.
@@ -36,13 +45,18 @@ class Tokenizer {
   // (its post-processor); `parse_special` matches special tokens such as "<|im_start|>" in the
   // text (non-special added tokens are always matched). Invalid UTF-8 is first replaced by
   // U+FFFD, one per maximal ill-formed subsequence, as Python's bytes.decode(errors="replace").
+  // SentencePiece models give sentencepiece's ids when parse_special is false; with it, control
+  // tokens (<start_of_turn>) are cut out first and the text between them encoded alone.
   std::vector<int32_t> Encode(std::string_view text, bool add_special = true,
                               bool parse_special = true) const;
   // Ids to text: the bytes of every token concatenated, ill-formed UTF-8 replaced by U+FFFD.
   // `skip_special` drops special tokens. An id outside [0, vocab_size) is an awq::Error.
+  // SentencePiece: "▁" decodes to a space and <0xXX> to its byte; with a dummy prefix, the
+  // leading space of the first non-special token is dropped, as sentencepiece does.
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
 
-  // The vocabulary entry as stored ("Ġthe" for " the"); "" for ids that have none.
+  // The vocabulary entry as stored ("Ġthe" for " the"; SentencePiece: "▁the", "<0x0A>");
+  // "" for ids that have none.
   std::string TokenText(int32_t id) const;
   // The bytes a token decodes to (may be a partial UTF-8 sequence).
   const std::string& TokenBytes(int32_t id) const;
@@ -83,7 +97,9 @@ class Tokenizer {
 //  - ChatML ("<|im_start|>"), with the default system message the template inserts when the
 //    conversation has none (SmolLM2, Qwen2);
 //  - Llama-3 ("<|start_header_id|>"), content trimmed, bos_token first;
-//  - Llama-2 ("[INST]"), with the <<SYS>> block and strict user/assistant alternation.
+//  - Llama-2 ("[INST]"), with the <<SYS>> block and strict user/assistant alternation;
+//  - Gemma ("<start_of_turn>"), "assistant" written "model", a system message prepended to the
+//    first user turn (with the separator the template spells, "\n\n" in Gemma 3's).
 // Any other template, or a conversation the template would reject, is an awq::Error.
 std::string RenderChatTemplate(const std::string& chat_template, const std::string& bos_token,
                                const std::string& eos_token,
@@ -92,7 +108,8 @@ std::string RenderChatTemplate(const std::string& chat_template, const std::stri
 
 // Turns ids into text one at a time during generation: returns only complete UTF-8 characters
 // and keeps the bytes of a character split across tokens until it is complete. The
-// concatenation of every Feed() and the final Flush() equals Tokenizer::Decode(ids).
+// concatenation of every Feed() and the final Flush() equals Tokenizer::Decode(ids), except
+// that the space a SentencePiece dummy prefix would drop is kept: streamed ids continue a prompt.
 class StreamingDecoder {
  public:
   explicit StreamingDecoder(const Tokenizer& tokenizer, bool skip_special = false)
@@ -109,6 +126,8 @@ class StreamingDecoder {
 
 // Writes tokenizer.json, tokenizer_config.json and special_tokens_map.json into `dir` (which
 // must exist), each atomically, so that transformers' AutoTokenizer loads the same tokenizer.
+// A SentencePiece model is written as transformers converts one (BPE with byte fallback, merges
+// derived from the scores, a Replace(" ", "▁") normalizer, user-defined pieces as added tokens).
 void WriteHfTokenizerFiles(const Tokenizer& tokenizer, const std::string& dir);
 
 }  // namespace awq

@@ -1,5 +1,6 @@
-// Chat templates without a Jinja engine: recognises the ChatML, Llama-3 and Llama-2 template
-// families by their text and renders them exactly as transformers' apply_chat_template does.
+// Chat templates without a Jinja engine: recognises the ChatML, Llama-3, Llama-2 and Gemma
+// template families by their text and renders them exactly as transformers' apply_chat_template
+// does.
 #include <string>
 #include <vector>
 
@@ -172,6 +173,55 @@ std::string RenderLlama2(const std::string& bos, const std::string& eos,
   return out;
 }
 
+// What Gemma 3's template appends to the system message before the first user turn's content:
+// the string literal in "set first_user_prefix = messages[0]['content'] + '\n\n'" ("\n\n" in
+// Google's Gemma 3 template, "\n" in some converted ones). Empty when the template has no
+// system-message branch.
+std::string GemmaSystemSeparator(const std::string& tmpl) {
+  static const std::string kProbe = "first_user_prefix = messages[0]['content'] + ";
+  const size_t at = tmpl.find(kProbe);
+  if (at == std::string::npos) return "";
+  const size_t open = at + kProbe.size();
+  if (open >= tmpl.size() || (tmpl[open] != '\'' && tmpl[open] != '"')) return "";
+  const char quote = tmpl[open];
+  size_t close = open + 1;
+  while (close < tmpl.size() && tmpl[close] != quote) close += tmpl[close] == '\\' ? 2 : 1;
+  if (close >= tmpl.size()) return "";
+  return UnescapeJinja(tmpl.substr(open + 1, close - open - 1));
+}
+
+// Gemma: "<start_of_turn>user\n...<end_of_turn>\n" per message with "assistant" written as
+// "model", content trimmed, bos_token first. A system message is prepended to the first turn's
+// content (Gemma 3), or refused (Gemma 2, "System role not supported").
+std::string RenderGemma(const std::string& tmpl, const std::string& bos,
+                        const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  size_t first = 0;
+  std::string prefix;
+  if (!messages.empty() && messages[0].role == "system") {
+    if (tmpl.find("first_user_prefix") == std::string::npos) {
+      throw Error("Gemma chat template: this template does not support a system message");
+    }
+    prefix = messages[0].content + GemmaSystemSeparator(tmpl);
+    first = 1;
+  }
+  std::string out = tmpl.find("bos_token") != std::string::npos ? bos : std::string();
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    // The template's own check: user on even turns, anything else on odd ones.
+    if ((m.role == "user") != ((i - first) % 2 == 0)) {
+      throw Error(
+          "Gemma chat template: conversation roles must alternate "
+          "user/assistant/user/assistant/..., but message " +
+          std::to_string(i) + " has role \"" + m.role + "\"");
+    }
+    const std::string role = m.role == "assistant" ? "model" : m.role;
+    out += "<start_of_turn>" + role + "\n" + (i == first ? prefix : std::string()) +
+           PyStrip(m.content) + "<end_of_turn>\n";
+  }
+  if (add_generation_prompt) out += "<start_of_turn>model\n";
+  return out;
+}
+
 }  // namespace
 
 std::string RenderChatTemplate(const std::string& chat_template, const std::string& bos_token,
@@ -194,9 +244,12 @@ std::string RenderChatTemplate(const std::string& chat_template, const std::stri
   if (chat_template.find("[INST]") != std::string::npos) {
     return RenderLlama2(bos_token, eos_token, messages);
   }
+  if (chat_template.find("<start_of_turn>") != std::string::npos) {
+    return RenderGemma(chat_template, bos_token, messages, add_generation_prompt);
+  }
   throw Error(
       "chat template not recognised (supported: ChatML \"<|im_start|>\", Llama-3 "
-      "\"<|start_header_id|>\", Llama-2 \"[INST]\"): \"" +
+      "\"<|start_header_id|>\", Llama-2 \"[INST]\", Gemma \"<start_of_turn>\"): \"" +
       chat_template.substr(0, 120) + (chat_template.size() > 120 ? "...\"" : "\""));
 }
 

@@ -1,10 +1,12 @@
 // Byte-level BPE encode/decode: added-token splitting, regex pre-tokenization, merges by rank
-// with a per-word cache, lossy UTF-8 decoding and the streaming decoder.
+// with a per-word cache, lossy UTF-8 decoding and the streaming decoder; the tables of both
+// models (the SentencePiece encoder itself is in tokenizer_spm.cc).
 #include <algorithm>
 #include <queue>
 
 #include "awq/error.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/tokenizer_spm.h"
 #include "tokenizer/utf8.h"
 
 namespace awq {
@@ -129,10 +131,24 @@ Tokenizer::Impl::Impl(tok::TokenizerSpec s) : spec(std::move(s)) {
   }
   const tok::ByteLevelMap& bl = tok::ByteLevelMap::Get();
   token_bytes.resize(n);
-  for (size_t id = 0; id < n; ++id) {
-    // The ByteLevel decoder maps each character back to its byte; a token with a character
-    // outside the map (an added token such as "<|im_start|> x") keeps its UTF-8 as is.
-    if (!bl.DecodeTo(token_text[id], &token_bytes[id])) token_bytes[id] = token_text[id];
+  if (spec.kind == tok::ModelKind::kSentencePieceBpe) {
+    for (const auto& [what, size] : {std::pair<const char*, size_t>{"scores", spec.scores.size()},
+                                     {"piece types", spec.piece_types.size()}}) {
+      if (size != n) {
+        throw Error(src + ": " + std::to_string(size) + " " + what + " for " + std::to_string(n) +
+                    " tokens");
+      }
+    }
+    for (size_t id = 0; id < n; ++id) {
+      token_bytes[id] = tok::SpmPieceBytes(token_text[id], spec.piece_types[id]);
+    }
+    spm = std::make_unique<const tok::SpmModel>(spec);
+  } else {
+    for (size_t id = 0; id < n; ++id) {
+      // The ByteLevel decoder maps each character back to its byte; a token with a character
+      // outside the map (an added token such as "<|im_start|> x") keeps its UTF-8 as is.
+      if (!bl.DecodeTo(token_text[id], &token_bytes[id])) token_bytes[id] = token_text[id];
+    }
   }
   for (int b = 0; b < 256; ++b) {
     const auto it = vocab_to_id.find(bl.Encode(static_cast<uint8_t>(b)));
@@ -192,6 +208,8 @@ Tokenizer::Impl::Impl(tok::TokenizerSpec s) : spec(std::move(s)) {
   std::sort(eos_ids.begin(), eos_ids.end());
   eos_ids.erase(std::unique(eos_ids.begin(), eos_ids.end()), eos_ids.end());
 }
+
+Tokenizer::Impl::~Impl() = default;
 
 void Tokenizer::Impl::Bpe(std::string_view word, std::vector<int32_t>* out) const {
   if (spec.ignore_merges) {
@@ -275,6 +293,10 @@ void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<int32_t>* ou
 
 void Tokenizer::Impl::EncodeText(std::string_view text, bool parse_special,
                                  std::vector<int32_t>* out) const {
+  if (spm != nullptr) {
+    EncodeSpm(text, parse_special, out);
+    return;
+  }
   // Added tokens first: Hugging Face matches the non-normalized ones on the raw text, then the
   // normalized ones on what is left; only the rest is pre-tokenized.
   std::vector<std::pair<std::string_view, int32_t>> pass1, pass2;
@@ -325,9 +347,22 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special) const {
   std::string bytes;
+  // sentencepiece drops the space its dummy prefix put before the text: the leading "▁" of the
+  // first token that is not a special one.
+  bool drop_prefix_space = impl_->spm != nullptr && impl_->spec.add_dummy_prefix;
   for (int32_t id : ids) {
     const std::string& b = TokenBytes(id);
-    if (skip_special && impl_->special[id]) continue;
+    if (impl_->special[id]) {
+      if (!skip_special) bytes += b;
+      continue;
+    }
+    if (drop_prefix_space) {
+      drop_prefix_space = false;
+      if (impl_->token_text[id].compare(0, tok::kSpaceSymbol.size(), tok::kSpaceSymbol) == 0) {
+        bytes.append(b, 1);
+        continue;
+      }
+    }
     bytes += b;
   }
   if (tok::IsValidUtf8(bytes)) return bytes;

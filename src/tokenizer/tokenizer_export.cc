@@ -1,11 +1,16 @@
 // Writes a tokenizer as Hugging Face files (tokenizer.json, tokenizer_config.json,
-// special_tokens_map.json) so that transformers loads exactly the tokenizer awq.cpp uses.
+// special_tokens_map.json) so that transformers loads the tokenizer awq.cpp uses.
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
 
 #include "awq/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/tokenizer_spm.h"
 
 namespace awq {
 namespace {
@@ -69,9 +74,8 @@ Json PostProcessorJson(const tok::TokenizerSpec& spec) {
               {"special_tokens", specials}};
 }
 
-Json TokenizerJson(const tok::TokenizerSpec& spec) {
-  Json added = Json::array();
-  for (const tok::AddedToken& t : spec.added) added.push_back(AddedTokenJson(t));
+// The vocabulary as a JSON object {piece: id} in id order.
+Json VocabJson(const tok::TokenizerSpec& spec) {
   // Appended straight to ordered_json's underlying vector: its operator[] searches the keys
   // linearly, quadratic for 50k entries. The loader already rejected duplicate spellings.
   Json vocab = Json::object();
@@ -81,6 +85,108 @@ Json TokenizerJson(const tok::TokenizerSpec& spec) {
   for (size_t id = 0; id < spec.vocab.size(); ++id) {
     if (spec.in_vocab[id]) entries.emplace_back(spec.vocab[id], Json(id));
   }
+  return vocab;
+}
+
+size_t Utf8Chars(std::string_view s) {
+  return static_cast<size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+// Merges equivalent to the piece scores, as transformers' SentencePieceExtractor derives them
+// (generate_merges): every split of a normal piece into two pieces that merges may produce, best
+// score first, then longer left half, longer right half (in characters), then piece id and the
+// halves' ids. A pair's rank then orders merges as the score of the piece they make does.
+Json SpmMergesJson(const tok::TokenizerSpec& spec) {
+  auto mergeable = [&](int32_t id) {
+    const uint8_t t = spec.piece_types[id];
+    return t == tok::kPieceNormal || t == tok::kPieceUserDefined || t == tok::kPieceUnused;
+  };
+  std::unordered_map<std::string_view, int32_t> ids;
+  ids.reserve(spec.vocab.size() * 2);
+  for (size_t id = 0; id < spec.vocab.size(); ++id) {
+    if (mergeable(static_cast<int32_t>(id))) ids.emplace(spec.vocab[id], static_cast<int32_t>(id));
+  }
+  struct Merge {
+    float score;
+    uint32_t left_chars, right_chars;
+    int32_t piece, left, right;
+  };
+  std::vector<Merge> merges;
+  for (size_t id = 0; id < spec.vocab.size(); ++id) {
+    if (spec.piece_types[id] != tok::kPieceNormal) continue;
+    const std::string_view piece = spec.vocab[id];
+    for (size_t cut = 1; cut < piece.size(); ++cut) {
+      if ((piece[cut] & 0xC0) == 0x80) continue;  // inside a character
+      const auto l = ids.find(piece.substr(0, cut));
+      const auto r = ids.find(piece.substr(cut));
+      if (l == ids.end() || r == ids.end()) continue;
+      merges.push_back({spec.scores[id], static_cast<uint32_t>(Utf8Chars(l->first)),
+                        static_cast<uint32_t>(Utf8Chars(r->first)), static_cast<int32_t>(id),
+                        l->second, r->second});
+    }
+  }
+  std::sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+    return std::tie(b.score, b.left_chars, b.right_chars, a.piece, a.left, a.right) <
+           std::tie(a.score, a.left_chars, a.right_chars, b.piece, b.left, b.right);
+  });
+  Json out = Json::array();
+  auto& items = out.get_ref<Json::array_t&>();
+  items.reserve(merges.size());
+  for (const Merge& m : merges) {
+    items.push_back(Json::array({spec.vocab[m.left], spec.vocab[m.right]}));
+  }
+  return out;
+}
+
+// A SentencePiece BPE model in the form transformers' converter gives Gemma and Llama-2: spaces
+// replaced by "▁" (after a "▁" in front when the model adds a dummy prefix), no pre-tokenizer,
+// BPE with byte fallback; user-defined pieces are added tokens matched in the normalized text.
+// UNUSED pieces have no Hugging Face equivalent: no merge makes them, as sentencepiece's output
+// never holds one (it splits them back).
+Json SpmTokenizerJson(const tok::TokenizerSpec& spec) {
+  Json added = Json::array();
+  for (const tok::AddedToken& t : spec.added) added.push_back(AddedTokenJson(t));
+  const std::string space(tok::kSpaceSymbol);
+  Json replace = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}};
+  Json normalizer = replace;
+  Json decoders =
+      Json::array({Json{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
+                   Json{{"type", "ByteFallback"}}, Json{{"type", "Fuse"}}});
+  if (spec.add_dummy_prefix) {
+    normalizer =
+        Json{{"type", "Sequence"},
+             {"normalizers",
+              Json::array({Json{{"type", "Prepend"}, {"prepend", space}}, std::move(replace)})}};
+    decoders.push_back(Json{{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  }
+  const bool has_unk = spec.unk_id >= 0 && spec.in_vocab[spec.unk_id];
+  Json model = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", has_unk ? Json(spec.vocab[spec.unk_id]) : Json()},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", true},
+                {"byte_fallback", true},
+                {"ignore_merges", false},
+                {"vocab", VocabJson(spec)},
+                {"merges", SpmMergesJson(spec)}};
+  return Json{{"version", "1.0"},
+              {"truncation", nullptr},
+              {"padding", nullptr},
+              {"added_tokens", std::move(added)},
+              {"normalizer", std::move(normalizer)},
+              {"pre_tokenizer", nullptr},
+              {"post_processor", PostProcessorJson(spec)},
+              {"decoder", Json{{"type", "Sequence"}, {"decoders", std::move(decoders)}}},
+              {"model", std::move(model)}};
+}
+
+Json TokenizerJson(const tok::TokenizerSpec& spec) {
+  if (spec.kind == tok::ModelKind::kSentencePieceBpe) return SpmTokenizerJson(spec);
+  Json added = Json::array();
+  for (const tok::AddedToken& t : spec.added) added.push_back(AddedTokenJson(t));
+  Json vocab = VocabJson(spec);
   Json merges = Json::array();
   for (const auto& [a, b] : spec.merges) merges.push_back(Json::array({a, b}));
   Json model = {

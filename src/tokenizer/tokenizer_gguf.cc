@@ -1,10 +1,13 @@
-// Loads a byte-level BPE tokenizer from GGUF metadata (tokenizer.ggml.*), mapping llama.cpp's
-// pre-tokenizer names to the regex chains Hugging Face ships for the same models.
+// Loads a tokenizer from GGUF metadata (tokenizer.ggml.*): byte-level BPE, mapping llama.cpp's
+// pre-tokenizer names to the regex chains Hugging Face ships for the same models, or
+// SentencePiece BPE from the pieces, scores and token types.
+#include <cmath>
 #include <string>
 
 #include "awq/error.h"
 #include "awq/gguf.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/tokenizer_spm.h"
 
 namespace awq {
 namespace {
@@ -78,15 +81,45 @@ int32_t OptionalId(const GgufFile& gguf, const char* key, size_t vocab) {
   return static_cast<int32_t>(id);
 }
 
-}  // namespace
-
-Tokenizer Tokenizer::FromGguf(const GgufFile& gguf) {
+// The token types, one per token; empty when the file has none.
+std::vector<int64_t> TokenTypes(const GgufFile& gguf, size_t n) {
   const std::string& src = gguf.path();
-  const std::string model = gguf.GetString("tokenizer.ggml.model");
-  if (model != "gpt2") {
-    throw Error(src + ": tokenizer.ggml.model is \"" + model +
-                "\"; only \"gpt2\" (byte-level BPE) is supported");
+  std::vector<int64_t> types;
+  if (!gguf.Has("tokenizer.ggml.token_type")) return types;
+  types = gguf.GetIntArray("tokenizer.ggml.token_type");
+  if (types.size() != n) {
+    throw Error(src + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
+                " entries for " + std::to_string(n) + " tokens");
   }
+  return types;
+}
+
+// Ids, flags, chat template and context length: the keys both tokenizer models share.
+void ReadCommonKeys(const GgufFile& gguf, bool add_bos_default, tok::TokenizerSpec* spec) {
+  const size_t n = spec->vocab.size();
+  spec->bos_id = OptionalId(gguf, "tokenizer.ggml.bos_token_id", n);
+  spec->eos_id = OptionalId(gguf, "tokenizer.ggml.eos_token_id", n);
+  spec->unk_id = OptionalId(gguf, "tokenizer.ggml.unknown_token_id", n);
+  spec->pad_id = OptionalId(gguf, "tokenizer.ggml.padding_token_id", n);
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    const int32_t id = OptionalId(gguf, key, n);
+    if (id >= 0) spec->extra_eos_ids.push_back(id);
+  }
+  if (gguf.GetBool("tokenizer.ggml.add_bos_token", add_bos_default) && spec->bos_id >= 0) {
+    spec->prefix_ids.push_back(spec->bos_id);
+  }
+  if (gguf.GetBool("tokenizer.ggml.add_eos_token", false) && spec->eos_id >= 0) {
+    spec->suffix_ids.push_back(spec->eos_id);
+  }
+  spec->chat_template = gguf.GetString("tokenizer.chat_template", "");
+  const std::string arch = gguf.GetString("general.architecture", "");
+  if (!arch.empty()) {
+    spec->model_max_length = static_cast<int64_t>(gguf.GetUint(arch + ".context_length", 0));
+  }
+}
+
+Tokenizer ByteLevelFromGguf(const GgufFile& gguf) {
+  const std::string& src = gguf.path();
   tok::TokenizerSpec spec;
   spec.source = src;
   spec.vocab = gguf.GetStringArray("tokenizer.ggml.tokens");
@@ -94,14 +127,7 @@ Tokenizer Tokenizer::FromGguf(const GgufFile& gguf) {
   if (n == 0) throw Error(src + ": tokenizer.ggml.tokens is empty");
   spec.in_vocab.assign(n, 1);
 
-  std::vector<int64_t> types;
-  if (gguf.Has("tokenizer.ggml.token_type")) {
-    types = gguf.GetIntArray("tokenizer.ggml.token_type");
-    if (types.size() != n) {
-      throw Error(src + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
-                  " entries for " + std::to_string(n) + " tokens");
-    }
-  }
+  const std::vector<int64_t> types = TokenTypes(gguf, n);
   for (size_t id = 0; id < types.size(); ++id) {
     // CONTROL tokens are the special ones (<|im_start|>); USER_DEFINED ones are matched in text
     // as they are but decode like text. Both are Hugging Face added tokens.
@@ -129,28 +155,146 @@ Tokenizer Tokenizer::FromGguf(const GgufFile& gguf) {
   }
 
   SetPreTokenizer(gguf.GetString("tokenizer.ggml.pre", "default"), src, &spec);
-
-  spec.bos_id = OptionalId(gguf, "tokenizer.ggml.bos_token_id", n);
-  spec.eos_id = OptionalId(gguf, "tokenizer.ggml.eos_token_id", n);
-  spec.unk_id = OptionalId(gguf, "tokenizer.ggml.unknown_token_id", n);
-  spec.pad_id = OptionalId(gguf, "tokenizer.ggml.padding_token_id", n);
-  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
-    const int32_t id = OptionalId(gguf, key, n);
-    if (id >= 0) spec.extra_eos_ids.push_back(id);
-  }
   // Absent flags mean no BOS/EOS, as for GPT-2-style tokenizers in transformers.
-  if (gguf.GetBool("tokenizer.ggml.add_bos_token", false) && spec.bos_id >= 0) {
-    spec.prefix_ids.push_back(spec.bos_id);
+  ReadCommonKeys(gguf, /*add_bos_default=*/false, &spec);
+  return BuildTokenizer(std::move(spec));
+}
+
+// Gemma's chat template as Google ships it with Gemma 3 (tokenizer_config.json); used for a
+// Gemma vocabulary whose GGUF carries no tokenizer.chat_template.
+constexpr const char* kGemmaChatTemplate =
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate "
+    "user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\\n'}}\n"
+    "{%- endif -%}\n";
+
+// A SentencePiece model converted by llama.cpp (tokenizer.ggml.model "llama"): pieces, scores
+// and types as the tokenizer.model had them, except that the converter wrote user-defined
+// pieces with "▁" turned back into spaces ("▁▁" as "  "), which is undone here so that they
+// match the normalized text as sentencepiece matches them.
+Tokenizer SentencePieceFromGguf(const GgufFile& gguf) {
+  const std::string& src = gguf.path();
+  tok::TokenizerSpec spec;
+  spec.source = src;
+  spec.kind = tok::ModelKind::kSentencePieceBpe;
+  spec.vocab = gguf.GetStringArray("tokenizer.ggml.tokens");
+  const size_t n = spec.vocab.size();
+  if (n == 0) throw Error(src + ": tokenizer.ggml.tokens is empty");
+  spec.in_vocab.assign(n, 1);
+
+  if (!gguf.Has("tokenizer.ggml.scores")) {
+    throw Error(src +
+                ": tokenizer.ggml.model is \"llama\" (SentencePiece BPE) but "
+                "tokenizer.ggml.scores, which orders its merges, is missing");
   }
-  if (gguf.GetBool("tokenizer.ggml.add_eos_token", false) && spec.eos_id >= 0) {
-    spec.suffix_ids.push_back(spec.eos_id);
+  const std::vector<double> scores = gguf.GetFloatArray("tokenizer.ggml.scores");
+  if (scores.size() != n) {
+    throw Error(src + ": tokenizer.ggml.scores has " + std::to_string(scores.size()) +
+                " entries for " + std::to_string(n) + " tokens");
   }
-  spec.chat_template = gguf.GetString("tokenizer.chat_template", "");
-  const std::string arch = gguf.GetString("general.architecture", "");
-  if (!arch.empty()) {
-    spec.model_max_length = static_cast<int64_t>(gguf.GetUint(arch + ".context_length", 0));
+  spec.scores.assign(scores.begin(), scores.end());
+  for (size_t id = 0; id < n; ++id) {
+    if (std::isnan(spec.scores[id])) {
+      throw Error(src + ": tokenizer.ggml.scores[" + std::to_string(id) + "] is NaN");
+    }
+  }
+  std::vector<int64_t> types = TokenTypes(gguf, n);
+  if (types.empty()) types.assign(n, kNormal);
+  for (size_t id = 0; id < n; ++id) {
+    // sentencepiece's types are GGUF's 1..6; llama.cpp's 0 (undefined) has no meaning here.
+    if (types[id] < kNormal || types[id] > kByte) {
+      throw Error(src + ": tokenizer.ggml.token_type[" + std::to_string(id) + "] is " +
+                  std::to_string(types[id]) + "; expected 1 (normal) to 6 (byte)");
+    }
+  }
+  spec.piece_types.assign(types.begin(), types.end());
+
+  for (size_t id = 0; id < n; ++id) {
+    std::string& piece = spec.vocab[id];
+    if (piece.empty()) {
+      throw Error(src + ": tokenizer.ggml.tokens[" + std::to_string(id) +
+                  "] is empty; a SentencePiece piece must not be");
+    }
+    if (types[id] == kUserDefined) {
+      std::string spelled;
+      for (const char c : piece) {
+        if (c == ' ') {
+          spelled += tok::kSpaceSymbol;
+        } else {
+          spelled.push_back(c);
+        }
+      }
+      piece = std::move(spelled);
+    }
+    if (types[id] != kControl && types[id] != kUserDefined) continue;
+    // Control tokens are special (matched only with parse_special); user-defined ones are
+    // matched in the normalized text, by the SentencePiece encoder itself.
+    tok::AddedToken t;
+    t.id = static_cast<int32_t>(id);
+    t.content = piece;
+    t.special = types[id] == kControl;
+    t.normalized = types[id] == kUserDefined;
+    spec.added.push_back(std::move(t));
+  }
+  // llama.cpp's defaults for SentencePiece vocabularies: BOS on, the dummy prefix on.
+  ReadCommonKeys(gguf, /*add_bos_default=*/true, &spec);
+  spec.add_dummy_prefix = gguf.GetBool("tokenizer.ggml.add_space_prefix", true);
+  if (spec.chat_template.empty()) {
+    bool has_start = false, has_end = false;
+    for (const tok::AddedToken& t : spec.added) {
+      has_start |= t.special && t.content == "<start_of_turn>";
+      has_end |= t.special && t.content == "<end_of_turn>";
+    }
+    if (has_start && has_end) spec.chat_template = kGemmaChatTemplate;
   }
   return BuildTokenizer(std::move(spec));
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::FromGguf(const GgufFile& gguf) {
+  const std::string model = gguf.GetString("tokenizer.ggml.model");
+  if (model == "gpt2") return ByteLevelFromGguf(gguf);
+  if (model == "llama") return SentencePieceFromGguf(gguf);
+  throw Error(gguf.path() + ": tokenizer.ggml.model is \"" + model +
+              "\"; supported: \"gpt2\" (byte-level BPE), \"llama\" (SentencePiece BPE)");
 }
 
 }  // namespace awq

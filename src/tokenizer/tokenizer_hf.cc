@@ -1,10 +1,13 @@
-// Loads a byte-level BPE tokenizer from Hugging Face's tokenizer.json and tokenizer_config.json.
+// Loads a tokenizer from Hugging Face's tokenizer.json and tokenizer_config.json: byte-level BPE,
+// or SentencePiece BPE written as BPE with byte fallback (Gemma's, Llama-2's, awq.cpp's export).
 #include <filesystem>
 #include <string>
+#include <unordered_map>
 
 #include "awq/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/tokenizer_spm.h"
 
 namespace awq {
 namespace {
@@ -186,6 +189,144 @@ Json ParseJson(const std::string& text, const std::string& source) {
   }
 }
 
+// SentencePiece BPE as transformers converts it (byte_fallback true): reads how spaces become
+// "▁". Either the normalizer Replace(" ", "▁"), after Prepend("▁") for a dummy prefix, with no
+// pre-tokenizer or Gemma's Split(" ", MergedWithPrevious) (a no-op once no space is left); or no
+// normalizer and a Metaspace pre-tokenizer that does not split. The decoder is not read: pieces
+// decode as sentencepiece decodes them.
+void ReadSpmPipeline(const Json& root, const std::string& src, tok::TokenizerSpec* spec) {
+  const std::string space(tok::kSpaceSymbol);
+  const Json norm = root.contains("normalizer") ? root["normalizer"] : Json();
+  const Json pre = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : Json();
+  auto type_of = [](const Json& j) {
+    return j.is_object() && j.contains("type") && j["type"].is_string()
+               ? j["type"].get<std::string>()
+               : std::string();
+  };
+  auto is_replace = [&](const Json& j) {
+    return type_of(j) == "Replace" && j.contains("pattern") && j["pattern"].is_object() &&
+           j["pattern"].value("String", "") == " " && j.value("content", "") == space;
+  };
+  auto is_prepend = [&](const Json& j) {
+    return type_of(j) == "Prepend" && j.value("prepend", "") == space;
+  };
+  const char* kExpected =
+      " is not supported for a byte_fallback (SentencePiece) model; expected the normalizer "
+      "Replace(\" \", \"\u2581\"), optionally after Prepend(\"\u2581\"), or a Metaspace "
+      "pre-tokenizer with split=false";
+  if (!norm.is_null()) {
+    if (is_replace(norm)) {
+      spec->add_dummy_prefix = false;
+    } else if (type_of(norm) == "Sequence" && norm.contains("normalizers") &&
+               norm["normalizers"].is_array() && norm["normalizers"].size() == 2 &&
+               is_prepend(norm["normalizers"][0]) && is_replace(norm["normalizers"][1])) {
+      spec->add_dummy_prefix = true;
+    } else {
+      throw Error(src + ": normalizer " + Show(norm) + kExpected);
+    }
+    const bool split_on_space =
+        type_of(pre) == "Split" && pre.contains("pattern") && pre["pattern"].is_object() &&
+        pre["pattern"].value("String", "") == " " &&
+        pre.value("behavior", "") == "MergedWithPrevious" && !pre.value("invert", false);
+    if (!pre.is_null() && !split_on_space) {
+      throw Error(src + ": pre_tokenizer " + Show(pre) + kExpected);
+    }
+  } else {
+    if (type_of(pre) != "Metaspace" || pre.value("replacement", "") != space ||
+        pre.value("split", true)) {
+      throw Error(src + ": pre_tokenizer " + Show(pre) + kExpected);
+    }
+    // "first" and "always" differ only after special tokens, where the encoder puts the dummy
+    // prefix in both cases (as llama.cpp does).
+    const std::string scheme =
+        pre.contains("prepend_scheme")
+            ? pre.value("prepend_scheme", "always")
+            : (pre.value("add_prefix_space", true) ? std::string("always") : std::string("never"));
+    spec->add_dummy_prefix = scheme != "never";
+  }
+  spec->normalizer_json = nlohmann::ordered_json::parse(norm.dump());
+  spec->pre_tokenizer_json = nlohmann::ordered_json::parse(pre.dump());
+}
+
+// Piece types and scores for a SentencePiece model read from tokenizer.json: special added
+// tokens are control pieces, other added tokens user-defined ones, "<0xXX>" byte pieces. The
+// scores come back from the merges: a piece scores minus the rank of the first merge that makes
+// it, so that merging by score repeats merging by rank (transformers derived the merges from the
+// scores in that order). Pieces no merge makes score below all others.
+void FinishSentencePiece(const std::string& src, tok::TokenizerSpec* spec) {
+  spec->kind = tok::ModelKind::kSentencePieceBpe;
+  const size_t n = spec->vocab.size();
+  spec->piece_types.assign(n, tok::kPieceNormal);
+  for (size_t id = 0; id < n; ++id) {
+    if (spec->in_vocab[id] && tok::ByteOfPiece(spec->vocab[id]) >= 0) {
+      spec->piece_types[id] = tok::kPieceByte;
+    }
+  }
+  if (spec->unk_id >= 0) spec->piece_types[spec->unk_id] = tok::kPieceUnknown;
+  for (tok::AddedToken& t : spec->added) {
+    if (!spec->in_vocab[t.id]) spec->vocab[t.id] = t.content;
+    spec->piece_types[t.id] = t.special ? tok::kPieceControl : tok::kPieceUserDefined;
+    // Control pieces are cut out of the raw text first; user-defined ones are matched by the
+    // encoder in the normalized text, as sentencepiece matches them.
+    t.normalized = !t.special;
+  }
+  std::unordered_map<std::string, int32_t> ids;
+  ids.reserve(n * 2);
+  for (size_t id = 0; id < n; ++id) {
+    if (spec->in_vocab[id]) ids.emplace(spec->vocab[id], static_cast<int32_t>(id));
+  }
+  const float unmade = -static_cast<float>(spec->merges.size()) - 1.0f;
+  spec->scores.assign(n, unmade);
+  for (size_t rank = 0; rank < spec->merges.size(); ++rank) {
+    const auto& [a, b] = spec->merges[rank];
+    for (const std::string* piece : {&a, &b}) {
+      if (ids.find(*piece) == ids.end()) {
+        throw Error(src + ": model.merges[" + std::to_string(rank) + "] (\"" + a + " " + b +
+                    "\") uses \"" + *piece + "\", which is not in the vocabulary");
+      }
+    }
+    const auto it = ids.find(a + b);
+    if (it == ids.end()) {
+      throw Error(src + ": model.merges[" + std::to_string(rank) + "] (\"" + a + " " + b +
+                  "\") makes \"" + a + b + "\", which is not in the vocabulary");
+    }
+    float& score = spec->scores[it->second];
+    if (score == unmade) score = -static_cast<float>(rank);
+  }
+  spec->merges.clear();  // the scores carry them; the exporter derives them again
+}
+
+// Normalizer, pre-tokenizer and decoder of a byte-level BPE tokenizer.json.
+void LoadByteLevelPipeline(const Json& root, const std::string& src, tok::TokenizerSpec* spec) {
+  // Hugging Face's Qwen2 ships an NFC normalizer; awq.cpp does not normalize, which is exact for
+  // text already in NFC (what tokenizers and llama.cpp see in practice). Anything else changes
+  // the text in ways that must not be skipped silently.
+  const auto norm = root.find("normalizer");
+  if (norm != root.end() && !norm->is_null()) {
+    if (!norm->is_object() || !norm->contains("type") || (*norm)["type"] != "NFC") {
+      throw Error(src + ": normalizer " + Show(*norm) + " is not supported (only null or NFC)");
+    }
+    spec->normalizer_json = nlohmann::ordered_json::parse(norm->dump());
+  }
+
+  const Json pre = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : Json();
+  const bool byte_level = ParsePreTokenizer(pre, src + ": pre_tokenizer", spec);
+  const auto dec = root.find("decoder");
+  bool byte_level_decoder = false;
+  if (dec != root.end() && !dec->is_null()) {
+    if (!dec->is_object() || !dec->contains("type") || (*dec)["type"] != "ByteLevel") {
+      throw Error(src + ": decoder " + Show(*dec) + " is not supported (only ByteLevel)");
+    }
+    byte_level_decoder = true;
+  }
+  if (!byte_level && !byte_level_decoder) {
+    throw Error(src +
+                ": neither pre_tokenizer nor decoder is ByteLevel; only byte-level BPE "
+                "tokenizers are supported");
+  }
+  spec->pre_tokenizer_json = nlohmann::ordered_json::parse(pre.dump());
+}
+
 void LoadTokenizerJson(const Json& root, const std::string& src, tok::TokenizerSpec* spec) {
   if (!root.is_object()) throw Error(src + ": the top level should be an object");
   const auto model_it = root.find("model");
@@ -205,15 +346,19 @@ void LoadTokenizerJson(const Json& root, const std::string& src, tok::TokenizerS
       throw Error(src + ": model." + key + " is " + Show(*it) + "; only null is supported");
     }
   }
-  if (GetBool(model, "byte_fallback", false, src + ": model")) {
-    throw Error(src + ": model.byte_fallback is true; byte-level BPE needs false");
-  }
+  // Byte fallback marks a SentencePiece model; byte-level BPE never needs it.
+  const bool sentencepiece = GetBool(model, "byte_fallback", false, src + ": model");
   const auto dropout = model.find("dropout");
   if (dropout != model.end() && !dropout->is_null() &&
       !(dropout->is_number() && dropout->get<double>() == 0.0)) {
     throw Error(src + ": model.dropout is " + Show(*dropout) + "; only null is supported");
   }
   spec->ignore_merges = GetBool(model, "ignore_merges", false, src + ": model");
+  if (sentencepiece && spec->ignore_merges) {
+    throw Error(src +
+                ": model.ignore_merges is true, which a byte_fallback (SentencePiece) "
+                "model does not support");
+  }
 
   const auto vocab = model.find("vocab");
   if (vocab == model.end() || !vocab->is_object()) {
@@ -287,33 +432,11 @@ void LoadTokenizerJson(const Json& root, const std::string& src, tok::TokenizerS
   }
   if (spec->vocab.empty()) throw Error(src + ": model.vocab is empty");
 
-  // Hugging Face's Qwen2 ships an NFC normalizer; awq.cpp does not normalize, which is exact for
-  // text already in NFC (what tokenizers and llama.cpp see in practice). Anything else changes
-  // the text in ways that must not be skipped silently.
-  const auto norm = root.find("normalizer");
-  if (norm != root.end() && !norm->is_null()) {
-    if (!norm->is_object() || !norm->contains("type") || (*norm)["type"] != "NFC") {
-      throw Error(src + ": normalizer " + Show(*norm) + " is not supported (only null or NFC)");
-    }
-    spec->normalizer_json = nlohmann::ordered_json::parse(norm->dump());
+  if (sentencepiece) {
+    ReadSpmPipeline(root, src, spec);
+  } else {
+    LoadByteLevelPipeline(root, src, spec);
   }
-
-  const Json pre = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : Json();
-  const bool byte_level = ParsePreTokenizer(pre, src + ": pre_tokenizer", spec);
-  const auto dec = root.find("decoder");
-  bool byte_level_decoder = false;
-  if (dec != root.end() && !dec->is_null()) {
-    if (!dec->is_object() || !dec->contains("type") || (*dec)["type"] != "ByteLevel") {
-      throw Error(src + ": decoder " + Show(*dec) + " is not supported (only ByteLevel)");
-    }
-    byte_level_decoder = true;
-  }
-  if (!byte_level && !byte_level_decoder) {
-    throw Error(src +
-                ": neither pre_tokenizer nor decoder is ByteLevel; only byte-level BPE "
-                "tokenizers are supported");
-  }
-  spec->pre_tokenizer_json = nlohmann::ordered_json::parse(pre.dump());
 
   const auto unk = model.find("unk_token");
   if (unk != model.end() && unk->is_string()) {
@@ -326,6 +449,7 @@ void LoadTokenizerJson(const Json& root, const std::string& src, tok::TokenizerS
   if (root.contains("post_processor")) {
     ParsePostProcessor(root["post_processor"], src + ": post_processor", spec);
   }
+  if (sentencepiece) FinishSentencePiece(src, spec);
 }
 
 // The id of a token named in tokenizer_config.json: added tokens first, as transformers does.

@@ -1,4 +1,4 @@
-// Internals of awq::Tokenizer shared by the loaders (GGUF, tokenizer.json), the encoder and the
+// Internals of awq::Tokenizer shared by the loaders (GGUF, tokenizer.json), the encoders and the
 // exporter: the loader-neutral description (TokenizerSpec) and the lookup tables built from it.
 #pragma once
 
@@ -19,6 +19,13 @@ namespace awq {
 
 namespace tok {
 
+class SpmModel;
+
+// The two tokenizer algorithms: byte-level BPE over merge ranks (GPT-2, SmolLM2, Llama-3, Qwen2;
+// GGUF tokenizer.ggml.model "gpt2") and SentencePiece BPE over piece scores (Gemma, Llama-2;
+// GGUF "llama").
+enum class ModelKind : uint8_t { kByteLevelBpe, kSentencePieceBpe };
+
 // A token matched in the text before pre-tokenization (Hugging Face's added_tokens; in GGUF the
 // CONTROL and USER_DEFINED types).
 struct AddedToken {
@@ -33,7 +40,9 @@ struct AddedToken {
 // Everything a loader reads; Tokenizer::Impl derives its tables from it, and the exporter writes
 // it back out.
 struct TokenizerSpec {
-  std::string source;              // file name for messages
+  std::string source;  // file name for messages
+  // Which encoder the tables below feed.
+  ModelKind kind = ModelKind::kByteLevelBpe;
   std::vector<std::string> vocab;  // id -> stored spelling ("Ġthe"); "" where no entry
   std::vector<uint8_t> in_vocab;   // id -> 1 when the BPE model's vocabulary has the id
   std::vector<std::pair<std::string, std::string>> merges;  // by rank
@@ -47,6 +56,14 @@ struct TokenizerSpec {
   std::vector<int32_t> extra_eos_ids;           // end-of-turn ids named by the file
   std::string chat_template;
   int64_t model_max_length = 0;  // 0: unknown
+
+  // SentencePiece BPE only (tokenizer_spm.h): per id the piece score (the higher merges first)
+  // and the piece type (tok::PieceType), and whether "▁" is put before the text
+  // (sentencepiece's add_dummy_prefix, GGUF tokenizer.ggml.add_space_prefix). `vocab` holds the
+  // pieces as sentencepiece spells them, a space as "▁".
+  std::vector<float> scores;
+  std::vector<uint8_t> piece_types;
+  bool add_dummy_prefix = false;
 };
 
 // Finds added tokens in text: leftmost match first, the longest among those starting there.
@@ -68,6 +85,7 @@ class AddedTokenMatcher {
 
 struct Tokenizer::Impl {
   explicit Impl(tok::TokenizerSpec s);
+  ~Impl();
 
   tok::TokenizerSpec spec;
   std::unordered_map<std::string, int32_t> vocab_to_id;  // the BPE model's vocabulary
@@ -96,6 +114,12 @@ struct Tokenizer::Impl {
   // BPE on the bytes of `word` without the cache.
   void Bpe(std::string_view word, std::vector<int32_t>* out) const;
   void EncodeText(std::string_view text, bool parse_special, std::vector<int32_t>* out) const;
+
+  // The SentencePiece model (spec.kind == kSentencePieceBpe), null for byte-level BPE, whose
+  // tables above (merges, pre, byte_ids) then go unused.
+  std::unique_ptr<const tok::SpmModel> spm;
+  // EncodeText for the SentencePiece model (tokenizer_spm.cc).
+  void EncodeSpm(std::string_view text, bool parse_special, std::vector<int32_t>* out) const;
 
   // Word cache: novels repeat a few thousand words over and over. Short words only; cleared
   // when it grows past kCacheMaxEntries so memory stays bounded on adversarial input.

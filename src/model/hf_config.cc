@@ -294,11 +294,27 @@ ModelConfig ParseHfConfig(const std::string& json_text, const std::string& sourc
   if (r.Has("rope_scaling")) {
     c.rope_scaling = ParseRopeScaling(r, root.at("rope_scaling"), "rope_scaling");
   } else if (r.Has("rope_parameters")) {
-    // transformers 5 folds rope_theta into rope_parameters.
+    // transformers 5 folds rope_theta into rope_parameters, and for models with several layer
+    // types (Gemma 3) keeps one entry per type: the full-attention layers' is the model's RoPE,
+    // the sliding layers' base goes to rope_local_theta.
     const json& rp = root.at("rope_parameters");
-    c.rope_scaling = ParseRopeScaling(r, rp, "rope_parameters");
-    if (r.Has(rp, "rope_theta")) {
-      c.rope_theta = r.Number(rp, "rope_theta", "rope_parameters.rope_theta");
+    const bool per_type = rp.is_object() && rp.contains("full_attention");
+    const json& global = per_type ? rp.at("full_attention") : rp;
+    const std::string key = per_type ? "rope_parameters.full_attention" : "rope_parameters";
+    c.rope_scaling = ParseRopeScaling(r, global, key);
+    if (r.Has(global, "rope_theta")) c.rope_theta = r.Number(global, "rope_theta", key + ".rope_theta");
+    if (per_type && rp.contains("sliding_attention")) {
+      const json& local = rp.at("sliding_attention");
+      const RopeScaling ls =
+          ParseRopeScaling(r, local, "rope_parameters.sliding_attention");
+      if (ls.type != RopeScalingType::kNone) {
+        r.Fail("rope_parameters.sliding_attention.rope_type",
+               "scaled RoPE on sliding-window layers is not supported");
+      }
+      if (r.Has(local, "rope_theta")) {
+        c.rope_local_theta =
+            r.Number(local, "rope_theta", "rope_parameters.sliding_attention.rope_theta");
+      }
     }
   }
   c.tie_word_embeddings = r.Bool("tie_word_embeddings", false);

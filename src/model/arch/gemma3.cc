@@ -35,8 +35,11 @@ void ReadGemma3(const nlohmann::json& root, const std::string& source, ModelConf
   c.query_pre_attn_scalar =
       arch_keys::Number(root, source, "query_pre_attn_scalar", static_cast<double>(c.head_dim));
   c.sliding_window = arch_keys::Int(root, source, "sliding_window", 4096);
-  c.rope_local_theta =
-      arch_keys::Number(root, source, "rope_local_base_freq", kDefaultLocalRopeBase);
+  // transformers 4 spells the local base rope_local_base_freq; 5 puts it in rope_parameters.
+  if (arch_keys::Has(root, "rope_local_base_freq") || c.rope_local_theta <= 0) {
+    c.rope_local_theta =
+        arch_keys::Number(root, source, "rope_local_base_freq", kDefaultLocalRopeBase);
+  }
   c.attn_logit_softcapping = arch_keys::Number(root, source, "attn_logit_softcapping", 0);
   c.final_logit_softcapping = arch_keys::Number(root, source, "final_logit_softcapping", 0);
   if (arch_keys::Has(root, "layer_types")) {

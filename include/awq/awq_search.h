@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "awq/quant_config.h"
 #include "awq/quantizer.h"
 
 namespace awq {
@@ -48,6 +50,46 @@ struct ScaleSearchResult {
 ScaleSearchResult SearchScales(const std::vector<float>& x_mean, const std::vector<float>& w_mean,
                                int n_grid, bool duo_scaling, bool include_identity,
                                const std::function<double(const std::vector<float>&)>& loss_fn);
+
+// One linear of a group whose members read the same input: w [rows, in] row-major fp32, not
+// owned (FoldScalesAndClip writes it; the search only reads it).
+struct GroupLinear {
+  float* w = nullptr;
+  int64_t rows = 0;
+  std::optional<QuantParams> params;  // nullopt: stays in full precision (its candidate is W)
+  std::string name;  // module name; ClipSkipped(name) exempts it from clipping. May be empty.
+};
+
+// mean((a - b)^2) over all entries, accumulated in double: the scale search's loss. The sizes
+// must match.
+double MeanSquaredError(const std::vector<float>& a, const std::vector<float>& b);
+
+// AWQ's scale search (AWQ.md section 2) for a group of linears that share their input x
+// [n_tokens, in] and whose inspected output is their own product, the whole-model pipeline's
+// "o" and "down" groups (Inspect::kOwnOutput), on the ORIGINAL weights:
+//   x_mean = ChannelMeanAbs(x), w_mean = WeightMeanNormalized(group, config.q_group_size),
+//   reference = x W^T for W the group's rows stacked in order (fp32, LinearF32),
+//   loss(s) = MeanSquaredError(reference, x W'(s)^T), W'(s) = ScaleQuantizeUnscale(W, s) with
+//             each linear's params (W itself for a linear without params),
+// searched by SearchScales(x_mean, w_mean, config.n_grid, config.duo_scaling,
+// include_identity=true, loss), so losses.back() is plain round-to-nearest's (s = 1). Every
+// linear needs `in` columns; a group size that does not divide `in` is an awq::Error. Call it from
+// outside ThreadPool::Global()'s tasks.
+ScaleSearchResult SearchOwnOutputScales(const std::vector<GroupLinear>& group, int64_t in,
+                                        const float* x, int64_t n_tokens,
+                                        const QuantConfig& config);
+
+// The steps after the search, as the whole-model pipeline runs them for a group: every linear's
+// columns W <- W diag(s), the inputs x [n_tokens, in] <- x / s in place, then, when
+// config.apply_clip, for every linear with params whose name ClipSkipped does not exempt,
+// SearchClip on the scaled weights and scaled inputs (config.n_grid, max_shrink,
+// n_sample_token) and ApplyClip. Returns one max_val [rows, in / group size] per linear, empty
+// where nothing was clipped. The op that produces x must absorb 1/s (the caller's job). Call it
+// from outside ThreadPool::Global()'s tasks.
+std::vector<std::vector<float>> FoldScalesAndClip(const std::vector<GroupLinear>& group, int64_t in,
+                                                  float* x, int64_t n_tokens,
+                                                  const std::vector<float>& s,
+                                                  const QuantConfig& config);
 
 // out[rows, in] = FakeQuantize(w * s[col]) / s[col]: the weight a candidate scale produces, seen
 // from the unscaled input. `out` may equal `w`.

@@ -1,9 +1,11 @@
-// AWQ's searches on fp32 buffers: statistics, candidate scales, the scale search driver, and the
-// clip search (Gram-matrix form over sgemm batches, plus its scalar oracle).
+// AWQ's searches on fp32 buffers: statistics, candidate scales, the scale search driver, the
+// whole search of a group inspected at its own output (with its fold and clip), and the clip
+// search (Gram-matrix form over sgemm batches, plus its scalar oracle).
 #include "awq/awq_search.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -402,6 +404,117 @@ bool ClipSkipped(const std::string& module_name) {
     if (last.find(pattern) != std::string::npos) return true;
   }
   return false;
+}
+
+double MeanSquaredError(const std::vector<float>& a, const std::vector<float>& b) {
+  AWQ_CHECK(a.size() == b.size());
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double e = static_cast<double>(a[i]) - b[i];
+    s += e * e;
+  }
+  return s / static_cast<double>(a.size());
+}
+
+namespace {
+
+// The group's rows, total, checked against the input width and the group size.
+int64_t CheckGroup(const std::vector<GroupLinear>& group, int64_t in, const float* x,
+                   int64_t n_tokens) {
+  if (group.empty()) throw Error("awq search: a group needs at least one linear");
+  CheckPositive("input width", in);
+  CheckPositive("n_tokens", n_tokens);
+  if (x == nullptr) throw Error("awq search: no input activations");
+  int64_t rows = 0;
+  for (const GroupLinear& l : group) {
+    if (l.w == nullptr) throw Error("awq search: linear '" + l.name + "' has no weights");
+    CheckPositive("rows", l.rows);
+    if (l.params) GroupSize(*l.params, in);
+    rows += l.rows;
+  }
+  return rows;
+}
+
+}  // namespace
+
+ScaleSearchResult SearchOwnOutputScales(const std::vector<GroupLinear>& group, int64_t in,
+                                        const float* x, int64_t n_tokens,
+                                        const QuantConfig& config) {
+  const int64_t rows = CheckGroup(group, in, x, n_tokens);
+  std::vector<const float*> ws;
+  std::vector<int64_t> row_counts;
+  bool contiguous = true;
+  for (size_t i = 0; i < group.size(); ++i) {
+    ws.push_back(group[i].w);
+    row_counts.push_back(group[i].rows);
+    if (i > 0 && group[i].w != group[i - 1].w + group[i - 1].rows * in) contiguous = false;
+  }
+  const std::vector<float> x_mean = ChannelMeanAbs(x, n_tokens, in);
+  const std::vector<float> w_mean = WeightMeanNormalized(ws, row_counts, in, config.q_group_size);
+  // The stacked original weights [rows, in]: the linears themselves when they are consecutive
+  // rows of one matrix (a fused slot), else a copy.
+  std::vector<float> stacked;
+  const float* w_all = group[0].w;
+  if (!contiguous) {
+    stacked.resize(static_cast<size_t>(rows * in));
+    float* p = stacked.data();
+    for (const GroupLinear& l : group) {
+      std::memcpy(p, l.w, static_cast<size_t>(l.rows * in) * sizeof(float));
+      p += l.rows * in;
+    }
+    w_all = stacked.data();
+  }
+  ThreadPool& pool = ThreadPool::Global();
+  // The reference output of the group with the original weights, [n_tokens, rows].
+  std::vector<float> reference(static_cast<size_t>(n_tokens * rows));
+  LinearF32(x, in, w_all, in, reference.data(), rows, n_tokens, rows, in, false, pool);
+  std::vector<float> cand(static_cast<size_t>(rows * in));
+  std::vector<float> out(reference.size());
+  auto loss = [&](const std::vector<float>& s) {
+    float* p = cand.data();
+    for (const GroupLinear& l : group) {
+      if (l.params) {
+        ScaleQuantizeUnscale(l.w, p, l.rows, in, s, *l.params);
+      } else {
+        std::memcpy(p, l.w, static_cast<size_t>(l.rows * in) * sizeof(float));
+      }
+      p += l.rows * in;
+    }
+    LinearF32(x, in, cand.data(), in, out.data(), rows, n_tokens, rows, in, false, pool);
+    return MeanSquaredError(reference, out);
+  };
+  // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
+  return SearchScales(x_mean, w_mean, config.n_grid, config.duo_scaling,
+                      /*include_identity=*/true, loss);
+}
+
+std::vector<std::vector<float>> FoldScalesAndClip(const std::vector<GroupLinear>& group, int64_t in,
+                                                  float* x, int64_t n_tokens,
+                                                  const std::vector<float>& s,
+                                                  const QuantConfig& config) {
+  CheckGroup(group, in, x, n_tokens);
+  if (static_cast<int64_t>(s.size()) != in) {
+    throw Error("awq search: " + std::to_string(s.size()) + " scales for input width " +
+                std::to_string(in));
+  }
+  for (const GroupLinear& l : group) {
+    for (int64_t r = 0; r < l.rows; ++r) {
+      for (int64_t c = 0; c < in; ++c) l.w[r * in + c] *= s[static_cast<size_t>(c)];
+    }
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t c = 0; c < in; ++c) x[t * in + c] /= s[static_cast<size_t>(c)];
+  }
+  std::vector<std::vector<float>> max_vals(group.size());
+  if (!config.apply_clip) return max_vals;
+  for (size_t i = 0; i < group.size(); ++i) {
+    const GroupLinear& l = group[i];
+    if (!l.params || ClipSkipped(l.name)) continue;
+    max_vals[i] = SearchClip(l.w, l.rows, in, x, n_tokens, *l.params, config.n_grid,
+                             config.max_shrink, config.n_sample_token);
+    ApplyClip(l.w, l.rows, in, max_vals[i], GroupSize(*l.params, in));
+  }
+  return max_vals;
 }
 
 }  // namespace awq

@@ -20,7 +20,6 @@
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "awq/tokenizer.h"
-#include "kernels/cpu/sgemm.h"
 #include "model/arch.h"
 
 namespace awq {
@@ -95,21 +94,6 @@ std::vector<LinearRef*> InSlot(std::vector<LinearRef>& lins, Slot s) {
     if (r.slot == s) out.push_back(&r);
   }
   return out;
-}
-
-// out [n, rows] = x [n, in] * w [rows, in]^T
-void LinearF32Into(const float* x, const float* w, float* out, int64_t n, int64_t rows,
-                   int64_t in) {
-  LinearF32(x, in, w, in, out, rows, n, rows, in, false, ThreadPool::Global());
-}
-
-double MeanSquaredError(const std::vector<float>& a, const std::vector<float>& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double e = static_cast<double>(a[i]) - b[i];
-    s += e * e;
-  }
-  return s / static_cast<double>(a.size());
 }
 
 // Candidate weights for one linear: Q(W diag(s)) diag(s)^-1, or W itself when not converted.
@@ -383,51 +367,50 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
         // v -> o only without grouped-query attention: the scaled rows must be o's inputs.
         if (g.needs_matching_rows && OwnerWidth(c, g.owner) != in_dim) continue;
         const std::vector<float>& inputs = cap[SlotInput(g.slot)];
-        std::vector<const float*> ws;
-        std::vector<int64_t> rows;
-        int64_t slot_rows = 0;
-        for (const LinearRef* r : group) {
-          ws.push_back(r->w);
-          rows.push_back(r->rows);
-          slot_rows += r->rows;
-        }
-        const std::vector<float> x_mean = ChannelMeanAbs(inputs.data(), n, in_dim);
-        const std::vector<float> w_mean = WeightMeanNormalized(ws, rows, in_dim, qc.q_group_size);
-        // The reference output of the inspected module with the original weights.
-        std::vector<float> own_ref;
+        ScaleSearchResult r;
         if (g.inspect == Inspect::kOwnOutput) {
-          own_ref.resize(static_cast<size_t>(n * slot_rows));
-          LinearF32Into(inputs.data(), group[0]->w, own_ref.data(), n, slot_rows, in_dim);
-        }
-        const std::vector<float>& reference = g.inspect == Inspect::kAttention ? cap[BlockPoint::kAttnOut]
-                                              : g.inspect == Inspect::kMlp ? cap[BlockPoint::kMlpOut]
-                                                                           : own_ref;
-        // The candidate slot matrix (the group's linears are its rows, in order).
-        std::vector<float> cand(static_cast<size_t>(slot_rows * in_dim));
-        std::vector<float> out(reference.size());
-        auto loss = [&](const std::vector<float>& sv) {
-          float* p = cand.data();
-          for (const LinearRef* r : group) {
-            CandidateWeights(*r, sv, p);
-            p += r->rows * in_dim;
+          // A linear inspected at its own output: the library's search (awq_search.h).
+          std::vector<GroupLinear> own;
+          for (const LinearRef* lr : group) own.push_back({lr->w, lr->rows, lr->params, lr->name});
+          r = SearchOwnOutputScales(own, in_dim, inputs.data(), n, qc);
+        } else {
+          std::vector<const float*> ws;
+          std::vector<int64_t> rows;
+          int64_t slot_rows = 0;
+          for (const LinearRef* lr : group) {
+            ws.push_back(lr->w);
+            rows.push_back(lr->rows);
+            slot_rows += lr->rows;
           }
-          switch (g.inspect) {
-            case Inspect::kAttention:
+          const std::vector<float> x_mean = ChannelMeanAbs(inputs.data(), n, in_dim);
+          const std::vector<float> w_mean =
+              WeightMeanNormalized(ws, rows, in_dim, qc.q_group_size);
+          // The reference output of the inspected module with the original weights.
+          const std::vector<float>& reference = g.inspect == Inspect::kAttention
+                                                    ? cap[BlockPoint::kAttnOut]
+                                                    : cap[BlockPoint::kMlpOut];
+          // The candidate slot matrix (the group's linears are its rows, in order).
+          std::vector<float> cand(static_cast<size_t>(slot_rows * in_dim));
+          std::vector<float> out(reference.size());
+          auto loss = [&](const std::vector<float>& sv) {
+            float* p = cand.data();
+            for (const LinearRef* lr : group) {
+              CandidateWeights(*lr, sv, p);
+              p += lr->rows * in_dim;
+            }
+            if (g.inspect == Inspect::kAttention) {
               model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs.data(), n_seq,
                                    seq_len, nullptr, out.data());
-              break;
-            case Inspect::kMlp:
+            } else {
               model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs.data(), n, nullptr,
                              out.data());
-              break;
-            default:
-              LinearF32Into(inputs.data(), cand.data(), out.data(), n, slot_rows, in_dim);
-          }
-          return MeanSquaredError(reference, out);
-        };
-        // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
-        const ScaleSearchResult r = SearchScales(x_mean, w_mean, qc.n_grid, qc.duo_scaling,
-                                                 /*include_identity=*/true, loss);
+            }
+            return MeanSquaredError(reference, out);
+          };
+          // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
+          r = SearchScales(x_mean, w_mean, qc.n_grid, qc.duo_scaling, /*include_identity=*/true,
+                           loss);
+        }
         BlockReport::Group rep;
         rep.name = g.name;
         rep.best_index = r.best_index;

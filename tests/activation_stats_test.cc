@@ -1,12 +1,17 @@
 // Activation statistics: the collected statistics against a straightforward recomputation on the
 // real model, the salience summary, the file round trip and its malformed-file errors; and the
-// library Quantizer's salience search.
+// library Quantizer's AWQ call on activations captured from the block walk: the same codes as
+// `awq quantize` (QuantizeModel) gives each down_proj, and better than RTN on the real model.
 #include "awq/activation_stats.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <random>
+#include <string>
 
 #include "awq/calibration.h"
 #include "awq/gguf.h"
@@ -197,60 +202,109 @@ TEST(ActivationStats, MalformedFilesNameFileAndTensor) {
   test::ExpectError([&] { LoadActivationStats(dir + "/none.safetensors"); }, {"none.safetensors"});
 }
 
-// The salience-weighted error the Quantizer minimizes, recomputed here.
-double WeightedError(const std::vector<float>& w, const std::vector<float>& w_hat, int64_t out,
-                     int64_t in, const std::vector<float>& sal) {
-  double e = 0;
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t j = 0; j < in; ++j) {
-      const double d = double{w[o * in + j]} - w_hat[o * in + j];
-      e += double{sal[j]} * sal[j] * d * d;
+// The rows the walk of block `layer` sees at `point` ([n_blocks * seq_len, width]), the blocks
+// before it run with the model's weights: what AWQ's pipeline captures from the original model.
+std::vector<float> CaptureBlockPoint(const Model& m, const CalibrationBatch& b, int64_t layer,
+                                     BlockPoint point, int64_t* width) {
+  const int64_t n = b.n_blocks * b.seq_len, d = m.config().hidden_size;
+  std::vector<float> x(static_cast<size_t>(n * d)), rows;
+  m.EmbedTokens(b.tokens.data(), n, x.data());
+  for (int64_t l = 0; l < layer; ++l) m.BlockForwardBatch(l, x.data(), b.n_blocks, b.seq_len, nullptr);
+  const BlockObserver observe = [&](BlockPoint p, int64_t row0, const float* r, int64_t rn,
+                                    int64_t w) {
+    if (p != point) return;
+    *width = w;
+    rows.resize(static_cast<size_t>(n * w));
+    std::copy(r, r + rn * w, rows.begin() + row0 * w);
+  };
+  m.BlockForwardBatch(layer, x.data(), b.n_blocks, b.seq_len, &observe);
+  return rows;
+}
+
+// `awq quantize` scales and clips a down_proj on its own output; the library call on the same
+// captured inputs and config must give the same scale search and the same codes.
+TEST(LibraryQuantizer, SameCodesAsAwqQuantizeOnEveryDownProj) {
+  // The first 40 kB of emma: plenty for 16 blocks of 32 tokens, quick to tokenize.
+  const std::string calib = test::MakeTempDir("awq-lib-calib") + "/calib.txt";
+  {
+    std::ifstream in(test::TextPath("emma"));
+    std::string text(40000, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    std::ofstream(calib) << text;
+  }
+  for (const char* family : {"qwen3", "mistral", "phi3", "llama3_rope", "qwen2_yarn", "gemma3"}) {
+    SCOPED_TRACE(family);
+    const std::string src = test::DataPath(std::string("tiny/") + family);
+    const Tokenizer tok =
+        Tokenizer::FromHfJson(src + "/tokenizer.json", src + "/tokenizer_config.json");
+    QuantizeOptions o;
+    o.method = QuantMethod::kAwq;
+    o.config.q_group_size = 16;  // divides every width of the tiny models
+    o.config.max_calib_seq_len = 32;
+    o.config.max_calib_samples = 16;
+    o.calib_data = calib;
+    Model quantized = Model::Load(src, LoadOptions{.int4 = false});
+    const QuantizeResult res = QuantizeModel(quantized, tok, o);
+
+    const Model m = Model::Load(src, LoadOptions{.int4 = false});
+    CalibrationOptions co;
+    co.max_samples = o.config.max_calib_samples;
+    co.seq_len = o.config.max_calib_seq_len;
+    const CalibrationBatch batch =
+        BuildCalibrationBatch(LoadCalibrationTexts(o.calib_data), tok, co);
+    const Quantizer qz(o.config);
+    const ModelConfig& c = m.config();
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      int64_t in = 0;
+      const std::vector<float> x = CaptureBlockPoint(m, batch, l, BlockPoint::kMlpAct, &in);
+      const int64_t n = batch.n_blocks * batch.seq_len;
+      ASSERT_EQ(in, c.intermediate_size);
+      const ScaledQuantization sq = qz.Quantize(m.weights().layers[l].w_down.data<float>(),
+                                                c.hidden_size, in, x.data(), n);
+      const BlockReport& rep = res.blocks[static_cast<size_t>(l)];
+      const auto g = std::find_if(rep.groups.begin(), rep.groups.end(),
+                                  [](const BlockReport::Group& gr) { return gr.name == "down"; });
+      ASSERT_NE(g, rep.groups.end());
+      EXPECT_EQ(sq.best_index, g->best_index) << "layer " << l;
+      EXPECT_EQ(sq.search_loss, g->best_loss) << "layer " << l;
+      EXPECT_EQ(sq.rtn_loss, g->identity_loss) << "layer " << l;
+      const auto it = res.linears.find("model.layers." + std::to_string(l) + ".mlp.down_proj");
+      ASSERT_NE(it, res.linears.end());
+      EXPECT_EQ(sq.linear.q, it->second.q) << "layer " << l;
+      EXPECT_EQ(sq.linear.scales, it->second.scales) << "layer " << l;
+      EXPECT_EQ(sq.linear.zeros, it->second.zeros) << "layer " << l;
     }
   }
-  return e;
 }
 
-TEST(LibraryQuantizer, SalienceSearchNeverWorseThanRtn) {
-  const Quantizer qz = Quantizer::FromPreset("conservative");  // w4 g64
-  std::mt19937 rng(11);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  std::lognormal_distribution<float> ld(0.0f, 1.0f);
-  for (int trial = 0; trial < 4; ++trial) {
-    const int64_t out = 32, in = 128;
-    std::vector<float> w(out * in), sal(in);
-    for (float& v : w) v = nd(rng);
-    for (float& v : sal) v = ld(rng);
-    const ScaledQuantization sq = qz.Quantize(w.data(), out, in, sal);
-    const std::vector<float> rtn = qz.Dequantize(qz.Quantize(w.data(), out, in));
-    const double rtn_err = WeightedError(w, rtn, out, in, sal);
-    EXPECT_NEAR(sq.rtn_weighted_error, rtn_err, 1e-9 * rtn_err);
-    EXPECT_LE(sq.weighted_error, sq.rtn_weighted_error);
-    // The stored codes reproduce the error the search reported.
-    const std::vector<float> back = qz.Dequantize(sq);
-    EXPECT_NEAR(WeightedError(w, back, out, in, sal), sq.weighted_error, 1e-6 * sq.weighted_error);
-    ASSERT_EQ(sq.input_scales.size(), static_cast<size_t>(in));
-  }
-}
+// SmolLM2-135M's down_proj on its captured inputs (emma, 8 blocks of 128 tokens), w4 g128:
+// loss / rtn_loss measured 0.674 (layer 0), 0.670 (layer 15), 0.245 (layer 29). The bound sits
+// about half way between the worst measured ratio and RTN's 1.
+constexpr double kRealAwqOverRtnBound = 0.84;
 
-TEST(LibraryQuantizer, SalienceSearchHelpsWithFewSalientChannels) {
+TEST(LibraryQuantizer, BeatsRtnOnRealActivations) {
+  const Model m = Model::Load(test::ModelPath());
+  const Tokenizer tok = Tokenizer::FromGguf(GgufFile::Open(test::ModelPath()));
+  CalibrationOptions co;
+  co.max_samples = 8;
+  co.seq_len = 128;
+  const CalibrationBatch batch =
+      BuildCalibrationBatch(LoadCalibrationTexts(test::TextPath("emma")), tok, co);
   const Quantizer qz = Quantizer::FromPreset("default");  // w4 g128
-  const int64_t out = 64, in = 256;
-  std::mt19937 rng(12);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  std::vector<float> w(out * in), sal(in, 1.0f);
-  for (float& v : w) v = nd(rng);
-  for (int64_t j : {3, 70, 150, 201}) sal[j] = 50.0f;  // four outlier channels
-  const ScaledQuantization sq = qz.Quantize(w.data(), out, in, sal);
-  EXPECT_GT(sq.alpha, 0.0);
-  EXPECT_LT(sq.weighted_error, 0.8 * sq.rtn_weighted_error);
-  // Folding: x W^T == (x / s)(W diag(s))^T, so the scaled codes serve the scaled input.
-  EXPECT_GT(sq.input_scales[3], sq.input_scales[4]);
-  // Bad salience is a user error.
-  test::ExpectError([&] { qz.Quantize(w.data(), out, in, std::vector<float>(3, 1.0f)); },
-                    {"salience", "3", "256"});
-  std::vector<float> bad = sal;
-  bad[5] = -1;
-  test::ExpectError([&] { qz.Quantize(w.data(), out, in, bad); }, {"salience[5]"});
+  const ModelConfig& c = m.config();
+  for (int64_t l : {int64_t{0}, c.num_hidden_layers / 2, c.num_hidden_layers - 1}) {
+    int64_t in = 0;
+    const std::vector<float> x = CaptureBlockPoint(m, batch, l, BlockPoint::kMlpAct, &in);
+    const float* w = m.weights().layers[l].w_down.data<float>();
+    const ScaledQuantization sq =
+        qz.Quantize(w, c.hidden_size, in, x.data(), batch.n_blocks * batch.seq_len);
+    std::printf("layer %lld down_proj: best %d (ratio %.2f), loss %.4g, rtn %.4g, ratio %.3f\n",
+                static_cast<long long>(l), sq.best_index, sq.ratio, sq.loss, sq.rtn_loss,
+                sq.loss / sq.rtn_loss);
+    EXPECT_LE(sq.search_loss, sq.rtn_loss);
+    EXPECT_LT(sq.loss, kRealAwqOverRtnBound * sq.rtn_loss) << "layer " << l;
+  }
 }
 
 TEST(LibraryQuantizer, BatchMatchesOneByOne) {

@@ -1,11 +1,15 @@
 // Tests for the group quantizer: hand-computed cases (round half to even, zero clamping, constant
 // groups, group -1, symmetric mode), a scalar oracle on random matrices, and FakeQuantize being
-// bit-identical to QuantizeLinear + DequantizeLinear.
+// bit-identical to QuantizeLinear + DequantizeLinear. Then the library Quantizer's AWQ call on
+// synthetic activations with outlier channels: better than RTN, its losses recomputed from what
+// it returns, the same search as SearchOwnOutputScales, and driven by the config.
 #include "awq/quantizer.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <initializer_list>
@@ -14,8 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "awq/awq_search.h"
 #include "awq/error.h"
 #include "awq/half.h"
+#include "awq/quantizer_api.h"
 #include "test_util.h"
 
 namespace awq {
@@ -292,6 +298,187 @@ TEST(QuantizerTest, HugeRangeSaturatesTheScaleInsteadOfOverflowing) {
   const QuantizedLinear q = QuantizeLinear(w.data(), 1, 4, P(2, 4));
   EXPECT_EQ(q.scales[0], 65504.0f);
   for (float x : Dequant(q)) EXPECT_TRUE(std::isfinite(x));
+}
+
+// --- The library Quantizer's AWQ call -------------------------------------------------------
+
+// A linear [kOut, kIn] of N(0, 0.05^2) weights and kTokens activations of N(0, 1) where four
+// channels are kOutlierGain times larger, as LLM activations have a few salient channels.
+constexpr int64_t kOut = 64, kIn = 256, kTokens = 256;
+constexpr float kOutlierGain = 30.0f;
+constexpr int64_t kOutliers[] = {3, 70, 150, 201};
+
+struct AwqCase {
+  std::vector<float> w, x;
+};
+AwqCase OutlierCase(uint64_t seed) {
+  AwqCase c;
+  c.w = test::RandomNormal(static_cast<size_t>(kOut * kIn), seed, 0.05f);
+  c.x = test::RandomNormal(static_cast<size_t>(kTokens * kIn), seed + 1);
+  for (int64_t t = 0; t < kTokens; ++t) {
+    for (int64_t j : kOutliers) c.x[static_cast<size_t>(t * kIn + j)] *= kOutlierGain;
+  }
+  return c;
+}
+
+// mean over [n, out] of (x w^T - x w_hat^T)^2, in double.
+double OutputMse(const std::vector<float>& x, const std::vector<float>& w,
+                 const std::vector<float>& w_hat, int64_t n, int64_t out, int64_t in) {
+  double s = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t o = 0; o < out; ++o) {
+      double d = 0;
+      for (int64_t j = 0; j < in; ++j) {
+        d += double{x[t * in + j]} * (double{w[o * in + j]} - w_hat[o * in + j]);
+      }
+      s += d * d;
+    }
+  }
+  return s / static_cast<double>(n * out);
+}
+
+// W diag(s), [out, in].
+std::vector<float> ScaleCols(const std::vector<float>& w, const std::vector<float>& s, int64_t in) {
+  std::vector<float> r = w;
+  for (size_t i = 0; i < r.size(); ++i) r[i] *= s[i % static_cast<size_t>(in)];
+  return r;
+}
+
+// loss / rtn_loss measured over seeds 1..5 (w4 g128, duo scaling, clipping): 0.186 .. 0.280.
+// The bound sits about half way between the worst measured ratio and RTN's 1.
+constexpr double kAwqOverRtnBound = 0.64;
+// The library's fp32 products against double sums here: measured <= 1.8e-7 relative.
+constexpr double kLossRelTol = 1e-5;
+
+TEST(LibraryAwq, BeatsRtnWithOutlierChannels) {
+  const Quantizer qz = Quantizer::FromPreset("default");  // w4 g128, duo scaling, clipping
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    const AwqCase c = OutlierCase(seed);
+    const ScaledQuantization sq = qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
+    std::printf("seed %llu: best %d ratio %.2f loss %.4g search %.4g rtn %.4g (loss/rtn %.3f)\n",
+                static_cast<unsigned long long>(seed), sq.best_index, sq.ratio, sq.loss,
+                sq.search_loss, sq.rtn_loss, sq.loss / sq.rtn_loss);
+    ASSERT_EQ(sq.losses.size(), 21u);  // n_grid = 20 points, then s = 1
+    EXPECT_GE(sq.best_index, 0);
+    EXPECT_DOUBLE_EQ(sq.ratio, sq.best_index / 20.0);
+    EXPECT_EQ(sq.search_loss, *std::min_element(sq.losses.begin(), sq.losses.end()));
+    EXPECT_EQ(sq.rtn_loss, sq.losses.back());
+    EXPECT_LT(sq.loss, kAwqOverRtnBound * sq.rtn_loss);
+    // The outlier channels are scaled up (their weights get finer steps).
+    std::vector<float> sorted = sq.input_scales;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t j : kOutliers) EXPECT_GT(sq.input_scales[j], sorted[kIn / 2]) << j;
+  }
+}
+
+TEST(LibraryAwq, LossesAreThoseOfTheReturnedCodes) {
+  const AwqCase c = OutlierCase(7);
+  const Quantizer qz = Quantizer::FromPreset("default");
+  const ScaledQuantization sq = qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
+  const double loss = OutputMse(c.x, c.w, qz.Dequantize(sq), kTokens, kOut, kIn);
+  EXPECT_NEAR(sq.loss, loss, kLossRelTol * loss);
+  const double rtn = OutputMse(c.x, c.w, qz.Dequantize(qz.Quantize(c.w.data(), kOut, kIn)),
+                               kTokens, kOut, kIn);
+  EXPECT_NEAR(sq.rtn_loss, rtn, kLossRelTol * rtn);
+  // At run time the layer sees x / s and the scaled codes: the same output.
+  std::vector<float> xs = c.x;
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] /= sq.input_scales[i % kIn];
+  std::vector<float> w_scaled(static_cast<size_t>(kOut * kIn));
+  DequantizeLinear(sq.linear, w_scaled.data());
+  double run = 0;
+  for (int64_t t = 0; t < kTokens; ++t) {
+    for (int64_t o = 0; o < kOut; ++o) {
+      double y = 0, y_hat = 0;
+      for (int64_t j = 0; j < kIn; ++j) {
+        y += double{c.x[t * kIn + j]} * c.w[o * kIn + j];
+        y_hat += double{xs[t * kIn + j]} * w_scaled[o * kIn + j];
+      }
+      run += (y - y_hat) * (y - y_hat);
+    }
+  }
+  EXPECT_NEAR(run / (kTokens * kOut), loss, kLossRelTol * loss);
+  // Metrics in the original basis still work.
+  const TensorMetrics m = qz.Metrics(c.w.data(), sq);
+  EXPECT_GT(m.correlation, 0.9);
+}
+
+TEST(LibraryAwq, IsTheSearchOfTheWholeModelPipeline) {
+  const AwqCase c = OutlierCase(8);
+  const Quantizer qz = Quantizer::FromPreset("conservative");  // w4 g64
+  const ScaledQuantization sq = qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
+  std::vector<float> w = c.w;
+  const ScaleSearchResult r = SearchOwnOutputScales({{w.data(), kOut, qz.params(), "down_proj"}},
+                                                    kIn, c.x.data(), kTokens, qz.config());
+  EXPECT_EQ(sq.losses, r.losses);
+  EXPECT_EQ(sq.best_index, r.best_index);
+  EXPECT_EQ(sq.input_scales, r.scales);
+  EXPECT_EQ(w, c.w);  // the search leaves the weights alone
+}
+
+TEST(LibraryAwq, ConfigDrivesGridDuoScalingAndClipping) {
+  const AwqCase c = OutlierCase(9);
+  QuantConfig cfg = QuantPreset("default");
+  const ScaledQuantization base = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
+                                                          kTokens);
+
+  // n_grid: ratio i/10 is ratio 2i/20 exactly in fp32, so those candidates score the same.
+  cfg.n_grid = 10;
+  const ScaledQuantization g10 = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
+                                                         kTokens);
+  ASSERT_EQ(g10.losses.size(), 11u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(g10.losses[i], base.losses[2 * i]) << i;
+  EXPECT_DOUBLE_EQ(g10.ratio, g10.best_index / 10.0);
+  cfg.n_grid = 20;
+
+  // duo_scaling off: s = x_mean^r, so ratio 0 is s = 1 and scores as RTN; on, it is not.
+  cfg.duo_scaling = false;
+  const ScaledQuantization solo = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
+                                                          kTokens);
+  EXPECT_EQ(solo.losses[0], solo.rtn_loss);
+  EXPECT_NE(base.losses[0], base.rtn_loss);
+  EXPECT_NE(solo.losses[10], base.losses[10]);
+  cfg.duo_scaling = true;
+
+  // apply_clip off: the codes are those of W diag(s) itself and the loss is the search's.
+  cfg.apply_clip = false;
+  const ScaledQuantization noclip = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
+                                                            kTokens);
+  EXPECT_TRUE(noclip.clip_max.empty());
+  EXPECT_EQ(noclip.loss, noclip.search_loss);
+  EXPECT_EQ(noclip.losses, base.losses);  // clipping comes after the scale search
+  const std::vector<float> scaled = ScaleCols(c.w, noclip.input_scales, kIn);
+  EXPECT_EQ(noclip.linear.q, QuantizeLinear(scaled.data(), kOut, kIn, cfg.DefaultParams()).q);
+
+  // apply_clip on: the codes are those of W diag(s) clamped to clip_max, which binds somewhere.
+  ASSERT_EQ(base.clip_max.size(), static_cast<size_t>(kOut * (kIn / 128)));
+  std::vector<float> clipped = ScaleCols(c.w, base.input_scales, kIn);
+  int shrunk = 0;
+  for (int64_t g = 0; g < kOut * (kIn / 128); ++g) {
+    float amax = 0;
+    for (int64_t k = 0; k < 128; ++k) amax = std::max(amax, std::fabs(clipped[g * 128 + k]));
+    EXPECT_LE(base.clip_max[g], amax);
+    shrunk += base.clip_max[g] < amax;
+  }
+  EXPECT_GT(shrunk, 0);
+  ApplyClip(clipped.data(), kOut, kIn, base.clip_max, 128);
+  EXPECT_EQ(base.linear.q, QuantizeLinear(clipped.data(), kOut, kIn, cfg.DefaultParams()).q);
+  EXPECT_NE(base.linear.q, noclip.linear.q);
+  std::printf("clip: %d of %lld groups shrunk; loss %.4g with clipping, %.4g without\n", shrunk,
+              static_cast<long long>(kOut * (kIn / 128)), base.loss, noclip.loss);
+}
+
+TEST(LibraryAwq, Errors) {
+  const Quantizer qz = Quantizer::FromPreset("default");
+  AwqCase c = OutlierCase(10);
+  ExpectError([&] { qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), 0); }, {"0 tokens"});
+  ExpectError([&] { qz.Quantize(c.w.data(), 2, 100, c.x.data(), 2); },
+              {"group size 128 does not divide input width 100"});
+  c.x[5 * kIn + 9] = std::numeric_limits<float>::infinity();
+  ExpectError([&] { qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens); },
+              {"activation", "[5, 9]", "inf"});
+  c.w[kIn + 3] = std::numeric_limits<float>::quiet_NaN();
+  ExpectError([&] { qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens); },
+              {"weight", "[1, 3]", "nan"});
 }
 
 }  // namespace

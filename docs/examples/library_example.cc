@@ -1,5 +1,5 @@
-// Using awq.cpp as a library (docs/LIBRARY.md): quantize a tensor with and without activation
-// salience, dequantize, measure, validate, and quantize a batch. Built and run by CTest
+// Using awq.cpp as a library (docs/LIBRARY.md): quantize a tensor by round to nearest and with
+// AWQ's search on calibration activations, dequantize, measure, validate, and quantize a batch. Built and run by CTest
 // (LibraryExample); it checks its own results and returns 1 when one is wrong.
 #include <cmath>
 #include <cstdio>
@@ -22,16 +22,22 @@ void Expect(bool ok, const char* what) {
 }  // namespace
 
 int main() {
-  // A weight matrix [out, in] like a small linear layer, and per-input-channel salience (the
-  // mean |x| of the layer's input, as awq::CollectActivationStats measures it) with a few
-  // outlier channels, as real LLM activations have.
-  const int64_t out = 256, in = 512;
+  // A weight matrix [out, in] like a small linear layer, and calibration activations of its
+  // input x [n_tokens, in] (what the layer sees on sample text; a model's block walk captures
+  // them) with a few outlier channels, as real LLM activations have.
+  const int64_t out = 256, in = 512, n_tokens = 256;
+  const int64_t outliers[] = {5, 77, 300, 301, 450};
   std::mt19937 rng(2024);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::normal_distribution<float> normal(0.0f, 0.02f), act(0.0f, 1.0f);
   std::vector<float> w(static_cast<size_t>(out * in));
   for (float& v : w) v = normal(rng);
-  std::vector<float> salience(static_cast<size_t>(in), 0.5f);
-  for (int64_t j : {5, 77, 300, 301, 450}) salience[static_cast<size_t>(j)] = 30.0f;
+  // Activations: n_tokens rows to calibrate on, then 32 held-out rows to check the result.
+  const int64_t n_held_out = 32;
+  std::vector<float> x(static_cast<size_t>((n_tokens + n_held_out) * in));
+  for (float& v : x) v = act(rng);
+  for (int64_t t = 0; t < n_tokens + n_held_out; ++t) {
+    for (int64_t j : outliers) x[static_cast<size_t>(t * in + j)] *= 30.0f;
+  }
 
   // 1. A quantizer from a preset: "default" is 4-bit, groups of 128, zero point (AutoAWQ's
   //    setting); "conservative" w4 g64; "aggressive" w3 g128.
@@ -48,42 +54,43 @@ int main() {
   Expect(w_rtn.size() == w.size(), "dequantized RTN has the original shape");
   Expect(m_rtn.relative_error < 0.15 && m_rtn.correlation > 0.99, "4-bit RTN is close");
 
-  // 3. Salience-aware (AWQ-style): the quantizer searches s = salience^alpha and quantizes
-  //    W diag(s). Use the codes with the layer's input divided by s (or fold 1/s into the op
-  //    that produces that input); Dequantize() returns the weights in the original basis.
-  const awq::ScaledQuantization awq_q = quantizer.Quantize(w.data(), out, in, salience);
+  // 3. AWQ: the search `awq quantize` runs for a linear's own output, with the config's grid
+  //    (n_grid), duo scaling and clipping. It picks input scales s, quantizes W diag(s) (clipped)
+  //    and reports the output MSE on x against plain RTN's. Use the codes with the layer's input
+  //    divided by s (or fold 1/s into the op that produces that input); Dequantize() returns the
+  //    weights in the original basis.
+  const awq::ScaledQuantization awq_q = quantizer.Quantize(w.data(), out, in, x.data(), n_tokens);
   const awq::TensorMetrics m_awq = quantizer.Metrics(w.data(), awq_q);
-  std::printf("awq:  alpha %.2f, salience-weighted error %.4g (RTN %.4g), relative error %.4f\n",
-              awq_q.alpha, awq_q.weighted_error, awq_q.rtn_weighted_error, m_awq.relative_error);
-  Expect(awq_q.weighted_error <= awq_q.rtn_weighted_error, "salience search never loses to RTN");
-  Expect(awq_q.weighted_error < 0.9 * awq_q.rtn_weighted_error,
-         "salience search protects the outlier channels");
+  std::printf("awq:  grid point %d (ratio %.2f), output mse %.4g (RTN %.4g), weight relative "
+              "error %.4f\n",
+              awq_q.best_index, awq_q.ratio, awq_q.loss, awq_q.rtn_loss, m_awq.relative_error);
+  Expect(awq_q.search_loss <= awq_q.rtn_loss, "the scale search never loses to RTN");
+  // Measured here: loss / rtn_loss = 0.270; 0.63 is about half way from there to RTN's 1.
+  Expect(awq_q.loss < 0.63 * awq_q.rtn_loss, "AWQ protects the outlier channels");
   Expect(awq_q.input_scales.size() == static_cast<size_t>(in), "one input scale per channel");
 
-  // What a layer computes with the scaled codes: y = (x / s) Q(W diag(s))^T ~= x W^T.
-  std::vector<float> x(static_cast<size_t>(in)), x_scaled(x.size());
-  for (int64_t j = 0; j < in; ++j) {
-    x[static_cast<size_t>(j)] = salience[static_cast<size_t>(j)] * (j % 2 ? 1.0f : -1.0f);
-    x_scaled[static_cast<size_t>(j)] =
-        x[static_cast<size_t>(j)] / awq_q.input_scales[static_cast<size_t>(j)];
-  }
+  // What a layer computes with the scaled codes on tokens it was not calibrated on:
+  // y = (x / s) Q(W diag(s))^T ~= x W^T.
   const std::vector<float> w_scaled = quantizer.Dequantize(awq_q.linear);  // Q(W diag(s))
-  std::vector<float> y(static_cast<size_t>(out)), y_rtn(y.size()), y_awq(y.size());
-  for (int64_t o = 0; o < out; ++o) {
-    double a = 0, b = 0, c = 0;
-    for (int64_t j = 0; j < in; ++j) {
-      const size_t k = static_cast<size_t>(o * in + j);
-      a += double{x[static_cast<size_t>(j)]} * w[k];
-      b += double{x[static_cast<size_t>(j)]} * w_rtn[k];
-      c += double{x_scaled[static_cast<size_t>(j)]} * w_scaled[k];
+  std::vector<float> y, y_rtn, y_awq;
+  for (int64_t t = n_tokens; t < n_tokens + n_held_out; ++t) {
+    const float* xt = x.data() + t * in;
+    for (int64_t o = 0; o < out; ++o) {
+      double a = 0, b = 0, c = 0;
+      for (int64_t j = 0; j < in; ++j) {
+        const size_t k = static_cast<size_t>(o * in + j);
+        a += double{xt[j]} * w[k];
+        b += double{xt[j]} * w_rtn[k];
+        c += double{xt[j]} / awq_q.input_scales[static_cast<size_t>(j)] * w_scaled[k];
+      }
+      y.push_back(static_cast<float>(a));
+      y_rtn.push_back(static_cast<float>(b));
+      y_awq.push_back(static_cast<float>(c));
     }
-    y[static_cast<size_t>(o)] = static_cast<float>(a);
-    y_rtn[static_cast<size_t>(o)] = static_cast<float>(b);
-    y_awq[static_cast<size_t>(o)] = static_cast<float>(c);
   }
-  const awq::TensorMetrics out_rtn = awq::CompareTensors(y.data(), y_rtn.data(), out);
-  const awq::TensorMetrics out_awq = awq::CompareTensors(y.data(), y_awq.data(), out);
-  std::printf("output error on a salient input: rtn %.4f, awq %.4f (relative)\n",
+  const awq::TensorMetrics out_rtn = awq::CompareTensors(y.data(), y_rtn.data(), static_cast<int64_t>(y.size()));
+  const awq::TensorMetrics out_awq = awq::CompareTensors(y.data(), y_awq.data(), static_cast<int64_t>(y.size()));
+  std::printf("output error on held-out tokens: rtn %.4f, awq %.4f (relative)\n",
               out_rtn.relative_error, out_awq.relative_error);
   Expect(out_awq.relative_error < out_rtn.relative_error, "scaled codes give a better output");
 

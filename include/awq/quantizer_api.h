@@ -1,6 +1,7 @@
-// The library-level quantizer: one object holding a QuantConfig that quantizes tensors (alone,
-// with an activation-salience scale search, or a batch in parallel), dequantizes them, measures
-// the error and checks it against thresholds. docs/LIBRARY.md shows it in use.
+// The library-level quantizer: one object holding a QuantConfig that quantizes tensors (round to
+// nearest, with AWQ's scale and clip search on calibration activations, or a batch in parallel),
+// dequantizes them, measures the error and checks it against thresholds. docs/LIBRARY.md shows
+// it in use.
 #pragma once
 
 #include <cstdint>
@@ -20,23 +21,29 @@ struct WeightView {
   int64_t in = 0;
 };
 
-// The result of a salience-aware quantization. The codes are those of W diag(s): to use them,
-// divide the layer's input by s (x' = x / s, so that x' (W diag(s))^T = x W^T), or fold 1/s into
-// the op that produces the input (an RMSNorm weight, the previous linear's output rows), exactly
-// as AWQ checkpoints do.
+// The result of an AWQ quantization of one linear, w [out, in], from its input activations x
+// [n_tokens, in]. The codes are those of W diag(s) (clipped): to use them, divide the layer's
+// input by s (x' = x / s, so that x' (W diag(s))^T = x W^T), or fold 1/s into the op that produces
+// the input (an RMSNorm weight, the previous linear's output rows), exactly as AWQ checkpoints do.
+// "Output MSE" below is the mean over [n_tokens, out] of (x W^T - x W_hat^T)^2, with W_hat the
+// quantized weights seen from the unscaled input: Q(W diag(s)) diag(s)^-1, what
+// Quantizer::Dequantize returns.
 struct ScaledQuantization {
-  QuantizedLinear linear;           // codes of W diag(s)
-  std::vector<float> input_scales;  // s [in]
-  double alpha = 0;                 // the winning exponent: s = salience^alpha, normalized
-  double weighted_error = 0;        // sum_j salience_j^2 ||W[:,j] - W_hat[:,j]||^2 at alpha
-  double rtn_weighted_error = 0;    // the same for plain RTN (alpha = 0, s = 1)
+  QuantizedLinear linear;           // codes [out, in] of W diag(s), clipped when apply_clip
+  std::vector<float> input_scales;  // s [in]; all ones when the identity won
+  int best_index = -1;              // grid point i that won (ratio i / n_grid); -1: s = 1
+  double ratio = 0;                 // best_index / n_grid; 0 when the identity won
+  double search_loss = 0;  // the winner's output MSE as the scale search scored it (unclipped)
+  double rtn_loss = 0;     // output MSE of s = 1, unclipped: plain round to nearest
+  double loss = 0;         // output MSE of the returned codes and scales (after clipping);
+                           // equals search_loss when apply_clip is off
+  std::vector<double> losses;   // [n_grid + 1] the search's loss per grid point, then s = 1's
+  std::vector<float> clip_max;  // [out, in / group size] the |w| bound of each group of
+                                // W diag(s); empty when apply_clip is off
 };
 
 class Quantizer {
  public:
-  // Points of the alpha grid: alpha = i / kAlphaGrid, i = 0 .. kAlphaGrid - 1 (AWQ's n_grid).
-  static constexpr int kAlphaGrid = 20;
-
   // Validates the config (awq::Error naming the option otherwise).
   explicit Quantizer(QuantConfig config);
   // "default", "conservative" or "aggressive" (QuantPreset).
@@ -50,16 +57,19 @@ class Quantizer {
   // not divide `in` or a non-finite weight.
   QuantizedLinear Quantize(const float* w, int64_t out, int64_t in) const;
 
-  // AWQ-style: salience [in] is the mean |x| of each input channel (ActivationStats'
-  // mean_abs). For alpha = i/20, i = 0..19, s = salience^alpha (salience floored at 1e-8 of its
-  // maximum, then s /= sqrt(max(s) min(s)) as AWQ normalizes), scored by the salience-weighted
-  // error
-  //   E(s) = sum_j salience_j^2 * ||W[:,j] - Q(W diag(s))[:,j] / s_j||^2,
-  // the diagonal part of the output error E||x (W - W_hat)^T||^2. The strictly smallest wins;
-  // alpha = 0 is s = 1, plain RTN, so the result is never worse than RTN on E. Throws awq::Error
-  // when salience has the wrong length or a negative or non-finite entry.
-  ScaledQuantization Quantize(const float* w, int64_t out, int64_t in,
-                              const std::vector<float>& salience) const;
+  // AWQ: x [n_tokens, in] are calibration activations of this linear's input (rows = tokens).
+  // Runs the search `awq quantize` runs for a linear inspected at its own output
+  // (SearchOwnOutputScales in awq_search.h) with this config's n_grid, duo_scaling and
+  // q_group_size: candidates s from the activation and weight means, each scored by the output
+  // MSE of Q(W diag(s)) diag(s)^-1 against x W^T, s = 1 included (so search_loss <= rtn_loss).
+  // Then FoldScalesAndClip: W diag(s), and when apply_clip the clip search (n_grid, max_shrink,
+  // n_sample_token) on the scaled weights and inputs x / s; then QuantizeLinear with params().
+  // The clip search runs whatever the linear is (`awq quantize` skips it for query and key
+  // projections: quantize those with a config whose apply_clip is false). Throws awq::Error for an empty tensor or no tokens, a group size that does not divide `in`,
+  // or a non-finite weight or activation (naming its position). Call from outside
+  // ThreadPool::Global()'s tasks.
+  ScaledQuantization Quantize(const float* w, int64_t out, int64_t in, const float* x,
+                              int64_t n_tokens) const;
 
   // Quantizes every tensor with Quantize(w, out, in). Tensors under 65536 weights run in
   // parallel, one per thread; larger ones one after another, each split over the pool. Results

@@ -1,15 +1,16 @@
-// The library-level Quantizer: RTN, the salience-weighted scale search, batches, dequantization,
-// metrics and threshold checks around the group quantizer of quantizer.cc.
+// The library-level Quantizer: RTN, AWQ's scale and clip search (awq_search.cc's, as the
+// whole-model pipeline runs it for a linear's own output), batches, dequantization, metrics and
+// threshold checks around the group quantizer of quantizer.cc.
 #include "awq/quantizer_api.h"
 
-#include <algorithm>
 #include <cmath>
 #include <exception>
-#include <limits>
+#include <string>
 
 #include "awq/awq_search.h"
 #include "awq/error.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/sgemm.h"
 
 namespace awq {
 
@@ -19,25 +20,15 @@ namespace {
 // kMinParallelWeights), so such tensors can be quantized inside a pool task.
 constexpr int64_t kSerialWeights = 65536;
 
-// Floor under the salience, relative to its maximum: a channel that never fires would give
-// s = 0^alpha = 0 and a division by zero when unscaling.
-constexpr double kMinRelativeSalience = 1e-8;
-
-// sum_j sal_j^2 * sum_o (w[o, j] - w_hat[o, j])^2, in double.
-double WeightedError(const float* w, const float* w_hat, int64_t out, int64_t in,
-                     const std::vector<double>& sal2) {
-  std::vector<double> col(static_cast<size_t>(in), 0.0);
-  for (int64_t o = 0; o < out; ++o) {
-    const float* a = w + o * in;
-    const float* b = w_hat + o * in;
-    for (int64_t j = 0; j < in; ++j) {
-      const double e = static_cast<double>(a[j]) - b[j];
-      col[static_cast<size_t>(j)] += e * e;
+// The first non-finite entry of a [rows, cols] matrix as "[r, c] = v", or "" when all are finite.
+std::string FirstNonFinite(const float* a, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(a[i])) {
+      return "[" + std::to_string(i / cols) + ", " + std::to_string(i % cols) +
+             "] = " + std::to_string(a[i]);
     }
   }
-  double s = 0;
-  for (int64_t j = 0; j < in; ++j) s += sal2[static_cast<size_t>(j)] * col[static_cast<size_t>(j)];
-  return s;
+  return "";
 }
 
 }  // namespace
@@ -54,69 +45,48 @@ QuantizedLinear Quantizer::Quantize(const float* w, int64_t out, int64_t in) con
   return QuantizeLinear(w, out, in, params());
 }
 
-ScaledQuantization Quantizer::Quantize(const float* w, int64_t out, int64_t in,
-                                       const std::vector<float>& salience) const {
-  if (static_cast<int64_t>(salience.size()) != in) {
-    throw Error("Quantizer::Quantize: salience has " + std::to_string(salience.size()) +
-                " entries but the tensor has " + std::to_string(in) + " input channels");
+ScaledQuantization Quantizer::Quantize(const float* w, int64_t out, int64_t in, const float* x,
+                                       int64_t n_tokens) const {
+  if (w == nullptr || out <= 0 || in <= 0) {
+    throw Error("Quantizer::Quantize: empty tensor [" + std::to_string(out) + ", " +
+                std::to_string(in) + "]");
   }
-  double max_sal = 0;
-  for (size_t j = 0; j < salience.size(); ++j) {
-    if (!std::isfinite(salience[j]) || salience[j] < 0) {
-      throw Error("Quantizer::Quantize: salience[" + std::to_string(j) +
-                  "] = " + std::to_string(salience[j]) + " is not a finite non-negative number");
-    }
-    max_sal = std::max(max_sal, static_cast<double>(salience[j]));
+  if (x == nullptr || n_tokens <= 0) {
+    throw Error("Quantizer::Quantize: AWQ needs input activations, got " +
+                std::to_string(n_tokens) + " tokens");
   }
-  GroupSize(params(), in);  // a bad group size is an error before any work
-  const double floor = max_sal > 0 ? max_sal * kMinRelativeSalience : 1.0;
-  std::vector<double> sal(salience.size()), sal2(salience.size());
-  for (size_t j = 0; j < salience.size(); ++j) {
-    sal[j] = std::max(static_cast<double>(salience[j]), floor);
-    sal2[j] = static_cast<double>(salience[j]) * salience[j];
+  const QuantParams p = params();
+  GroupSize(p, in);  // a bad group size is an error before any work
+  if (const std::string bad = FirstNonFinite(w, out, in); !bad.empty()) {
+    throw Error("Quantizer::Quantize: weight " + bad + " is not finite");
   }
-  ScaledQuantization best;
-  best.weighted_error = std::numeric_limits<double>::infinity();
-  std::vector<float> s(static_cast<size_t>(in)), w_hat(static_cast<size_t>(out * in));
-  std::vector<float> best_s;
-  for (int i = 0; i < kAlphaGrid; ++i) {
-    const double alpha = static_cast<double>(i) / kAlphaGrid;
-    double mx = 0, mn = std::numeric_limits<double>::infinity();
-    for (size_t j = 0; j < s.size(); ++j) {
-      const double v = std::pow(sal[j], alpha);
-      s[j] = static_cast<float>(v);
-      mx = std::max(mx, v);
-      mn = std::min(mn, v);
-    }
-    // AWQ's normalization keeps the scales centred around 1 (alpha = 0 stays exactly 1).
-    const double norm = std::sqrt(mx * mn);
-    for (float& v : s) {
-      v = static_cast<float>(v / norm);
-      if (!std::isfinite(v) || v <= 0) v = 1.0f;
-    }
-    ScaleQuantizeUnscale(w, w_hat.data(), out, in, s, params());
-    const double err = WeightedError(w, w_hat.data(), out, in, sal2);
-    if (i == 0) best.rtn_weighted_error = err;
-    if (err < best.weighted_error) {
-      best.weighted_error = err;
-      best.alpha = alpha;
-      best_s = s;
-    }
+  if (const std::string bad = FirstNonFinite(x, n_tokens, in); !bad.empty()) {
+    throw Error("Quantizer::Quantize: activation " + bad + " is not finite");
   }
-  if (best_s.empty()) {
-    throw Error(
-        "Quantizer::Quantize: no finite weighted error on the alpha grid (non-finite "
-        "weights?)");
-  }
-  std::vector<float> scaled(static_cast<size_t>(out * in));
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t j = 0; j < in; ++j) {
-      scaled[static_cast<size_t>(o * in + j)] = w[o * in + j] * best_s[static_cast<size_t>(j)];
-    }
-  }
-  best.linear = QuantizeLinear(scaled.data(), out, in, params());
-  best.input_scales = std::move(best_s);
-  return best;
+  std::vector<float> scaled(w, w + out * in);
+  std::vector<GroupLinear> group = {{scaled.data(), out, p, ""}};
+  const ScaleSearchResult r = SearchOwnOutputScales(group, in, x, n_tokens, config_);
+  std::vector<float> x_scaled(x, x + n_tokens * in);
+  std::vector<std::vector<float>> clip =
+      FoldScalesAndClip(group, in, x_scaled.data(), n_tokens, r.scales, config_);
+
+  ScaledQuantization res;
+  res.linear = QuantizeLinear(scaled.data(), out, in, p);
+  res.input_scales = r.scales;
+  res.best_index = r.best_index;
+  res.ratio = r.best_index < 0 ? 0.0 : static_cast<double>(r.best_index) / config_.n_grid;
+  res.search_loss = r.best_loss;
+  res.rtn_loss = r.losses.back();  // s = 1, tried last
+  res.losses = r.losses;
+  res.clip_max = std::move(clip[0]);
+  // The output MSE of what is returned, in the arithmetic of the search's loss.
+  ThreadPool& pool = ThreadPool::Global();
+  std::vector<float> reference(static_cast<size_t>(n_tokens * out)), y(reference.size());
+  LinearF32(x, in, w, in, reference.data(), out, n_tokens, out, in, false, pool);
+  const std::vector<float> w_hat = Dequantize(res);
+  LinearF32(x, in, w_hat.data(), in, y.data(), out, n_tokens, out, in, false, pool);
+  res.loss = MeanSquaredError(reference, y);
+  return res;
 }
 
 std::vector<QuantizedLinear> Quantizer::QuantizeBatch(

@@ -55,17 +55,6 @@ class Gemma3Model : public ::testing::Test {
   }
 };
 
-uint64_t Fnv1a64(const std::vector<int32_t>& ids) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int32_t id : ids) {
-    for (int b = 0; b < 4; ++b) {
-      h ^= static_cast<uint8_t>(static_cast<uint32_t>(id) >> (8 * b));
-      h *= 0x100000001b3ull;
-    }
-  }
-  return h;
-}
-
 TEST_F(Gemma3Model, ConfigIsGemma3) {
   const ModelConfig& c = SharedModel().config();
   EXPECT_EQ(c.model_type, "gemma3_text");
@@ -143,9 +132,7 @@ TEST_F(Gemma3Model, PerplexityMatchesTransformers) {
       tok.Encode(ReadFileToString(test::TextPath("prideprejudice")), true, false);
   EXPECT_EQ(static_cast<int64_t>(ids.size()), text.at("n_tokens").get<int64_t>());
   const std::vector<int32_t> head(ids.begin(), ids.begin() + 32768);
-  char hash[17];
-  std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(Fnv1a64(head)));
-  EXPECT_EQ(std::string(hash), text.at("fnv1a64_first_32768").get<std::string>());
+  EXPECT_EQ(test::Hex64(test::Fnv1a64(head)), text.at("fnv1a64_first_32768").get<std::string>());
   const bool long_tests = std::getenv("AWQ_LONG_TESTS") != nullptr;
   for (const auto& ref : Golden().at("perplexity")) {
     const int64_t n = ref.at("n_tokens").get<int64_t>(), ctx = ref.at("ctx").get<int64_t>();

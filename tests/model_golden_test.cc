@@ -151,17 +151,6 @@ const Model& SharedModel() {
   return *m;
 }
 
-uint64_t Fnv1a64(const std::vector<int32_t>& ids) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int32_t id : ids) {
-    for (int b = 0; b < 4; ++b) {
-      h ^= static_cast<uint8_t>(static_cast<uint32_t>(id) >> (8 * b));
-      h *= 0x100000001b3ull;
-    }
-  }
-  return h;
-}
-
 TEST(ModelGolden, LogitsMatchTransformersOnEveryPosition) {
   const Golden& g = LoadGolden();
   const Model& model = SharedModel();
@@ -280,7 +269,7 @@ TEST(ModelGolden, TokenizerReproducesThePerplexityTokens) {
   EXPECT_EQ(ids.size(), g.text_tokens);
   ASSERT_GE(ids.size(), g.ids32k.size());
   const std::vector<int32_t> head(ids.begin(), ids.begin() + static_cast<long>(g.ids32k.size()));
-  EXPECT_EQ(Fnv1a64(head), g.hash32k);
+  EXPECT_EQ(test::Fnv1a64(head), g.hash32k);
   EXPECT_EQ(head, g.ids32k);
 }
 

@@ -29,6 +29,11 @@ void RequireFile(const std::string& path);
 // field and the value, for user errors).
 void ExpectError(const std::function<void()>& fn, std::initializer_list<std::string> parts);
 
+// FNV-1a 64 over the little-endian bytes of each id, as the reference scripts in tools/ hash token
+// streams; and its 16-digit lower-case hex form.
+uint64_t Fnv1a64(const std::vector<int32_t>& ids);
+std::string Hex64(uint64_t v);
+
 // n draws of N(0, scale^2) from mt19937_64 seeded with `seed`.
 std::vector<float> RandomNormal(size_t n, uint64_t seed, float scale = 1.0f);
 

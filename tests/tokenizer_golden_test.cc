@@ -20,24 +20,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-uint64_t Fnv1a64(const std::vector<int32_t>& ids) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (int32_t id : ids) {
-    const auto u = static_cast<uint32_t>(id);
-    for (int b = 0; b < 4; ++b) {  // little-endian int32 bytes, as the Python script hashes them
-      h ^= (u >> (8 * b)) & 0xFF;
-      h *= 0x100000001B3ull;
-    }
-  }
-  return h;
-}
-
-std::string Hex(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 class SmolLm2Tokenizer : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -70,7 +52,7 @@ class SmolLm2Tokenizer : public ::testing::Test {
     const auto last = novel["last"].get<std::vector<int32_t>>();
     EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + first.size()), first) << name;
     EXPECT_EQ(std::vector<int32_t>(ids.end() - last.size(), ids.end()), last) << name;
-    EXPECT_EQ(Hex(Fnv1a64(ids)), novel["fnv1a64"].get<std::string>()) << name;
+    EXPECT_EQ(test::Hex64(test::Fnv1a64(ids)), novel["fnv1a64"].get<std::string>()) << name;
   }
 
   static Json* golden_;

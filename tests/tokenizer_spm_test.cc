@@ -31,24 +31,6 @@ const Json& Golden() {
   return *golden;
 }
 
-uint64_t Fnv1a64(const std::vector<int32_t>& ids) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (int32_t id : ids) {
-    const auto u = static_cast<uint32_t>(id);
-    for (int b = 0; b < 4; ++b) {  // little-endian int32 bytes, as the Python script hashes them
-      h ^= (u >> (8 * b)) & 0xFF;
-      h *= 0x100000001B3ull;
-    }
-  }
-  return h;
-}
-
-std::string Hex(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 // What sentencepiece decodes a text back to: a literal "▁" comes back as a space.
 std::string SpaceForLowerBlock(std::string s) {
   static const std::string kBlock = "\xE2\x96\x81";
@@ -156,7 +138,7 @@ TEST_F(Gemma3Tokenizer, NovelsEncodeLikeSentencepiece) {
     const auto last = novel["last"].get<std::vector<int32_t>>();
     EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + first.size()), first) << name;
     EXPECT_EQ(std::vector<int32_t>(ids.end() - last.size(), ids.end()), last) << name;
-    EXPECT_EQ(Hex(Fnv1a64(ids)), novel["fnv1a64"].get<std::string>()) << name;
+    EXPECT_EQ(test::Hex64(test::Fnv1a64(ids)), novel["fnv1a64"].get<std::string>()) << name;
     EXPECT_EQ(tok_->Decode(ids), text) << name;
   }
 }
@@ -288,7 +270,7 @@ TEST_F(Gemma3Tokenizer, ExportedTokenizerJsonReadsBack) {
     EXPECT_EQ(back.Encode(text), tok_->Encode(text)) << "text: " << text;
   }
   const std::string emma = ReadFileToString(test::TextPath("emma"));
-  EXPECT_EQ(Hex(Fnv1a64(back.Encode(emma, false))),
+  EXPECT_EQ(test::Hex64(test::Fnv1a64(back.Encode(emma, false))),
             Golden()["novels"][0]["fnv1a64"].get<std::string>());
 }
 

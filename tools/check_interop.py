@@ -4,27 +4,38 @@ computes from it.
 
 Usage:
   python3 tools/check_interop.py DIR [--awq build/awq] [--text assets/text/prideprejudice.txt]
-      [--autoawq-src DIR] [--tol 1e-4] [--json OUT.json] [--quick]
+      [--autoawq-src DIR] [--tol 1e-4] [--json OUT.json] [--quick] [--ppl-config N:CTX ...]
+      [--new-tokens 24] [--per-token] [--gen-kernel fp32] [--threads 1] [--skip-native]
 
-DIR is an AutoAWQ-GEMM folder written by `awq quantize`. Steps (docs/INTEROP.md):
+DIR is an AutoAWQ-GEMM folder written by `awq quantize`, of any family awq.cpp writes (llama,
+qwen2, qwen3, mistral, phi3 with fused qkv_proj / gate_up_proj, gemma3_text). Steps
+(docs/INTEROP.md):
 
- 1. transformers: AutoConfig must parse quantization_config into an AwqConfig (bits, group size,
-    GEMM format as in the file); then AutoModelForCausalLM.from_pretrained(DIR, device_map="cpu")
-    is tried and whatever it raises is recorded verbatim (transformers 5 needs gptqmodel for AWQ).
-    When it does load, its perplexities are reported too (informational: its kernels may run in
-    fp16).
- 2. Reference model: a plain fp32 model built from DIR's config without quantization_config,
-    every quantized linear's weight = AutoAWQ's dequantize_gemm(qweight, qzeros, scales) (from
-    awq/utils/packing_utils.py of an installed autoawq, or of --autoawq-src, loaded as a file so the
-    package __init__ and its CUDA/`datasets` imports are not needed; a faithful transcription
-    otherwise, and the output says which), transposed to [out, in]; scales in fp32, as awq.cpp
-    dequantizes. Every other tensor is loaded as stored (F16 -> fp32); tied embeddings respected;
-    tokenizer = AutoTokenizer.from_pretrained(DIR).
+ 1. transformers: AutoConfig.from_pretrained(DIR) must parse config.json (when it raises, the
+    error is a FAIL row, and the rest of the check goes on with a config built from the same
+    JSON with integral floats turned into ints where the config class demands an int); the
+    quantization_config must become an AwqConfig (bits, group size, GEMM format as in the file);
+    then AutoModelForCausalLM.from_pretrained(DIR, device_map="cpu") is tried and whatever it
+    raises is recorded verbatim (transformers 5 needs gptqmodel for AWQ). When it does load, its
+    perplexities are reported too.
+ 2. Reference model: AutoModelForCausalLM.from_config(config without quantization_config, fp32,
+    eager attention), so the family's own transformers class (Gemma3ForCausalLM applies its norms
+    as 1 + w, as awq.cpp does). Every Linear that has qweight/qzeros/scales in DIR gets AutoAWQ's
+    dequantize_gemm(qweight, qzeros, scales) (from awq/utils/packing_utils.py of an installed
+    autoawq, or of --autoawq-src, loaded as a file so the package __init__ and its CUDA/`datasets`
+    imports are not needed; a faithful transcription otherwise, and the output says which),
+    transposed to [out, in]; scales in fp32, as awq.cpp dequantizes. Every other tensor is loaded
+    as stored (F16 -> fp32); tied embeddings stay tied; tokenizer = AutoTokenizer(DIR).
  3. With it, in fp32 on the CPU: greedy continuations and the NLL of 4 short prompts, and the
-    perplexity of TEXT for (2048 tokens, ctx 512) and (4096 tokens, ctx 2048): non-overlapping
-    windows, each from a fresh context, NLL of tokens 1..ctx-1, ppl = exp(sum / count).
+    perplexity of TEXT for each --ppl-config (default 2048 tokens ctx 512 and 4096 tokens ctx
+    2048): the text is tokenized once with the model's special-token rule (one BOS before the
+    whole text where the tokenizer adds one), non-overlapping windows are cut from that stream,
+    each evaluated from an empty context, NLL of tokens 1..ctx-1, ppl = exp(sum / count). This is
+    what `awq eval` does.
  4. The same through `awq eval` / `awq generate`; perplexities and prompt NLL sums must agree
-    within --tol relative, token counts exactly, greedy texts exactly. Exit status 1 on any FAIL.
+    within --tol relative, token counts exactly, greedy texts exactly. `awq generate` runs with
+    fp32 activations (AWQ_INT4_KERNEL, see --gen-kernel) so that it computes what awq eval and the
+    reference compute. Exit status 1 on any FAIL.
 """
 import argparse
 import importlib.util
@@ -48,6 +59,9 @@ PROMPTS = [
 ]
 GREEDY_NEW_TOKENS = 24
 PPL_CONFIGS = [(2048, 512), (4096, 2048)]  # (max tokens, ctx)
+# awq.cpp's Tokenizer also stops generation at these special added tokens (src/tokenizer).
+END_TOKENS = ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>",
+              "<|end|>", "<end_of_turn>", "</s>"]
 
 
 def log(msg):
@@ -149,13 +163,46 @@ def load_tensors(folder):
     return tensors
 
 
-def try_native_load(folder, dtype):
-    """Step 1. Returns (report dict, model or None)."""
-    import transformers
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_config(folder):
+    """Step 1a. Returns (config, report). AutoConfig.from_pretrained(DIR) first; when it raises,
+    the same JSON goes through the config class again with each field it rejects for being a
+    float where an int is declared turned into that int (only integral values), so the rest of
+    the check can still run; the report keeps the original error."""
+    import re
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    rep = {}
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        rep["autoconfig"] = f"parsed as {type(config).__name__}"
+        rep["autoconfig_ok"] = True
+        return config, rep
+    except Exception as e:  # noqa: BLE001 - recording what transformers raises is the point
+        rep["autoconfig"] = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        rep["autoconfig_ok"] = False
+    with open(os.path.join(folder, "config.json")) as f:
+        raw = json.load(f)
+    cls = CONFIG_MAPPING[raw["model_type"]]
+    coerced = []
+    for _ in range(64):
+        try:
+            config = cls.from_dict(dict(raw))
+            break
+        except Exception as e:  # noqa: BLE001
+            m = re.search(r"field '([^']+)'.*expected int, got float", " ".join(str(e).split()))
+            if not m or not float(raw.get(m.group(1), 0.5)).is_integer():
+                raise
+            raw[m.group(1)] = int(raw[m.group(1)])
+            coerced.append(m.group(1))
+    rep["config_workaround"] = (f"{cls.__name__}.from_dict with {', '.join(coerced)} as int"
+                                if coerced else f"{cls.__name__}.from_dict")
+    return config, rep
+
+
+def quant_config_report(config):
+    """Step 1b: the quantization_config as transformers' AutoQuantizationConfig reads it."""
     from transformers.quantizers.auto import AutoQuantizationConfig
     rep = {}
-    config = AutoConfig.from_pretrained(folder)
     qc_raw = config.quantization_config
     qc_dict = qc_raw if isinstance(qc_raw, dict) else qc_raw.to_dict()
     qc = AutoQuantizationConfig.from_dict(dict(qc_dict))
@@ -167,12 +214,21 @@ def try_native_load(folder, dtype):
     fmt = rep["config"]["format"].lower()
     rep["config_ok"] = (type(qc).__name__ == "AwqConfig" and qc.bits == qc_dict["bits"]
                         and qc.group_size == qc_dict["group_size"] and fmt.endswith("gemm"))
+    return rep
+
+
+def try_native_load(folder, dtype):
+    """Step 1c. Returns (report dict, model or None)."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+    rep = {}
     t0 = time.time()
     try:
         kw = {} if dtype == "auto" else {"dtype": getattr(torch, dtype)}
         model = AutoModelForCausalLM.from_pretrained(folder, device_map="cpu", **kw)
         model.eval()
-        lin = model.get_submodule(next(n for n, _ in model.named_modules() if n.endswith("q_proj")))
+        lin = model.get_submodule(next(n for n, _ in model.named_modules()
+                                       if n.endswith("_proj")))
         rep["native_load"] = (f"loaded as {type(model).__name__} ({model.dtype}, linears "
                               f"{type(lin).__name__}) in {time.time() - t0:.1f}s")
         try:
@@ -183,17 +239,18 @@ def try_native_load(folder, dtype):
         rep["native_loaded"] = True
         return rep, model
     except Exception as e:  # noqa: BLE001 - recording whatever transformers raises is the point
-        rep["native_load"] = f"{type(e).__name__}: {e}"
+        rep["native_load"] = f"{type(e).__name__}: {' '.join(str(e).split())}"
         rep["native_loaded"] = False
         rep["native_traceback_tail"] = traceback.format_exc().strip().splitlines()[-4:]
         rep["transformers"] = transformers.__version__
         return rep, None
 
 
-def build_reference(folder, packing):
-    """Step 2: fp32 model with AutoAWQ-dequantized linears."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-    config = AutoConfig.from_pretrained(folder)
+def build_reference(folder, config, packing):
+    """Step 2: the family's fp32 transformers model with AutoAWQ-dequantized linears."""
+    import copy
+    from transformers import AutoModelForCausalLM
+    config = copy.deepcopy(config)
     qc = config.quantization_config
     qc = qc if isinstance(qc, dict) else qc.to_dict()
     bits, group = qc["bits"], qc["group_size"]
@@ -203,7 +260,7 @@ def build_reference(folder, packing):
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
                                              attn_implementation="eager")
     tensors = load_tensors(folder)
-    state, n_quant = {}, 0
+    state, n_quant, quantized = {}, 0, set()
     for name, t in tensors.items():
         if name.endswith((".qzeros", ".scales")):
             continue
@@ -214,43 +271,87 @@ def build_reference(folder, packing):
             w = packing.dequantize_gemm(t, tensors[module + ".qzeros"],
                                         tensors[module + ".scales"].float(), bits, g)
             state[module + ".weight"] = w.t().contiguous().float()
+            quantized.add(module)
             n_quant += 1
         else:
             state[name] = t.float()
+    # Every Linear named by a qweight must exist in the transformers model with that shape.
+    for module in sorted(quantized):
+        lin = model.get_submodule(module)
+        if not isinstance(lin, torch.nn.Linear):
+            raise SystemExit(f"{module}: qweight in the folder, {type(lin).__name__} in "
+                             f"{type(model).__name__}")
+        if tuple(lin.weight.shape) != tuple(state[module + ".weight"].shape):
+            raise SystemExit(f"{module}: dequantized {tuple(state[module + '.weight'].shape)} vs "
+                             f"{tuple(lin.weight.shape)} in {type(model).__name__}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    allowed_missing = {"lm_head.weight"} if tied else set()
+    out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
+    out_name = next((n + ".weight" for n, m in model.named_modules() if m is out_emb), None)
+    allowed_missing = {out_name} if tied else set()
     bad_missing = [k for k in missing if k not in allowed_missing]
     if bad_missing or unexpected:
         raise SystemExit(f"state dict mismatch: missing {bad_missing}, unexpected {unexpected}")
     if tied:
         model.tie_weights()
-        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+        assert out_emb.weight.data_ptr() == in_emb.weight.data_ptr(), "lm head not tied"
     model.eval()
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     dtypes = sorted({str(t.dtype).replace("torch.", "") for n, t in tensors.items()
                      if not n.endswith((".qweight", ".qzeros", ".scales"))})
-    info = {"bits": bits, "group_size": group, "quantized_linears": n_quant,
-            "plain_tensors": len(state) - n_quant, "plain_dtypes": dtypes, "tied": tied,
-            "model_class": type(model).__name__}
+    info = {"model_class": type(model).__name__, "model_type": config.model_type,
+            "bits": bits, "group_size": group, "quantized_linears": n_quant,
+            "linears_not_quantized": [n for n in linears if n not in quantized],
+            "plain_tensors": len(state) - n_quant, "plain_dtypes": dtypes, "tied": tied}
     return model, info
 
 
 # --- computing ------------------------------------------------------------------------------------
 
+LOGIT_ROWS = 256  # rows of logits at once: 256 x 262144 fp32 is 256 MiB (Gemma 3's vocabulary)
+
+
 @torch.no_grad()
-def logits_of(model, ids):
-    out = model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False)
-    return out.logits[0].float()
+def hidden_of(model, ids):
+    """Final hidden states [len, d] of one sequence from an empty context (no cache)."""
+    out = model.model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False)
+    return out.last_hidden_state[0]
+
+
+@torch.no_grad()
+def head(model, h):
+    """The *ForCausalLM head on hidden rows h: lm_head, then final logit soft-capping where the
+    config has it (Gemma 2/3), as their forward does."""
+    logits = model.lm_head(h).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+@torch.no_grad()
+def check_head(model, ids):
+    """hidden_of + head must give the model's own forward logits (guards the chunked path)."""
+    full = model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False).logits[0]
+    mine = head(model, hidden_of(model, ids))
+    return float((full.float() - mine).abs().max())
 
 
 def nll_of(model, ids):
-    """float64 NLL of tokens 1..len-1 given their prefix (fresh context)."""
-    lg = logits_of(model, ids)[:-1].double()
-    tgt = torch.tensor(ids[1:], dtype=torch.long)
-    return (torch.logsumexp(lg, dim=-1) - lg.gather(1, tgt[:, None])[:, 0]).numpy()
+    """float64 NLL of tokens 1..len-1 given their prefix (empty context)."""
+    h = hidden_of(model, ids)
+    out = []
+    for r0 in range(0, len(ids) - 1, LOGIT_ROWS):
+        r1 = min(r0 + LOGIT_ROWS, len(ids) - 1)
+        lg = head(model, h[r0:r1]).double()
+        tgt = torch.tensor(ids[r0 + 1:r1 + 1], dtype=torch.long)
+        out.append((torch.logsumexp(lg, dim=-1) - lg.gather(1, tgt[:, None])[:, 0]).numpy())
+    return np.concatenate(out)
 
 
 def perplexity(model, ids, n_tokens, ctx):
+    """awq eval's protocol (src/eval/perplexity.cc): the first n_tokens of the stream, cut into
+    non-overlapping windows of ctx, each from an empty context."""
     ids = ids[:n_tokens]
     nlls = [nll_of(model, ids[s:s + ctx]) for s in range(0, len(ids) - ctx + 1, ctx)]
     allnll = np.concatenate(nlls)
@@ -260,11 +361,13 @@ def perplexity(model, ids, n_tokens, ctx):
 
 
 @torch.no_grad()
-def greedy(model, ids, n_new, eos_ids):
+def greedy(model, ids, n_new, eos_ids, max_positions):
+    """Greedy decoding with a full recompute per step. Like awq generate, it stops at an EOS id
+    (which is not printed) or when the sequence reaches max_positions."""
     ids = list(ids)
     margins = []
-    for _ in range(n_new):
-        last = logits_of(model, ids)[-1]
+    for _ in range(min(n_new, max_positions - len(ids))):
+        last = head(model, hidden_of(model, ids)[-1:])[0]
         top = torch.topk(last, 2)
         margins.append(float(top.values[0] - top.values[1]))
         nxt = int(top.indices[0])
@@ -276,11 +379,14 @@ def greedy(model, ids, n_new, eos_ids):
 
 # --- awq.cpp --------------------------------------------------------------------------------------
 
-def run_awq(cmd, stdin=None):
-    r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=1800)
+def run_awq(cmd, stdin=None, env=None):
+    r = subprocess.run(cmd, input=None if stdin is None else stdin.encode("utf-8"),
+                       capture_output=True, timeout=1800,
+                       env=None if env is None else {**os.environ, **env})
+    stderr = r.stderr.decode("utf-8", errors="replace")
     if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r.stdout
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {stderr.strip()}")
+    return r.stdout.decode("utf-8", errors="replace")
 
 
 def awq_eval(awq, folder, text_path, ctx, n_tokens, stdin=None):
@@ -289,14 +395,70 @@ def awq_eval(awq, folder, text_path, ctx, n_tokens, stdin=None):
     return json.loads(out)
 
 
-def awq_generate(awq, folder, prompt, n_new):
-    return run_awq([awq, "generate", folder, "-p", prompt, "-n", str(n_new), "-q"])
+def fp32_int4_kernel():
+    """The fp32-activation int4 kernel this CPU runs (awq eval's choice for prompts): avx2 where
+    AVX2 + FMA + F16C exist, else the scalar reference."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return "avx2" if {"avx2", "fma", "f16c"} <= set(flags) else "reference"
+
+
+def awq_generate(awq, folder, prompt, n_new, kernel):
+    env = None if kernel == "default" else {"AWQ_INT4_KERNEL": kernel}
+    return run_awq([awq, "generate", folder, "-p", prompt, "-n", str(n_new), "-q"], env=env)
 
 
 # --- main -----------------------------------------------------------------------------------------
 
 def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-300)
+
+
+def parse_ppl_config(s):
+    n, ctx = (int(x) for x in s.split(":"))
+    if ctx < 2 or n < ctx:
+        raise argparse.ArgumentTypeError(f"--ppl-config {s}: need N >= CTX >= 2")
+    return n, ctx
+
+
+def eos_ids_of(folder, config, tok):
+    """The ids awq generate stops at: the config's and generation_config's eos_token_id, the
+    tokenizer's EOS, and the special added tokens that end a turn (END_TOKENS)."""
+    ids = set()
+    gen_cfg = os.path.join(folder, "generation_config.json")
+    srcs = [getattr(config, "eos_token_id", None), tok.eos_token_id]
+    if os.path.exists(gen_cfg):
+        with open(gen_cfg) as f:
+            srcs.append(json.load(f).get("eos_token_id"))
+    for src in srcs:
+        if src is not None:
+            ids.update(src if isinstance(src, list) else [src])
+    for i, t in tok.added_tokens_decoder.items():
+        if getattr(t, "special", False) and str(t) in END_TOKENS:
+            ids.add(i)
+    return ids
+
+
+def awq_printed(tok, prompt, ids):
+    """The text `awq generate` prints for these new ids: the prompt as given, then each token's
+    text as its streaming decoder hands it over, specials included. It writes each piece with
+    fputs, so a piece ends at its first NUL byte (a byte-fallback or byte-level token for 0x00);
+    the same cut is made here. Pieces are the growth of decode(ids[:j])."""
+    out, prev = [prompt], ""
+    for j in range(1, len(ids) + 1):
+        cur = tok.decode(ids[:j], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        # A trailing U+FFFD may be an incomplete UTF-8 sequence that the next token completes:
+        # hold it back, as the streaming decoder does.
+        stable = cur.rstrip("\ufffd") if j < len(ids) else cur
+        if not stable.startswith(prev):
+            return prompt + tok.decode(ids, skip_special_tokens=False,
+                                       clean_up_tokenization_spaces=False)
+        out.append(stable[len(prev):].split("\x00")[0])
+        prev = stable
+    return "".join(out)
 
 
 def main():
@@ -308,32 +470,56 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-4, help="relative tolerance on ppl / NLL")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--quick", action="store_true", help="only the (2048, 512) perplexity")
+    ap.add_argument("--ppl-config", type=parse_ppl_config, action="append", metavar="N:CTX",
+                    help="perplexity over the first N tokens in windows of CTX (repeatable; "
+                         "default 2048:512 and 4096:2048)")
+    ap.add_argument("--quick", action="store_true", help="only the first --ppl-config")
+    ap.add_argument("--new-tokens", type=int, default=GREEDY_NEW_TOKENS,
+                    help="greedy tokens per prompt (capped by max_position_embeddings)")
+    ap.add_argument("--gen-kernel", default="fp32",
+                    help="AWQ_INT4_KERNEL for awq generate: fp32 (avx2, or reference without "
+                         "AVX2), a kernel name, or 'default' (awq generate's own int8 choice)")
+    ap.add_argument("--per-token", action="store_true",
+                    help="also run awq generate -n k for every k, so each new token's text is "
+                         "compared, not only the whole continuation (pins the ids; one model load "
+                         "per token)")
     ap.add_argument("--skip-native", action="store_true", help="do not try step 1's load")
     ap.add_argument("--native-dtype", default="float32",
                     help="dtype for step 1's from_pretrained (float32, float16, auto)")
     args = ap.parse_args()
+    ppl_configs = args.ppl_config or PPL_CONFIGS
+    if args.quick:
+        ppl_configs = ppl_configs[:1]
+    gen_kernel = fp32_int4_kernel() if args.gen_kernel == "fp32" else args.gen_kernel
     torch.set_num_threads(args.threads)
     import transformers
     from transformers import AutoTokenizer
     transformers.logging.set_verbosity_error()
     folder = os.path.abspath(args.dir)
     results = {"dir": folder, "versions": {"torch": torch.__version__,
-                                           "transformers": transformers.__version__}}
+                                           "transformers": transformers.__version__},
+               "awq_generate_int4_kernel": gen_kernel}
     rows = []  # (check, python, awq.cpp, diff, ok)
 
-    # 1. transformers native
-    log("1. transformers native load")
+    # 1. transformers: config, quantization config, native load
+    log("1. transformers: config.json, quantization_config, native load")
+    config, cfg_rep = load_config(folder)
+    cfg_rep.update(quant_config_report(config))
+    results["config"] = cfg_rep
+    for k, v in cfg_rep.items():
+        log(f"   {k}: {v}")
+    rows.append(("AutoConfig.from_pretrained(DIR)",
+                 type(config).__name__ if cfg_rep["autoconfig_ok"] else "raises",
+                 "config.json", "parsed" if cfg_rep["autoconfig_ok"]
+                 else cfg_rep["autoconfig"].split(":")[0], cfg_rep["autoconfig_ok"]))
+    c = cfg_rep["config"]
+    rows.append(("AutoConfig quantization_config", cfg_rep["config_class"], "config.json",
+                 f"w{c['bits']} g{c['group_size']} {c['format']}", cfg_rep["config_ok"]))
     native_rep, native = ({"native_load": "skipped"}, None) if args.skip_native else \
         try_native_load(folder, args.native_dtype)
     results["native"] = native_rep
     for k, v in native_rep.items():
         log(f"   {k}: {v}")
-    if "config_ok" in native_rep:
-        c = native_rep["config"]
-        rows.append(("AutoConfig quantization_config", native_rep["config_class"],
-                     "config.json", f"w{c['bits']} g{c['group_size']} {c['format']}",
-                     native_rep["config_ok"]))
 
     # 2. reference model
     log("2. fp32 reference model, linears via AutoAWQ's dequantize_gemm")
@@ -343,57 +529,104 @@ def main():
     log(f"   unpacking with {packing_desc}")
     log(f"   `import awq` (full package): {results['autoawq_import']}")
     t0 = time.time()
-    model, info = build_reference(folder, packing)
+    model, info = build_reference(folder, config, packing)
     results["reference"] = info
     log(f"   {info} ({time.time() - t0:.1f}s)")
-    tok = AutoTokenizer.from_pretrained(folder)
-    eos_ids = set()
-    gen_cfg = os.path.join(folder, "generation_config.json")
-    for src in ([json.load(open(gen_cfg)).get("eos_token_id")] if os.path.exists(gen_cfg) else []) \
-            + [tok.eos_token_id]:
-        if src is not None:
-            eos_ids.update(src if isinstance(src, list) else [src])
+    # config= spares the tokenizer a second AutoConfig (which raises where step 1's did).
+    tok = AutoTokenizer.from_pretrained(folder, config=config)
+    eos_ids = eos_ids_of(folder, config, tok)
+    max_positions = int(getattr(config, "max_position_embeddings", 1 << 30))
+    results["tokenizer"] = {"class": type(tok).__name__, "eos_ids": sorted(eos_ids)}
+    log(f"   tokenizer {type(tok).__name__}, stop ids {sorted(eos_ids)}")
 
     # 3+4. prompts
-    log("3. prompts: NLL and greedy continuation, Python vs awq.cpp")
+    log("3. prompts: NLL and greedy continuation, Python vs awq.cpp "
+        f"(awq generate with AWQ_INT4_KERNEL={gen_kernel})")
     results["prompts"] = []
-    for p in PROMPTS:
+    for k, p in enumerate(PROMPTS):
         ids = tok(p).input_ids
+        if k == 0:
+            dh = check_head(model, ids)
+            results["head_check_max_abs"] = dh
+            log(f"   chunked head vs model forward on prompt 1: max |diff| {dh:.2e}")
+            assert dh <= 1e-4, dh
         t0 = time.time()
         py_nll = float(nll_of(model, ids).sum())
         cpp = awq_eval(args.awq, folder, "-", len(ids), len(ids), stdin=p)
-        gen_ids, margins = greedy(model, ids, GREEDY_NEW_TOKENS, eos_ids)
-        py_text = tok.decode(gen_ids, skip_special_tokens=True)
-        cpp_text = awq_generate(args.awq, folder, p, GREEDY_NEW_TOKENS)
+        gen_ids, margins = greedy(model, ids, args.new_tokens, eos_ids, max_positions)
+        new_ids = gen_ids[len(ids):]
+        shown = new_ids[:-1] if new_ids and new_ids[-1] in eos_ids else new_ids
+        py_text = awq_printed(tok, p, shown)
+        cpp_text = awq_generate(args.awq, folder, p, args.new_tokens, gen_kernel)
         cpp_text = cpp_text[:-1] if cpp_text.endswith("\n") else cpp_text
         same_text = py_text == cpp_text
+        per_token = False
+        if args.per_token and same_text:
+            # The j-token continuations of both sides for every j < n as well: equal texts at
+            # every j mean the same split into tokens, i.e. the same ids (token strings differ).
+            per_token = True
+            for j in range(1, len(shown)):
+                want = awq_printed(tok, p, shown[:j])
+                got = awq_generate(args.awq, folder, p, j, gen_kernel)
+                got = got[:-1] if got.endswith("\n") else got
+                if got != want:
+                    log(f"   prompt {k + 1}, after {j} tokens: py {want!r} cpp {got!r}")
+                    same_text = per_token = False
+                    break
         common = next((i for i in range(min(len(py_text), len(cpp_text)))
                        if py_text[i] != cpp_text[i]), min(len(py_text), len(cpp_text)))
         d = rel(py_nll, cpp["nll_sum"])
         ok_nll = d <= args.tol and cpp["n_tokens"] == len(ids)
-        rows.append((f"NLL sum, {len(ids)}-token prompt {PROMPTS.index(p) + 1}",
+        rows.append((f"NLL sum, {len(ids)}-token prompt {k + 1}",
                      f"{py_nll:.6f}", f"{cpp['nll_sum']:.6f}", f"{d:.2e}", ok_nll))
-        rows.append((f"greedy {GREEDY_NEW_TOKENS} tokens, prompt {PROMPTS.index(p) + 1}",
-                     "", "", "same text" if same_text else f"differ at char {common}",
-                     same_text))
+        what = ("same ids (text at every token)" if per_token else "same text") \
+            if same_text else f"differ at char {common}"
+        rows.append((f"greedy {len(new_ids)} tokens, prompt {k + 1}", "", "", what, same_text))
         results["prompts"].append({
-            "prompt": p, "n_tokens": len(ids), "nll_sum_python": py_nll,
+            "prompt": p, "ids": ids, "n_tokens": len(ids), "nll_sum_python": py_nll,
             "nll_sum_awqcpp": cpp["nll_sum"], "rel_diff": d, "n_tokens_awqcpp": cpp["n_tokens"],
             "greedy_python": py_text, "greedy_awqcpp": cpp_text, "greedy_same": same_text,
-            "greedy_ids_python": gen_ids[len(ids):], "min_top1_top2_margin": min(margins)})
-        log(f"   prompt {PROMPTS.index(p) + 1}: NLL {py_nll:.6f} vs {cpp['nll_sum']:.6f} "
+            "greedy_checked_per_token": per_token,
+            "greedy_ids_python": new_ids, "min_top1_top2_margin": min(margins, default=None)})
+        log(f"   prompt {k + 1}: NLL {py_nll:.6f} vs {cpp['nll_sum']:.6f} "
             f"(rel {d:.2e}); greedy {'same' if same_text else 'DIFFERENT'}; min margin "
-            f"{min(margins):.3f} ({time.time() - t0:.1f}s)\n     py : {py_text!r}"
-            + ("" if same_text else f"\n     cpp: {cpp_text!r}"))
+            f"{min(margins, default=float('nan')):.3f} ({time.time() - t0:.1f}s)\n"
+            f"     py : {py_text!r}" + ("" if same_text else f"\n     cpp: {cpp_text!r}"))
 
     # 3+4. perplexity
     log(f"3. perplexity on {args.text}")
     with open(args.text, encoding="utf-8", newline="") as f:
         text = f.read()
-    all_ids = tok(text).input_ids
-    log(f"   {len(all_ids)} tokens (Python tokenizer)")
+    # awq eval: tok.Encode(text, add_special=true, parse_special=false), i.e. the tokenizer's own
+    # special-token rule once for the whole text (Gemma: one <bos> at its start, none per window).
+    # The first max(N) characters' worth is enough; tokenizing only a prefix could split a word
+    # differently at the cut, so the cut is made well past the last token needed.
+    need = max(n for n, _ in ppl_configs)
+    chars = min(len(text), need * 16)
+    all_ids = tok(text[:chars]).input_ids
+    while len(all_ids) < need + 8 and chars < len(text):
+        chars = min(len(text), chars * 2)
+        all_ids = tok(text[:chars]).input_ids
+    all_ids = all_ids[:need]
+    bos = getattr(tok, "bos_token_id", None)
+    results["text_ids_head"] = all_ids[:8]
+    once = " (BOS once, at the start of the stream)" if bos is not None and all_ids[:1] == [bos] \
+        else ""
+    log(f"   first {len(all_ids)} tokens (Python tokenizer), starting {all_ids[:4]}{once}")
+    # The same ids from the tokenizers library on tokenizer.json alone (informational: awq.cpp
+    # has no id dump; its ids are the ones that make the NLL sums and perplexities agree).
+    tj = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(tj):
+        from tokenizers import Tokenizer
+        raw = Tokenizer.from_file(tj)
+        agree = all(raw.encode(p).ids == tok(p).input_ids for p in PROMPTS) and \
+            raw.encode(text[:chars]).ids[:need] == all_ids
+        results["tokenizers_library_agrees"] = agree
+        log(f"   tokenizers.Tokenizer.from_file(tokenizer.json) gives the same ids: {agree}")
     results["perplexity"] = []
-    for n_tok, ctx in PPL_CONFIGS[:1] if args.quick else PPL_CONFIGS:
+    for n_tok, ctx in ppl_configs:
+        if len(all_ids) < ctx:
+            raise SystemExit(f"the text has {len(all_ids)} tokens, fewer than ctx {ctx}")
         t0 = time.time()
         py = perplexity(model, all_ids, n_tok, ctx)
         t_py = time.time() - t0
@@ -411,7 +644,16 @@ def main():
             f"predicted, {t_py:.0f}s), awq.cpp {cpp['perplexity']:.6f} ({cpp['n_predicted']}, "
             f"{t_cpp:.0f}s), rel diff {d:.2e}")
         if native is not None:
-            nat = perplexity(native, all_ids, n_tok, ctx)
+            try:
+                nat = perplexity(native, all_ids, n_tok, ctx)
+            except Exception as e:  # noqa: BLE001 - a kernel that refuses the shapes is a finding
+                msg = f"{type(e).__name__}: {' '.join(str(e).split())}"
+                entry["native_error"] = msg
+                rows.append((f"ppl {n_tok} tok ctx {ctx}, transformers-native", "raises", "",
+                             msg[:60], None))
+                log(f"   transformers-native: {msg}")
+                results["perplexity"].append(entry)
+                continue
             entry["native"] = nat
             dn = rel(nat["perplexity"], cpp["perplexity"])
             entry["native_rel_diff"] = dn

@@ -77,8 +77,8 @@ TEST(ActivationStats, MatchRecomputationOnRealModel) {
               embed + static_cast<int64_t>(batch.tokens[t] + 1) * d, x.data() + t * d);
   }
   m.Norm(x.data(), lw.attn_norm.data<float>(), n, normed.data());
-  m.AttentionBatch(0, lw.wqkv.data<float>(), lw.wo.data<float>(), normed.data(),
-                   batch.n_blocks, batch.seq_len, ctx.data(), out.data());
+  m.AttentionBatch(0, lw.wqkv.data<float>(), lw.wo.data<float>(), normed.data(), batch.n_blocks,
+                   batch.seq_len, ctx.data(), out.data());
   for (int64_t i = 0; i < n * d; ++i) x[i] += out[i];
   m.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
   m.MlpBatch(0, lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, act.data(),
@@ -209,7 +209,8 @@ std::vector<float> CaptureBlockPoint(const Model& m, const CalibrationBatch& b, 
   const int64_t n = b.n_blocks * b.seq_len, d = m.config().hidden_size;
   std::vector<float> x(static_cast<size_t>(n * d)), rows;
   m.EmbedTokens(b.tokens.data(), n, x.data());
-  for (int64_t l = 0; l < layer; ++l) m.BlockForwardBatch(l, x.data(), b.n_blocks, b.seq_len, nullptr);
+  for (int64_t l = 0; l < layer; ++l)
+    m.BlockForwardBatch(l, x.data(), b.n_blocks, b.seq_len, nullptr);
   const BlockObserver observe = [&](BlockPoint p, int64_t row0, const float* r, int64_t rn,
                                     int64_t w) {
     if (p != point) return;
@@ -260,8 +261,8 @@ TEST(LibraryQuantizer, SameCodesAsAwqQuantizeOnEveryDownProj) {
       const std::vector<float> x = CaptureBlockPoint(m, batch, l, BlockPoint::kMlpAct, &in);
       const int64_t n = batch.n_blocks * batch.seq_len;
       ASSERT_EQ(in, c.intermediate_size);
-      const ScaledQuantization sq = qz.Quantize(m.weights().layers[l].w_down.data<float>(),
-                                                c.hidden_size, in, x.data(), n);
+      const ScaledQuantization sq =
+          qz.Quantize(m.weights().layers[l].w_down.data<float>(), c.hidden_size, in, x.data(), n);
       const BlockReport& rep = res.blocks[static_cast<size_t>(l)];
       const auto g = std::find_if(rep.groups.begin(), rep.groups.end(),
                                   [](const BlockReport::Group& gr) { return gr.name == "down"; });

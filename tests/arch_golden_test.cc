@@ -23,8 +23,8 @@ namespace {
 // model families are held to; measured worst cases are about 5e-6 (see the test output).
 constexpr float kLogitTol = 1e-3f;
 // Decode reads keys and values back from the fp16 cache (relative rounding 2^-11 ~ 5e-4 of
-// values around 1-3, through 2-6 layers): measured up to 4.0e-3 (gemma3); 1e-2 keeps a margin while a
-// wrong window or rope moves these logits by > 0.3.
+// values around 1-3, through 2-6 layers): measured up to 4.0e-3 (gemma3); 1e-2 keeps a margin while
+// a wrong window or rope moves these logits by > 0.3.
 constexpr float kDecodeTol = 1e-2f;
 
 struct Prompt {
@@ -94,8 +94,8 @@ TEST_P(ArchGolden, DecodeThroughTheCacheMatches) {
     m.Logits(hidden.data(), step, logits.data());
     for (int64_t i = 0; i < step; ++i) {
       for (int64_t j = 0; j < v; ++j) {
-        const float diff =
-            std::fabs(logits[i * v + j] - p.logits[static_cast<size_t>(t + i)][static_cast<size_t>(j)]);
+        const float diff = std::fabs(logits[i * v + j] -
+                                     p.logits[static_cast<size_t>(t + i)][static_cast<size_t>(j)]);
         worst = std::max(worst, diff);
         ASSERT_LE(diff, kDecodeTol) << GetParam() << " position " << t + i;
       }
@@ -109,8 +109,9 @@ TEST_P(ArchGolden, DecodeThroughTheCacheMatches) {
 std::string WriteCalibration(const std::string& dir) {
   const std::string path = dir + "/calib.txt";
   std::ofstream f(path);
-  const char* words[] = {"the", "house", "was", "quiet", "and", "she", "walked", "into", "garden",
-                         "with", "her", "sister", "who", "had", "been", "reading", "a", "letter"};
+  const char* words[] = {"the",    "house", "was",    "quiet",   "and", "she",
+                         "walked", "into",  "garden", "with",    "her", "sister",
+                         "who",    "had",   "been",   "reading", "a",   "letter"};
   uint64_t s = 7;
   for (int line = 0; line < 200; ++line) {
     for (int w = 0; w < 6; ++w) {
@@ -137,8 +138,9 @@ TEST_P(ArchGolden, AwqQuantizeSaveAndReload) {
   const Prompt p = ReadGolden(src).back();
   const std::vector<float> before = PromptLogits(m, p.ids);
   const QuantizeResult r = QuantizeModel(m, tok, o);
-  EXPECT_EQ(r.linears.size(), 7u * static_cast<size_t>(m.config().num_hidden_layers) -
-                                  (std::string(GetParam()) == "phi3" ? 3u * m.config().num_hidden_layers : 0u));
+  EXPECT_EQ(r.linears.size(),
+            7u * static_cast<size_t>(m.config().num_hidden_layers) -
+                (std::string(GetParam()) == "phi3" ? 3u * m.config().num_hidden_layers : 0u));
   EXPECT_FALSE(r.blocks.empty());
   EXPECT_FALSE(r.blocks[0].groups.empty());
   const std::vector<float> quantized = PromptLogits(m, p.ids);

@@ -218,7 +218,8 @@ TEST(AwqCheckpointTest, GemmRoundTripSharded) {
   // compares with AutoAWQ's unpacking of the checkpoint.
   if (const char* out = std::getenv("AWQ_LAYOUT_CHECK_DIR")) {
     fs::create_directories(out);
-    writer.Write(std::string(out) + "/ckpt", HfConfigToJson(TinyConfig()), qc, nullptr, 20000, true);
+    writer.Write(std::string(out) + "/ckpt", HfConfigToJson(TinyConfig()), qc, nullptr, 20000,
+                 true);
     SafetensorsWriter ref;
     for (const auto& [name, q] : m.linears) {
       Tensor t(DType::kF32, {q.out, q.in});
@@ -341,7 +342,8 @@ TEST(AwqCheckpointTest, WritesAtomicallyAndOverwritesOnlyWhenAsked) {
   EXPECT_TRUE(fs::exists(dir + "/marker"));
 
   // A write that fails half-way leaves the old folder as it was and no temporary folder.
-  ExpectError([&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 0, true); }, {"max shard size"});
+  ExpectError([&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 0, true); },
+              {"max shard size"});
   EXPECT_TRUE(fs::exists(dir + "/marker"));
   EXPECT_EQ(ListDir(parent), std::vector<std::string>({"model"}));
   // So does one that fails before writing (a tensor overflowing fp16).
@@ -363,8 +365,11 @@ TEST(AwqCheckpointTest, WritesAtomicallyAndOverwritesOnlyWhenAsked) {
 
   // A regular file is never replaced.
   std::ofstream(parent + "/file") << "x";
-  ExpectError([&] { writer.Write(parent + "/file", HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, true); },
-              {"file", "not a folder"});
+  ExpectError(
+      [&] {
+        writer.Write(parent + "/file", HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, true);
+      },
+      {"file", "not a folder"});
 }
 
 TEST(AwqCheckpointTest, WriterRejectsWhatTheLayoutCannotHold) {
@@ -375,7 +380,9 @@ TEST(AwqCheckpointTest, WriterRejectsWhatTheLayoutCannotHold) {
                           const QuantConfig& qc, std::initializer_list<std::string> parts) {
     AwqCheckpointWriter writer;
     writer.AddQuantized(module, q);
-    ExpectError([&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false); }, parts);
+    ExpectError(
+        [&] { writer.Write(dir, HfConfigToJson(TinyConfig()), qc, nullptr, 1 << 30, false); },
+        parts);
     EXPECT_TRUE(ListDir(parent).empty()) << "something was left behind";
   };
   const QuantConfig gemm;
@@ -401,8 +408,9 @@ TEST(AwqCheckpointTest, WriterRejectsWhatTheLayoutCannotHold) {
   const QuantizedLinear q = QuantizeLinear(w.data(), 8, 128, {4, 128, true});
   twice.AddQuantized("m.q_proj", q);
   twice.AddQuantized("m.q_proj", q);
-  ExpectError([&] { twice.Write(dir, HfConfigToJson(TinyConfig()), gemm, nullptr, 1 << 30, false); },
-              {"m.q_proj", "added twice"});
+  ExpectError(
+      [&] { twice.Write(dir, HfConfigToJson(TinyConfig()), gemm, nullptr, 1 << 30, false); },
+      {"m.q_proj", "added twice"});
   // An unpackable linear is refused when added.
   QuantizedLinear nine = q;
   nine.params.bits = 9;

@@ -89,8 +89,8 @@ TEST_F(Gemma3Model, TokenizerAndLogitsMatchTransformers) {
       const double lse = LogSumExpRow(row, v);
       EXPECT_NEAR(lse, p.at("logsumexp")[static_cast<size_t>(t)].get<double>(), kLogitTol)
           << name << " position " << t;
-      EXPECT_NEAR(*std::max_element(row, row + v), p.at("max")[static_cast<size_t>(t)].get<double>(),
-                  kLogitTol);
+      EXPECT_NEAR(*std::max_element(row, row + v),
+                  p.at("max")[static_cast<size_t>(t)].get<double>(), kLogitTol);
       // Every reference top-8 logit, by id (near-ties make ranks unstable).
       const auto& top_ids = p.at("top_ids")[static_cast<size_t>(t)];
       const auto& top_logits = p.at("top_logits")[static_cast<size_t>(t)];

@@ -312,8 +312,8 @@ TEST(ModelGolden, BlockForwardEqualsModuleForwards) {
   const LayerWeights& lw = model.weights().layers[0];
   std::vector<float> normed(x.size()), out(x.size());
   model.Norm(x.data(), lw.attn_norm.data<float>(), n, normed.data());
-  model.AttentionBatch(0, lw.wqkv.data<float>(), lw.wo.data<float>(), normed.data(), 1, n,
-                       nullptr, out.data());
+  model.AttentionBatch(0, lw.wqkv.data<float>(), lw.wo.data<float>(), normed.data(), 1, n, nullptr,
+                       out.data());
   for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
   model.Norm(x.data(), lw.ffn_norm.data<float>(), n, normed.data());
   model.MlpBatch(0, lw.w_gate_up.data<float>(), lw.w_down.data<float>(), normed.data(), n, nullptr,

@@ -377,8 +377,8 @@ TEST(LibraryAwq, LossesAreThoseOfTheReturnedCodes) {
   const ScaledQuantization sq = qz.Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
   const double loss = OutputMse(c.x, c.w, qz.Dequantize(sq), kTokens, kOut, kIn);
   EXPECT_NEAR(sq.loss, loss, kLossRelTol * loss);
-  const double rtn = OutputMse(c.x, c.w, qz.Dequantize(qz.Quantize(c.w.data(), kOut, kIn)),
-                               kTokens, kOut, kIn);
+  const double rtn =
+      OutputMse(c.x, c.w, qz.Dequantize(qz.Quantize(c.w.data(), kOut, kIn)), kTokens, kOut, kIn);
   EXPECT_NEAR(sq.rtn_loss, rtn, kLossRelTol * rtn);
   // At run time the layer sees x / s and the scaled codes: the same output.
   std::vector<float> xs = c.x;
@@ -418,13 +418,13 @@ TEST(LibraryAwq, IsTheSearchOfTheWholeModelPipeline) {
 TEST(LibraryAwq, ConfigDrivesGridDuoScalingAndClipping) {
   const AwqCase c = OutlierCase(9);
   QuantConfig cfg = QuantPreset("default");
-  const ScaledQuantization base = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
-                                                          kTokens);
+  const ScaledQuantization base =
+      Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
 
   // n_grid: ratio i/10 is ratio 2i/20 exactly in fp32, so those candidates score the same.
   cfg.n_grid = 10;
-  const ScaledQuantization g10 = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
-                                                         kTokens);
+  const ScaledQuantization g10 =
+      Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
   ASSERT_EQ(g10.losses.size(), 11u);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(g10.losses[i], base.losses[2 * i]) << i;
   EXPECT_DOUBLE_EQ(g10.ratio, g10.best_index / 10.0);
@@ -432,8 +432,8 @@ TEST(LibraryAwq, ConfigDrivesGridDuoScalingAndClipping) {
 
   // duo_scaling off: s = x_mean^r, so ratio 0 is s = 1 and scores as RTN; on, it is not.
   cfg.duo_scaling = false;
-  const ScaledQuantization solo = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
-                                                          kTokens);
+  const ScaledQuantization solo =
+      Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
   EXPECT_EQ(solo.losses[0], solo.rtn_loss);
   EXPECT_NE(base.losses[0], base.rtn_loss);
   EXPECT_NE(solo.losses[10], base.losses[10]);
@@ -441,8 +441,8 @@ TEST(LibraryAwq, ConfigDrivesGridDuoScalingAndClipping) {
 
   // apply_clip off: the codes are those of W diag(s) itself and the loss is the search's.
   cfg.apply_clip = false;
-  const ScaledQuantization noclip = Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(),
-                                                            kTokens);
+  const ScaledQuantization noclip =
+      Quantizer(cfg).Quantize(c.w.data(), kOut, kIn, c.x.data(), kTokens);
   EXPECT_TRUE(noclip.clip_max.empty());
   EXPECT_EQ(noclip.loss, noclip.search_loss);
   EXPECT_EQ(noclip.losses, base.losses);  // clipping comes after the scale search

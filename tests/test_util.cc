@@ -1,7 +1,6 @@
 // Test helpers: asset paths and temporary folders.
 #include "test_util.h"
 
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 

@@ -1,6 +1,7 @@
 // Using awq.cpp as a library (docs/LIBRARY.md): quantize a tensor by round to nearest and with
-// AWQ's search on calibration activations, dequantize, measure, validate, and quantize a batch. Built and run by CTest
-// (LibraryExample); it checks its own results and returns 1 when one is wrong.
+// AWQ's search on calibration activations, dequantize, measure, validate, and quantize a batch.
+// Built and run by CTest (LibraryExample); it checks its own results and returns 1 when one is
+// wrong.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -61,9 +62,10 @@ int main() {
   //    weights in the original basis.
   const awq::ScaledQuantization awq_q = quantizer.Quantize(w.data(), out, in, x.data(), n_tokens);
   const awq::TensorMetrics m_awq = quantizer.Metrics(w.data(), awq_q);
-  std::printf("awq:  grid point %d (ratio %.2f), output mse %.4g (RTN %.4g), weight relative "
-              "error %.4f\n",
-              awq_q.best_index, awq_q.ratio, awq_q.loss, awq_q.rtn_loss, m_awq.relative_error);
+  std::printf(
+      "awq:  grid point %d (ratio %.2f), output mse %.4g (RTN %.4g), weight relative "
+      "error %.4f\n",
+      awq_q.best_index, awq_q.ratio, awq_q.loss, awq_q.rtn_loss, m_awq.relative_error);
   Expect(awq_q.search_loss <= awq_q.rtn_loss, "the scale search never loses to RTN");
   // Measured here: loss / rtn_loss = 0.270; 0.63 is about half way from there to RTN's 1.
   Expect(awq_q.loss < 0.63 * awq_q.rtn_loss, "AWQ protects the outlier channels");
@@ -88,8 +90,10 @@ int main() {
       y_awq.push_back(static_cast<float>(c));
     }
   }
-  const awq::TensorMetrics out_rtn = awq::CompareTensors(y.data(), y_rtn.data(), static_cast<int64_t>(y.size()));
-  const awq::TensorMetrics out_awq = awq::CompareTensors(y.data(), y_awq.data(), static_cast<int64_t>(y.size()));
+  const awq::TensorMetrics out_rtn =
+      awq::CompareTensors(y.data(), y_rtn.data(), static_cast<int64_t>(y.size()));
+  const awq::TensorMetrics out_awq =
+      awq::CompareTensors(y.data(), y_awq.data(), static_cast<int64_t>(y.size()));
   std::printf("output error on held-out tokens: rtn %.4f, awq %.4f (relative)\n",
               out_rtn.relative_error, out_awq.relative_error);
   Expect(out_awq.relative_error < out_rtn.relative_error, "scaled codes give a better output");

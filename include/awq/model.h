@@ -34,24 +34,24 @@ enum class BlockPoint : uint8_t {
 };
 // Called at each point with rows [n, width] that sit at rows row0 .. row0 + n - 1 of the batch.
 // The data is only valid during the call.
-using BlockObserver =
-    std::function<void(BlockPoint point, int64_t row0, const float* rows, int64_t n, int64_t width)>;
+using BlockObserver = std::function<void(BlockPoint point, int64_t row0, const float* rows,
+                                         int64_t n, int64_t width)>;
 
 // One decoder block. q/k/v and gate/up are stored fused so each pair of products is one GEMM;
 // the separate Hugging Face tensors are row ranges of the fused ones. Norm weights are stored as
 // the checkpoint has them (Gemma's around 0, applied as 1 + w).
 struct LayerWeights {
-  Tensor attn_norm;  // [D] before attention
-  Tensor q_norm;     // [hd] or empty: per-head norm of q before RoPE (Qwen3, Gemma 3)
-  Tensor k_norm;     // [hd] or empty
+  Tensor attn_norm;       // [D] before attention
+  Tensor q_norm;          // [hd] or empty: per-head norm of q before RoPE (Qwen3, Gemma 3)
+  Tensor k_norm;          // [hd] or empty
   Tensor post_attn_norm;  // [D] or empty: attention output normed before the residual (Gemma)
-  Tensor wqkv;       // [(H + 2*KV) * hd, D]: q rows, then k rows, then v rows
-  Tensor bqkv;       // [(H + 2*KV) * hd] or empty (attention_bias)
-  Tensor wo;         // [D, H * hd]
-  Tensor ffn_norm;   // [D] before the MLP
-  Tensor post_ffn_norm;  // [D] or empty: MLP output normed before the residual (Gemma)
-  Tensor w_gate_up;  // [2 * I, D]: gate rows, then up rows
-  Tensor w_down;     // [D, I]
+  Tensor wqkv;            // [(H + 2*KV) * hd, D]: q rows, then k rows, then v rows
+  Tensor bqkv;            // [(H + 2*KV) * hd] or empty (attention_bias)
+  Tensor wo;              // [D, H * hd]
+  Tensor ffn_norm;        // [D] before the MLP
+  Tensor post_ffn_norm;   // [D] or empty: MLP output normed before the residual (Gemma)
+  Tensor w_gate_up;       // [2 * I, D]: gate rows, then up rows
+  Tensor w_down;          // [D, I]
   // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
   // Model::UseInt4Kernels; the fp32 tensors above then hold the same weights dequantized, or are
   // empty when Model::Load dropped them (LoadOptions::int4).

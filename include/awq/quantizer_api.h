@@ -33,10 +33,10 @@ struct ScaledQuantization {
   std::vector<float> input_scales;  // s [in]; all ones when the identity won
   int best_index = -1;              // grid point i that won (ratio i / n_grid); -1: s = 1
   double ratio = 0;                 // best_index / n_grid; 0 when the identity won
-  double search_loss = 0;  // the winner's output MSE as the scale search scored it (unclipped)
-  double rtn_loss = 0;     // output MSE of s = 1, unclipped: plain round to nearest
-  double loss = 0;         // output MSE of the returned codes and scales (after clipping);
-                           // equals search_loss when apply_clip is off
+  double search_loss = 0;       // the winner's output MSE as the scale search scored it (unclipped)
+  double rtn_loss = 0;          // output MSE of s = 1, unclipped: plain round to nearest
+  double loss = 0;              // output MSE of the returned codes and scales (after clipping);
+                                // equals search_loss when apply_clip is off
   std::vector<double> losses;   // [n_grid + 1] the search's loss per grid point, then s = 1's
   std::vector<float> clip_max;  // [out, in / group size] the |w| bound of each group of
                                 // W diag(s); empty when apply_clip is off
@@ -65,9 +65,9 @@ class Quantizer {
   // Then FoldScalesAndClip: W diag(s), and when apply_clip the clip search (n_grid, max_shrink,
   // n_sample_token) on the scaled weights and inputs x / s; then QuantizeLinear with params().
   // The clip search runs whatever the linear is (`awq quantize` skips it for query and key
-  // projections: quantize those with a config whose apply_clip is false). Throws awq::Error for an empty tensor or no tokens, a group size that does not divide `in`,
-  // or a non-finite weight or activation (naming its position). Call from outside
-  // ThreadPool::Global()'s tasks.
+  // projections: quantize those with a config whose apply_clip is false). Throws awq::Error for an
+  // empty tensor or no tokens, a group size that does not divide `in`, or a non-finite weight or
+  // activation (naming its position). Call from outside ThreadPool::Global()'s tasks.
   ScaledQuantization Quantize(const float* w, int64_t out, int64_t in, const float* x,
                               int64_t n_tokens) const;
 

@@ -162,15 +162,18 @@ std::vector<LinearComparison> CompareLinears(const Model& reference, const Model
     const Tensor* q_slots[] = {&lq.wqkv, &lq.wo, &lq.w_gate_up, &lq.w_down};
     // The norms' effective weights (w, or Gemma's 1 + w) give the folded scales s = ref / quant
     // and turn the reference's normed input into the quantized model's.
-    const std::vector<float> ra = EffectiveNorm(kind, lr.attn_norm), qa = EffectiveNorm(kind, lq.attn_norm);
-    const std::vector<float> rf = EffectiveNorm(kind, lr.ffn_norm), qf = EffectiveNorm(kind, lq.ffn_norm);
+    const std::vector<float> ra = EffectiveNorm(kind, lr.attn_norm),
+                             qa = EffectiveNorm(kind, lq.attn_norm);
+    const std::vector<float> rf = EffectiveNorm(kind, lr.ffn_norm),
+                             qf = EffectiveNorm(kind, lq.ffn_norm);
     const std::vector<float> s_attn = ScalesFromNorms(ra.data(), qa.data(), d);
     const std::vector<float> s_ffn = ScalesFromNorms(rf.data(), qf.data(), d);
     // With grouped-query attention (v narrower than o's input) AWQ cannot fold into v, so o_proj
     // is known to be unscaled: s_o = 1 exactly instead of a fit that would absorb noise.
     const bool o_folded = kvd == qd;
-    const std::vector<float> s_o = o_folded ? ScalesFromFit(lr.wo.data<float>(), lq.wo.data<float>(), d, qd)
-                                            : std::vector<float>(static_cast<size_t>(qd), 1.0f);
+    const std::vector<float> s_o =
+        o_folded ? ScalesFromFit(lr.wo.data<float>(), lq.wo.data<float>(), d, qd)
+                 : std::vector<float>(static_cast<size_t>(qd), 1.0f);
     const std::vector<float> s_down =
         ScalesFromFit(lr.w_down.data<float>(), lq.w_down.data<float>(), d, inter);
     const std::vector<float>* col_scales[] = {&s_attn, &s_o, &s_ffn, &s_down};
@@ -199,7 +202,9 @@ std::vector<LinearComparison> CompareLinears(const Model& reference, const Model
       const std::vector<float>& scales = *col_scales[si];
       s.unfolded = Unfold(s.w_hat, s.out, s.in, scales, s.row_s);
       s.result.module = names[i];
-      s.result.unfold = s.own_input ? "norm" : (spec.slot == Slot::kO && !o_folded) ? "none" : "fit";
+      s.result.unfold = s.own_input                            ? "norm"
+                        : (spec.slot == Slot::kO && !o_folded) ? "none"
+                                                               : "fit";
       const auto [mn, mx] = std::minmax_element(scales.begin(), scales.end());
       s.result.scale_min = *mn;
       s.result.scale_max = *mx;

@@ -27,9 +27,13 @@ const std::vector<LinearSpec> kSeparateLinears = {
 namespace {
 
 const Architecture* const* Registry() {
-  static const Architecture* const kAll[] = {
-      &Gemma3Architecture(), &LlamaArchitecture(), &MistralArchitecture(),
-      &Phi3Architecture(),   &Qwen2Architecture(), &Qwen3Architecture(), nullptr};
+  static const Architecture* const kAll[] = {&Gemma3Architecture(),
+                                             &LlamaArchitecture(),
+                                             &MistralArchitecture(),
+                                             &Phi3Architecture(),
+                                             &Qwen2Architecture(),
+                                             &Qwen3Architecture(),
+                                             nullptr};
   return kAll;
 }
 
@@ -113,8 +117,8 @@ std::string SupportedGgufArchitectures() {
 const Architecture& ArchitectureOf(const ModelConfig& c) {
   const Architecture* a = FindArchitecture(c.model_type);
   if (a == nullptr) {
-    throw Error("model_type \"" + c.model_type + "\" is not supported (supported: " +
-                SupportedModelTypes() + ")");
+    throw Error("model_type \"" + c.model_type +
+                "\" is not supported (supported: " + SupportedModelTypes() + ")");
   }
   return *a;
 }

@@ -45,12 +45,12 @@ RowRange SlotRows(const ModelConfig& c, Slot slot, Part part);
 
 // The norms of a block by role; the Hugging Face module name of each ("" when absent).
 struct NormNames {
-  const char* attn_in = "input_layernorm";           // before attention
-  const char* mlp_in = "post_attention_layernorm";   // before the MLP
-  const char* attn_out = "";                         // after attention, before the residual
-  const char* mlp_out = "";                          // after the MLP, before the residual
-  const char* q = "";                                // per head, on q before RoPE
-  const char* k = "";                                // per head, on k before RoPE
+  const char* attn_in = "input_layernorm";          // before attention
+  const char* mlp_in = "post_attention_layernorm";  // before the MLP
+  const char* attn_out = "";                        // after attention, before the residual
+  const char* mlp_out = "";                         // after the MLP, before the residual
+  const char* q = "";                               // per head, on q before RoPE
+  const char* k = "";                               // per head, on k before RoPE
 };
 
 // The op whose output absorbs an AWQ scale (AutoAWQ's prev_op): a norm, or the last rows of a
@@ -82,18 +82,18 @@ extern const std::vector<LinearSpec> kSeparateLinears;
 struct BlockRecipe {
   NormKind norm = NormKind::kRms;
   Activation activation = Activation::kSilu;
-  bool qk_norm = false;             // q/k normed per head before RoPE (Qwen3, Gemma 3)
-  bool post_norms = false;          // attention and MLP outputs normed before the residual
-  bool scale_embedding = false;     // embeddings multiplied by sqrt(hidden_size) (Gemma)
+  bool qk_norm = false;          // q/k normed per head before RoPE (Qwen3, Gemma 3)
+  bool post_norms = false;       // attention and MLP outputs normed before the residual
+  bool scale_embedding = false;  // embeddings multiplied by sqrt(hidden_size) (Gemma)
 };
 
 struct Architecture {
-  const char* model_type;                 // config.json "model_type"
-  const char* hf_class;                   // "architectures"[0] written for it
-  std::vector<const char*> gguf_archs;    // GGUF general.architecture values
+  const char* model_type;               // config.json "model_type"
+  const char* hf_class;                 // "architectures"[0] written for it
+  std::vector<const char*> gguf_archs;  // GGUF general.architecture values
   BlockRecipe recipe;
   NormNames norms;
-  std::vector<LinearSpec> linears;        // checkpoint order
+  std::vector<LinearSpec> linears;  // checkpoint order
   std::vector<AwqGroupSpec> awq_groups;
   // Modules AutoAWQ never quantizes for this family (QuantConfig::modules_to_not_convert).
   std::vector<std::string> default_not_convert;

@@ -38,8 +38,9 @@ void CausalAttention(const float* q, int64_t ldq, const float* keys, const float
 
 // One query token (decode) attending to positions [0, n_keys) of a head-major fp16 cache (kv head
 // h's position j at h * head_stride + j * head_dim): out[h*hd:(h+1)*hd] = softmax(scale * q_h
-// k^T) v. (A window is applied by the caller, which passes the visible range.) Work is split over (kv head, range of positions), each range's partial softmax
-// merged at the end, so few kv heads still keep every thread busy.
+// k^T) v. (A window is applied by the caller, which passes the visible range.) Work is split over
+// (kv head, range of positions), each range's partial softmax merged at the end, so few kv heads
+// still keep every thread busy.
 void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* values,
                      int64_t head_stride, int64_t n_keys, float* out, const AttentionShape& shape,
                      ThreadPool& pool);

@@ -61,7 +61,6 @@ float* Grow(std::vector<float>& v, int64_t n) {
 
 }  // namespace
 
-
 namespace {
 
 // The norm weights the kernel multiplies by: w itself, or 1 + w for Gemma's form (computed per
@@ -84,7 +83,8 @@ void NormRowsOf(NormKind kind, const float* x, int64_t ldx, const float* w, floa
 
 // y [n, d] += x [n, d]
 void AddRows(float* y, const float* x, int64_t n, int64_t d, ThreadPool& pool) {
-  ForRows(pool, n, [&](int64_t t0, int64_t t1) { AddInPlace(y + t0 * d, x + t0 * d, (t1 - t0) * d); });
+  ForRows(pool, n,
+          [&](int64_t t0, int64_t t1) { AddInPlace(y + t0 * d, x + t0 * d, (t1 - t0) * d); });
 }
 
 }  // namespace
@@ -96,8 +96,7 @@ void Model::Norm(const float* x, const float* w, int64_t n, float* y) const {
 }
 
 void Model::Attention(int64_t layer, const float* wqkv, const float* wo, const float* x, int64_t n,
-                      int64_t pos0, KvCache* cache, float* ctx, float* out,
-                      bool accumulate) const {
+                      int64_t pos0, KvCache* cache, float* ctx, float* out, bool accumulate) const {
   const ModelConfig& c = config_;
   const BlockRecipe& recipe = ArchitectureOf(c).recipe;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];

@@ -29,12 +29,15 @@ std::string GgufName(const Architecture& arch, const std::string& hf) {
   const std::string layer = hf.substr(kPrefix.size(), dot - kPrefix.size());
   const std::string rest = hf.substr(dot + 1);
   // llama.cpp names each norm by role, whatever the checkpoint calls it.
-  const std::pair<const char*, const char*> norms[] = {
-      {arch.norms.attn_in, "attn_norm"},     {arch.norms.mlp_in, "ffn_norm"},
-      {arch.norms.attn_out, "post_attention_norm"}, {arch.norms.mlp_out, "post_ffw_norm"},
-      {arch.norms.q, "attn_q_norm"},         {arch.norms.k, "attn_k_norm"}};
+  const std::pair<const char*, const char*> norms[] = {{arch.norms.attn_in, "attn_norm"},
+                                                       {arch.norms.mlp_in, "ffn_norm"},
+                                                       {arch.norms.attn_out, "post_attention_norm"},
+                                                       {arch.norms.mlp_out, "post_ffw_norm"},
+                                                       {arch.norms.q, "attn_q_norm"},
+                                                       {arch.norms.k, "attn_k_norm"}};
   for (const auto& [h, g] : norms) {
-    if (*h != '\0' && rest == std::string(h) + ".weight") return "blk." + layer + "." + g + ".weight";
+    if (*h != '\0' && rest == std::string(h) + ".weight")
+      return "blk." + layer + "." + g + ".weight";
   }
   for (const LinearSpec& l : arch.linears) {
     for (const char* suffix : {".weight", ".bias"}) {

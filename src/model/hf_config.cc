@@ -302,11 +302,11 @@ ModelConfig ParseHfConfig(const std::string& json_text, const std::string& sourc
     const json& global = per_type ? rp.at("full_attention") : rp;
     const std::string key = per_type ? "rope_parameters.full_attention" : "rope_parameters";
     c.rope_scaling = ParseRopeScaling(r, global, key);
-    if (r.Has(global, "rope_theta")) c.rope_theta = r.Number(global, "rope_theta", key + ".rope_theta");
+    if (r.Has(global, "rope_theta"))
+      c.rope_theta = r.Number(global, "rope_theta", key + ".rope_theta");
     if (per_type && rp.contains("sliding_attention")) {
       const json& local = rp.at("sliding_attention");
-      const RopeScaling ls =
-          ParseRopeScaling(r, local, "rope_parameters.sliding_attention");
+      const RopeScaling ls = ParseRopeScaling(r, local, "rope_parameters.sliding_attention");
       if (ls.type != RopeScalingType::kNone) {
         r.Fail("rope_parameters.sliding_attention.rope_type",
                "scaled RoPE on sliding-window layers is not supported");

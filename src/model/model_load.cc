@@ -177,8 +177,7 @@ Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   if (!int4 || !std::filesystem::is_directory(path)) return Build(*src, true);
 
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(path);
-  const std::map<std::string, QuantizedLinear> linears =
-      ReadInt4Linears(path, ckpt, src->config());
+  const std::map<std::string, QuantizedLinear> linears = ReadInt4Linears(path, ckpt, src->config());
   if (linears.empty()) return Build(*src, true);
   Model m = Build(*src, false);
   if (!m.UseInt4Kernels(linears)) return Build(*src, true);

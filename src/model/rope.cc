@@ -23,8 +23,8 @@ double YarnCorrectionDim(double rotations, int64_t dim, double base, double max_
 
 std::vector<float> RopeInverseFrequencies(const ModelConfig& config, bool local) {
   const int64_t hd = config.head_dim;
-  const double theta = local && config.rope_local_theta > 0 ? config.rope_local_theta
-                                                            : config.rope_theta;
+  const double theta =
+      local && config.rope_local_theta > 0 ? config.rope_local_theta : config.rope_theta;
   std::vector<float> inv(static_cast<size_t>(hd / 2));
   std::vector<float> pos_freq(inv.size());
   for (int64_t i = 0; i < hd / 2; ++i) {
@@ -92,9 +92,10 @@ RopeTables BuildRopeTables(const ModelConfig& config, int64_t max_positions, boo
   const std::vector<float> inv = RopeInverseFrequencies(config, local);
   const RopeScaling& rs = config.rope_scaling;
   const bool yarn = rs.type == RopeScalingType::kYarn && !(local && config.rope_local_theta > 0);
-  const float attention_factor = !yarn                       ? 1.0f
-                                 : rs.attention_factor > 0 ? static_cast<float>(rs.attention_factor)
-                                                           : static_cast<float>(YarnMscale(rs.factor));
+  const float attention_factor = !yarn ? 1.0f
+                                 : rs.attention_factor > 0
+                                     ? static_cast<float>(rs.attention_factor)
+                                     : static_cast<float>(YarnMscale(rs.factor));
   t.cos.resize(static_cast<size_t>(max_positions * t.half_dim));
   t.sin.resize(t.cos.size());
   for (int64_t p = 0; p < max_positions; ++p) {

@@ -69,9 +69,9 @@ std::tuple<int64_t, int64_t, std::string> ModuleKey(const std::string& module) {
         const int64_t layer = std::stoll(module.substr(prefix.size(), dot - prefix.size()));
         // Checkpoint order of every family's linears (model/arch/*.cc).
         static const char* const kOrder[] = {
-            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.qkv_proj",
-            "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",      "mlp.gate_up_proj",
-            "mlp.down_proj"};
+            "self_attn.q_proj",   "self_attn.k_proj", "self_attn.v_proj",
+            "self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_proj",
+            "mlp.up_proj",        "mlp.gate_up_proj", "mlp.down_proj"};
         const std::string rest = module.substr(dot + 1);
         for (int64_t i = 0; i < static_cast<int64_t>(std::size(kOrder)); ++i) {
           if (rest == kOrder[i]) return {layer, i, module};

@@ -33,7 +33,7 @@ double Since(Clock::time_point t0) {
 
 // A linear of the current block: a row range of one of the model's fused slot matrices.
 struct LinearRef {
-  std::string name;    // "model.layers.3.self_attn.q_proj"
+  std::string name;  // "model.layers.3.self_attn.q_proj"
   Slot slot = Slot::kQkv;
   float* w = nullptr;  // [rows, in]
   int64_t rows = 0;
@@ -383,8 +383,7 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
             slot_rows += lr->rows;
           }
           const std::vector<float> x_mean = ChannelMeanAbs(inputs.data(), n, in_dim);
-          const std::vector<float> w_mean =
-              WeightMeanNormalized(ws, rows, in_dim, qc.q_group_size);
+          const std::vector<float> w_mean = WeightMeanNormalized(ws, rows, in_dim, qc.q_group_size);
           // The reference output of the inspected module with the original weights.
           const std::vector<float>& reference = g.inspect == Inspect::kAttention
                                                     ? cap[BlockPoint::kAttnOut]

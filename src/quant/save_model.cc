@@ -37,9 +37,12 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
     const LayerWeights& lw = mw.layers[static_cast<size_t>(l)];
     const std::string p = LayerPrefix(l);
     const std::pair<const char*, const Tensor*> norms[] = {
-        {arch.norms.attn_in, &lw.attn_norm},     {arch.norms.mlp_in, &lw.ffn_norm},
-        {arch.norms.attn_out, &lw.post_attn_norm}, {arch.norms.mlp_out, &lw.post_ffn_norm},
-        {arch.norms.q, &lw.q_norm},              {arch.norms.k, &lw.k_norm}};
+        {arch.norms.attn_in, &lw.attn_norm},
+        {arch.norms.mlp_in, &lw.ffn_norm},
+        {arch.norms.attn_out, &lw.post_attn_norm},
+        {arch.norms.mlp_out, &lw.post_ffn_norm},
+        {arch.norms.q, &lw.q_norm},
+        {arch.norms.k, &lw.k_norm}};
     for (const auto& [name, t] : norms) {
       if (*name != '\0' && !t->empty()) w.AddTensor(p + name + ".weight", *t);
     }
@@ -52,7 +55,8 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
         w.AddQuantized(name, it->second);
       } else {
         // A linear the config left in full precision: its rows of the fused matrix.
-        w.AddTensor(name + ".weight", CopyRows(*slots[static_cast<size_t>(spec.slot)], rows, false));
+        w.AddTensor(name + ".weight",
+                    CopyRows(*slots[static_cast<size_t>(spec.slot)], rows, false));
       }
       if (spec.slot == Slot::kQkv && !lw.bqkv.empty()) {
         w.AddTensor(name + ".bias", CopyRows(lw.bqkv, rows, true));

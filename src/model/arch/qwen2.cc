@@ -6,9 +6,9 @@ namespace awq {
 
 // Shared with Qwen3: use_sliding_window turns the window on for layers >= max_window_layers,
 // unless the config lists layer_types itself.
-void ReadQwenSlidingWindow(const nlohmann::json& root, const std::string& source,
-                           ModelConfig& c) {
-  const bool use = root.contains("use_sliding_window") && root.at("use_sliding_window").is_boolean() &&
+void ReadQwenSlidingWindow(const nlohmann::json& root, const std::string& source, ModelConfig& c) {
+  const bool use = root.contains("use_sliding_window") &&
+                   root.at("use_sliding_window").is_boolean() &&
                    root.at("use_sliding_window").get<bool>();
   if (!use) return;
   c.sliding_window = arch_keys::Int(root, source, "sliding_window", 0);

@@ -3,8 +3,7 @@
 
 namespace awq {
 
-void ReadQwenSlidingWindow(const nlohmann::json& root, const std::string& source,
-                           ModelConfig& c);
+void ReadQwenSlidingWindow(const nlohmann::json& root, const std::string& source, ModelConfig& c);
 
 const Architecture& Qwen3Architecture() {
   static const Architecture a = [] {

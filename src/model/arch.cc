@@ -184,6 +184,10 @@ void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j) {
   j["layer_types"] = lt;
 }
 
+void WriteSlidingWindow(const ModelConfig& c, nlohmann::json& j) {
+  j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
+}
+
 }  // namespace arch_keys
 
 }  // namespace awq

@@ -140,6 +140,8 @@ bool Has(const nlohmann::json& root, const char* key);
 // "layer_types": ["sliding_attention", "full_attention", ...] (transformers >= 4.53).
 void ReadLayerTypes(const nlohmann::json& root, const std::string& source, ModelConfig& c);
 void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j);
+// "sliding_window": the window on every layer, or null (Mistral, Phi-3).
+void WriteSlidingWindow(const ModelConfig& c, nlohmann::json& j);
 }  // namespace arch_keys
 
 }  // namespace awq

@@ -20,9 +20,7 @@ const Architecture& MistralArchitecture() {
     a.awq_groups = kStandardAwqGroups;
     a.gguf_permuted_qk = true;
     a.read_hf = ReadMistral;
-    a.write_hf = [](const ModelConfig& c, nlohmann::json& j) {
-      j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
-    };
+    a.write_hf = arch_keys::WriteSlidingWindow;
     return a;
   }();
   return a;

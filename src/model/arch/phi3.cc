@@ -31,9 +31,7 @@ const Architecture& Phi3Architecture() {
     // last rows) of qkv_proj and the down group's into the up rows of gate_up_proj.
     a.awq_groups = kStandardAwqGroups;
     a.read_hf = ReadPhi3;
-    a.write_hf = [](const ModelConfig& c, nlohmann::json& j) {
-      j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
-    };
+    a.write_hf = arch_keys::WriteSlidingWindow;
     return a;
   }();
   return a;

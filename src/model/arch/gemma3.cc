@@ -69,8 +69,8 @@ void WriteGemma3(const ModelConfig& c, nlohmann::json& j) {
   j["hidden_activation"] = c.hidden_act;
   // transformers declares it an int and refuses 256.0.
   const double q = c.query_pre_attn_scalar;
-  j["query_pre_attn_scalar"] = q == std::floor(q) ? nlohmann::json(static_cast<int64_t>(q))
-                                                  : nlohmann::json(q);
+  j["query_pre_attn_scalar"] =
+      q == std::floor(q) ? nlohmann::json(static_cast<int64_t>(q)) : nlohmann::json(q);
   j["sliding_window"] = c.sliding_window;
   j["rope_local_base_freq"] = c.rope_local_theta;
   j["attn_logit_softcapping"] =

@@ -18,6 +18,7 @@ namespace awq {
 
 class ThreadPool;
 class WeightSource;
+struct Architecture;
 struct Int8Rows;
 
 // Where the block walk reports its activations, for observers that must not copy the walk
@@ -199,6 +200,9 @@ class Model {
   std::vector<float> rope_cos_[2], rope_sin_[2];
   int64_t rope_positions_ = 0;
   ThreadPool* pool_ = nullptr;
+  // The family's description (src/model/arch.h), looked up once in InitRuntime rather than per
+  // block call.
+  const Architecture* arch_ = nullptr;
   Int4Kernel int4_kernel_ = Int4Kernel::kAuto;
 };
 

@@ -35,7 +35,7 @@ namespace {
 // BlockForward's work buffers, one set per calling thread, grown on demand: fresh vectors per
 // layer cost a zeroing pass each and, above malloc's mmap threshold, page faults on every call.
 struct BlockBuffers {
-  std::vector<float> normed, qkv, attn, gate_up, act, out, norm_w;
+  std::vector<float> normed, qkv, attn, gate_up, act, out, side;
   std::vector<int64_t> pos;
 };
 
@@ -91,14 +91,14 @@ void AddRows(float* y, const float* x, int64_t n, int64_t d, ThreadPool& pool) {
 
 void Model::Norm(const float* x, const float* w, int64_t n, float* y) const {
   const int64_t d = config_.hidden_size;
-  NormRowsOf(ArchitectureOf(config_).recipe.norm, x, d, w, y, d, n, d,
-             static_cast<float>(config_.rms_norm_eps), *pool_);
+  NormRowsOf(arch_->recipe.norm, x, d, w, y, d, n, d, static_cast<float>(config_.rms_norm_eps),
+             *pool_);
 }
 
 void Model::Attention(int64_t layer, const float* wqkv, const float* wo, const float* x, int64_t n,
                       int64_t pos0, KvCache* cache, float* ctx, float* out, bool accumulate) const {
   const ModelConfig& c = config_;
-  const BlockRecipe& recipe = ArchitectureOf(c).recipe;
+  const BlockRecipe& recipe = arch_->recipe;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
   const int64_t d = c.hidden_size, hd = c.head_dim, h = c.num_attention_heads,
                 kv = c.num_key_value_heads;
@@ -200,7 +200,7 @@ void Model::Mlp(int64_t layer, const float* w_gate_up, const float* w_down, cons
   } else {
     Linear(w.gate_up4.get(), w.w_gate_up, x, d, gate_up, 2 * inter, n, false, pool, int4_kernel_);
   }
-  const Activation a = ArchitectureOf(c).recipe.activation;
+  const Activation a = arch_->recipe.activation;
   ForRows(pool, n, [&](int64_t t0, int64_t t1) {
     if (a == Activation::kGeluTanh) {
       GeluTanhMulRows(gate_up + t0 * 2 * inter, 2 * inter, act + t0 * inter, inter, t1 - t0, inter);
@@ -239,8 +239,7 @@ void Model::BlockForwardBatch(int64_t layer, float* x, int64_t n_seq, int64_t se
 void Model::Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
                  const BlockObserver* observe, int64_t row0) const {
   const ModelConfig& c = config_;
-  const Architecture& arch = ArchitectureOf(c);
-  const BlockRecipe& recipe = arch.recipe;
+  const BlockRecipe& recipe = arch_->recipe;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
   const int64_t d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim,
                 inter = c.intermediate_size;
@@ -251,15 +250,13 @@ void Model::Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cach
   // Without post-norms or an observer, the products accumulate straight into x (decode's path).
   const bool direct = !recipe.post_norms && observe == nullptr;
   float* const out = direct ? x : Grow(buf.out, n * d);
-  std::vector<float> ctx_or_act;
   float* side = nullptr;  // o_proj's or down_proj's input, kept for the observer
 
   // Attention: x += [post-norm](o_proj(attention(norm(x)))).
   NormRowsOf(recipe.norm, x, d, w.attn_norm.data<float>(), normed, d, n, d, eps, pool);
   Tell(observe, BlockPoint::kAttnIn, row0, normed, n, d);
   if (observe != nullptr) {
-    ctx_or_act.resize(static_cast<size_t>(n * std::max(q_dim, inter)));
-    side = ctx_or_act.data();
+    side = Grow(buf.side, n * std::max(q_dim, inter));
   }
   Attention(layer, nullptr, nullptr, normed, n, pos0, cache, side, out, direct);
   Tell(observe, BlockPoint::kAttnCtx, row0, side, n, q_dim);
@@ -334,7 +331,7 @@ void Model::EmbedTokens(const int32_t* tokens, int64_t n, float* x) const {
       std::memcpy(x + t * d, embed.data<float>() + row, static_cast<size_t>(d) * sizeof(float));
     }
   }
-  if (ArchitectureOf(config_).recipe.scale_embedding) {
+  if (arch_->recipe.scale_embedding) {
     // Gemma: embeddings times sqrt(hidden_size), the factor rounded to fp32 first as
     // transformers' embed_scale tensor is.
     const float scale = static_cast<float>(std::sqrt(static_cast<double>(d)));

@@ -118,6 +118,7 @@ void Model::InitRuntime() {
     rope_sin_[1] = std::move(local.sin);
   }
   pool_ = &ThreadPool::Global();
+  arch_ = &ArchitectureOf(config_);
 }
 
 std::unique_ptr<WeightSource> OpenWeights(const std::string& path) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -107,6 +108,18 @@ std::string Hex64(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
   return buf;
+}
+
+void ExpectTokenStream(const std::vector<int32_t>& ids, size_t count,
+                       const std::vector<int32_t>& first, const std::vector<int32_t>& last,
+                       const std::string& fnv1a64_hex, const std::string& name) {
+  ASSERT_EQ(ids.size(), count) << name;
+  ASSERT_GE(ids.size(), std::max(first.size(), last.size())) << name;
+  EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<long>(first.size())), first)
+      << name;
+  EXPECT_EQ(std::vector<int32_t>(ids.end() - static_cast<long>(last.size()), ids.end()), last)
+      << name;
+  EXPECT_EQ(Hex64(Fnv1a64(ids)), fnv1a64_hex) << name;
 }
 
 }  // namespace awq::test

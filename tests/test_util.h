@@ -33,6 +33,11 @@ void ExpectError(const std::function<void()>& fn, std::initializer_list<std::str
 // streams; and its 16-digit lower-case hex form.
 uint64_t Fnv1a64(const std::vector<int32_t>& ids);
 std::string Hex64(uint64_t v);
+// Checks a whole novel's ids against its golden summary: count, first and last ids
+// ("first"/"last" arrays) and the FNV-1a hash (`fnv1a64` hex), given as JSON text fields.
+void ExpectTokenStream(const std::vector<int32_t>& ids, size_t count,
+                       const std::vector<int32_t>& first, const std::vector<int32_t>& last,
+                       const std::string& fnv1a64_hex, const std::string& name);
 
 // n draws of N(0, scale^2) from mt19937_64 seeded with `seed`.
 std::vector<float> RandomNormal(size_t n, uint64_t seed, float scale = 1.0f);

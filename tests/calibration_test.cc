@@ -1,10 +1,12 @@
 // Calibration data tests: paragraph splitting, JSONL and folder loading with their errors, the
-// shuffle, and the token batch built from Emma with the real SmolLM2 tokenizer.
+// shuffle, the token batch built from Emma with the real SmolLM2 tokenizer, and pre-tokenized
+// ("input_ids") JSONL files.
 #include "awq/calibration.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -203,6 +205,203 @@ TEST(BuildCalibrationBatch, Errors) {
   o = CalibrationOptions{};
   o.seq_len = -5;
   ExpectError([&] { BuildCalibrationBatch({"x"}, tok, o); }, {"seq_len", "-5"});
+}
+
+using IdLists = std::vector<std::vector<int32_t>>;
+using Ids = std::vector<int32_t>;
+
+// One {"input_ids": [...]} line per sample.
+std::string IdsJsonl(const IdLists& samples) {
+  std::string out;
+  for (const Ids& ids : samples) {
+    out += "{\"input_ids\": [";
+    for (size_t k = 0; k < ids.size(); ++k) out += (k ? ", " : "") + std::to_string(ids[k]);
+    out += "]}\n";
+  }
+  return out;
+}
+
+TEST(ParseCalibrationIdsJsonl, IdsBlankLinesAndOtherFields) {
+  const std::string text =
+      "\xEF\xBB\xBF{\"input_ids\": [1, 2, 3], \"attention_mask\": [1, 1, 1]}\n"
+      "\n"
+      "  {\"id\": 7, \"input_ids\": [0, 2147483647]}\r\n"
+      "{\"input_ids\": [-0, 5]}";
+  EXPECT_EQ(ParseCalibrationIdsJsonl(text, "x.jsonl"),
+            (IdLists{{1, 2, 3}, {0, 2147483647}, {0, 5}}));
+  EXPECT_EQ(ParseCalibrationIdsJsonl("\n \n", "x.jsonl"), IdLists{});
+}
+
+TEST(ParseCalibrationIdsJsonl, ErrorsNameFileLineAndProblem) {
+  const auto parse = [](const std::string& text) { ParseCalibrationIdsJsonl(text, "ids.jsonl"); };
+  const std::string ok = "{\"input_ids\": [1]}\n\n";  // the bad line is line 3
+  ExpectError([&] { parse(ok + "{\"input_ids\": [1, 2.5]}"); },
+              {"ids.jsonl:3:", "input_ids[1]", "2.5", "not an integer"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": [1.0]}"); },
+              {"ids.jsonl:3:", "input_ids[0]", "not an integer"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": [4, -3]}"); },
+              {"ids.jsonl:3:", "input_ids[1]", "-3", "negative"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": [2147483648]}"); },
+              {"ids.jsonl:3:", "input_ids[0]", "2147483648", "2147483647"});
+  // Beyond 64 bits nlohmann holds a float; still named, still refused.
+  ExpectError([&] { parse(ok + "{\"input_ids\": [100000000000000000000]}"); },
+              {"ids.jsonl:3:", "input_ids[0]", "not an integer"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": [1, \"2\"]}"); },
+              {"ids.jsonl:3:", "input_ids[1]", "string"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": [[1, 2]]}"); },
+              {"ids.jsonl:3:", "input_ids[0]", "array"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": []}"); }, {"ids.jsonl:3:", "empty"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": 5}"); },
+              {"ids.jsonl:3:", "\"input_ids\" is a number"});
+  ExpectError([&] { parse(ok + "{\"text\": \"hello\"}"); },
+              {"ids.jsonl:3:", "\"text\"", "not both"});
+  ExpectError([&] { parse(ok + "{\"text\": \"a\", \"input_ids\": [1]}"); },
+              {"ids.jsonl:3:", "both", "not both"});
+  ExpectError([&] { parse(ok + "{\"ids\": [1]}"); }, {"ids.jsonl:3:", "no \"input_ids\""});
+  ExpectError([&] { parse(ok + "[1, 2]"); }, {"ids.jsonl:3:", "expected a JSON object", "array"});
+  ExpectError([&] { parse(ok + "{\"input_ids\": [1"); }, {"ids.jsonl:3:", "not valid JSON"});
+}
+
+TEST(ParseCalibrationJsonl, InputIdsLinesAreRefused) {
+  // Text mode never silently ignores token ids: a mixed file or an ids file read as text.
+  ExpectError([] { ParseCalibrationJsonl("{\"text\": \"a\"}\n{\"input_ids\": [1]}", "d.jsonl"); },
+              {"d.jsonl:2:", "\"input_ids\"", "after lines with \"text\""});
+  ExpectError([] { ParseCalibrationJsonl("{\"input_ids\": [1]}", "d.jsonl"); },
+              {"d.jsonl:1:", "\"input_ids\"", "where text samples were expected"});
+}
+
+TEST(BuildCalibrationBatchFromIds, FileOrderSkipsLongAndCuts) {
+  const IdLists samples = {{1, 2, 3}, {4, 5, 6, 7, 8}, {9, 10, 11, 12}, {13}, {14, 15, 16}};
+  CalibrationOptions o;
+  o.seq_len = 4;
+  // shuffle (the default) and seed play no part for pre-tokenized samples.
+  const CalibrationBatch b = BuildCalibrationBatchFromIds(samples, o);
+  // {4..8} is longer than 4 and skipped; {9..12} (exactly seq_len) is kept. 3 + 4 + 1 + 3 = 11
+  // tokens -> 2 blocks, 3 dropped.
+  EXPECT_EQ(b.seq_len, 4);
+  EXPECT_EQ(b.n_blocks, 2);
+  EXPECT_EQ(b.n_samples_used, 4);
+  EXPECT_EQ(b.n_samples_skipped, 1);
+  EXPECT_EQ(b.n_tokens_dropped, 3);
+  EXPECT_EQ(b.tokens, (Ids{1, 2, 3, 9, 10, 11, 12, 13}));
+  EXPECT_EQ(b.max_token_id, 13);
+}
+
+TEST(BuildCalibrationBatchFromIds, MaxSamplesStopsAndSkipsCountOnlyUpToIt) {
+  const IdLists samples = {{7, 7}, {1, 2, 3, 4, 5, 6, 7}, {8, 9}, {3}, {1, 2, 3, 4, 5, 6, 7}};
+  CalibrationOptions o;
+  o.seq_len = 3;
+  o.max_samples = 2;
+  const CalibrationBatch b = BuildCalibrationBatchFromIds(samples, o);
+  // {7, 7} and {8, 9} accepted, then stop: the last long sample is never visited.
+  EXPECT_EQ(b.n_samples_used, 2);
+  EXPECT_EQ(b.n_samples_skipped, 1);
+  EXPECT_EQ(b.n_blocks, 1);
+  EXPECT_EQ(b.n_tokens_dropped, 1);
+  EXPECT_EQ(b.tokens, (Ids{7, 7, 8}));
+  EXPECT_EQ(b.max_token_id, 8);
+}
+
+TEST(BuildCalibrationBatchFromIds, Errors) {
+  CalibrationOptions o;
+  o.seq_len = 8;
+  ExpectError(
+      [&] {
+        BuildCalibrationBatchFromIds({{1, 2, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9}}, o);
+      },
+      {"calibration:", "only 3 tokens", "1 usable samples", "1 skipped", "seq_len 8"});
+  ExpectError(
+      [&] {
+        BuildCalibrationBatchFromIds({{1, 2}, {3, -4}}, o);
+      },
+      {"sample 1", "-4", "position 1"});
+  o.max_samples = 0;
+  ExpectError([&] { BuildCalibrationBatchFromIds({{1}}, o); }, {"max_samples", "0"});
+}
+
+TEST(LoadCalibrationBatch, IdsFileGivesExactBlocks) {
+  const std::string dir = test::MakeTempDir("calib_ids");
+  // 6 samples of 5..10 ids; seq_len 8, no shuffle whatever the options say.
+  IdLists samples;
+  Ids stream;
+  int32_t next = 100;
+  for (int len = 5; len <= 10; ++len) {
+    Ids ids;
+    for (int k = 0; k < len; ++k) ids.push_back(next++);
+    samples.push_back(ids);
+    if (len <= 8) stream.insert(stream.end(), ids.begin(), ids.end());
+  }
+  WriteFile(dir + "/ids.jsonl", "\n" + IdsJsonl(samples) + "\n");
+  CalibrationOptions o;
+  o.seq_len = 8;
+  o.seed = 3;
+  const CalibrationBatch b = LoadCalibrationBatch(dir + "/ids.jsonl", SmolTokenizer(), o);
+  // 5 + 6 + 7 + 8 = 26 tokens -> 3 blocks, 2 dropped; the 9- and 10-id samples are skipped.
+  EXPECT_EQ(b.n_samples_used, 4);
+  EXPECT_EQ(b.n_samples_skipped, 2);
+  EXPECT_EQ(b.n_blocks, 3);
+  EXPECT_EQ(b.n_tokens_dropped, 2);
+  stream.resize(24);
+  EXPECT_EQ(b.tokens, stream);
+  EXPECT_EQ(b.max_token_id, stream.back());
+
+  // Ids beyond the tokenizer's vocabulary are the caller's to check: they pass here.
+  WriteFile(dir + "/big.jsonl", IdsJsonl({{1, 2000000000, 3, 4}}));
+  o.seq_len = 4;
+  EXPECT_EQ(LoadCalibrationBatch(dir + "/big.jsonl", SmolTokenizer(), o).max_token_id, 2000000000);
+}
+
+TEST(LoadCalibrationBatch, TextIsBuildCalibrationBatchOfLoadCalibrationTexts) {
+  const Tokenizer& tok = SmolTokenizer();
+  const std::string dir = test::MakeTempDir("calib_dispatch");
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "Paragraph number " + std::to_string(i) + " is here.\n\n";
+  WriteFile(dir + "/t.txt", text);
+  WriteFile(dir + "/t.jsonl",
+            "{\"text\": \"one two three four five six\"}\n"
+            "{\"text\": \"seven eight nine ten eleven twelve thirteen fourteen fifteen\"}\n"
+            "{\"text\": \"sixteen seventeen eighteen nineteen twenty\"}\n");
+  CalibrationOptions o;
+  o.seq_len = 8;
+  for (const std::string& path : {dir + "/t.txt", dir + "/t.jsonl", dir}) {
+    SCOPED_TRACE(path);
+    const CalibrationBatch a = LoadCalibrationBatch(path, tok, o);
+    const CalibrationBatch b = BuildCalibrationBatch(LoadCalibrationTexts(path), tok, o);
+    EXPECT_EQ(a.tokens, b.tokens);
+    EXPECT_EQ(a.n_blocks, b.n_blocks);
+    EXPECT_EQ(a.n_samples_used, b.n_samples_used);
+    EXPECT_EQ(a.n_samples_skipped, b.n_samples_skipped);
+    EXPECT_EQ(a.n_tokens_dropped, b.n_tokens_dropped);
+    EXPECT_EQ(a.max_token_id, *std::max_element(b.tokens.begin(), b.tokens.end()));
+  }
+}
+
+TEST(LoadCalibrationBatch, ErrorsNameTheFile) {
+  const Tokenizer& tok = SmolTokenizer();
+  const std::string dir = test::MakeTempDir("calib_ids_err");
+  CalibrationOptions o;
+  o.seq_len = 4;
+  // Mixed files, whichever kind comes first.
+  WriteFile(dir + "/mix1.jsonl", "{\"input_ids\": [1, 2]}\n\n{\"text\": \"a b\"}\n");
+  ExpectError([&] { LoadCalibrationBatch(dir + "/mix1.jsonl", tok, o); },
+              {dir + "/mix1.jsonl:3:", "not both"});
+  WriteFile(dir + "/mix2.jsonl", "{\"text\": \"a b\"}\n{\"input_ids\": [1, 2]}\n");
+  ExpectError([&] { LoadCalibrationBatch(dir + "/mix2.jsonl", tok, o); },
+              {dir + "/mix2.jsonl:2:", "\"input_ids\""});
+  WriteFile(dir + "/neg.jsonl", "{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, -2]}\n");
+  ExpectError([&] { LoadCalibrationBatch(dir + "/neg.jsonl", tok, o); },
+              {dir + "/neg.jsonl:2:", "input_ids[1]", "negative"});
+  WriteFile(dir + "/empty.jsonl", "{\"input_ids\": [1, 2]}\n{\"input_ids\": []}\n");
+  ExpectError([&] { LoadCalibrationBatch(dir + "/empty.jsonl", tok, o); },
+              {dir + "/empty.jsonl:2:", "empty"});
+  // Too few tokens: the message names the file.
+  WriteFile(dir + "/short.jsonl", IdsJsonl({{1, 2}, {1, 2, 3, 4, 5}}));
+  ExpectError([&] { LoadCalibrationBatch(dir + "/short.jsonl", tok, o); },
+              {dir + "/short.jsonl", "only 2 tokens", "1 skipped"});
+  // Pre-tokenized files are not read from a folder.
+  const std::string sub = test::MakeTempDir("calib_ids_dir");
+  WriteFile(sub + "/ids.jsonl", IdsJsonl({{1, 2, 3, 4}}));
+  ExpectError([&] { LoadCalibrationBatch(sub, tok, o); }, {sub + "/ids.jsonl:1:", "input_ids"});
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
-// Calibration samples: .txt paragraphs, JSONL "text" fields, folders of both, and the token batch.
+// Calibration samples: .txt paragraphs, JSONL "text" fields, folders of both, pre-tokenized JSONL
+// "input_ids" lines, and the token batch.
 #include "awq/calibration.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string_view>
@@ -60,6 +63,115 @@ std::vector<std::string> LoadFile(const std::string& path) {
   return EndsWith(path, ".jsonl") ? ParseCalibrationJsonl(text, path) : SplitParagraphs(text);
 }
 
+// Parses one non-blank JSONL line into an object; `what` says which field it should have.
+nlohmann::json ParseObjectLine(std::string_view line, const std::string& where, const char* what) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + "not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object()) {
+    throw Error(where + "expected a JSON object with " + what + " field, got a " +
+                std::string(j.type_name()));
+  }
+  return j;
+}
+
+// True when the first non-blank line of a .jsonl text is an object with an "input_ids" field,
+// i.e. the file holds pre-tokenized samples. Anything else (including a first line that is not
+// valid JSON) goes to the text parser, whose errors then name the line.
+bool IsIdsJsonl(const std::string& text) {
+  bool decided = false, ids = false;
+  ForEachLine(DropBom(text), [&](std::string_view line, int64_t) {
+    if (decided || StripAscii(line).empty()) return;
+    decided = true;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ids = j.is_object() && j.contains("input_ids");
+  });
+  return ids;
+}
+
+// One element of "input_ids", checked: an integer in [0, 2^31 - 1].
+int32_t TokenId(const nlohmann::json& v, size_t k, const std::string& where) {
+  const std::string at = where + "input_ids[" + std::to_string(k) + "] ";
+  constexpr uint64_t kMaxId = std::numeric_limits<int32_t>::max();
+  // nlohmann stores non-negative integers as unsigned and negative ones (and "-0") as signed;
+  // integers beyond 64 bits and anything with a fraction or exponent become floats.
+  if (v.is_number_integer()) {
+    if (!v.is_number_unsigned() && v.get<int64_t>() < 0) {
+      throw Error(at + "is " + v.dump() + ", a negative token id");
+    }
+    const uint64_t id =
+        v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
+    if (id > kMaxId) {
+      throw Error(at + "is " + std::to_string(id) + ", larger than the largest token id " +
+                  std::to_string(kMaxId));
+    }
+    return static_cast<int32_t>(id);
+  }
+  if (v.is_number_float()) throw Error(at + "is " + v.dump() + ", not an integer token id");
+  throw Error(at + "is a " + std::string(v.type_name()) + ", expected an integer token id");
+}
+
+// Concatenates the accepted samples' tokens, cuts them into blocks and drops the tail.
+// `source` names the input in the error when there is not even one block.
+void CutIntoBlocks(std::vector<int32_t> stream, const CalibrationOptions& options,
+                   const std::string& source, CalibrationBatch& batch) {
+  const int64_t total = static_cast<int64_t>(stream.size());
+  if (total < options.seq_len) {
+    throw Error(source + ": only " + std::to_string(total) + " tokens from " +
+                std::to_string(batch.n_samples_used) + " usable samples (" +
+                std::to_string(batch.n_samples_skipped) +
+                " skipped as empty or longer than seq_len), fewer than seq_len " +
+                std::to_string(options.seq_len) + " needed for one block");
+  }
+  batch.seq_len = options.seq_len;
+  batch.n_blocks = total / options.seq_len;
+  batch.n_tokens_dropped = total - batch.n_blocks * options.seq_len;
+  stream.resize(static_cast<size_t>(batch.n_blocks * options.seq_len));
+  batch.tokens = std::move(stream);
+  batch.max_token_id = *std::max_element(batch.tokens.begin(), batch.tokens.end());
+}
+
+void CheckOptions(const CalibrationOptions& options) {
+  if (options.max_samples <= 0) {
+    throw Error("calibration: max_samples must be positive, got " +
+                std::to_string(options.max_samples));
+  }
+  if (options.seq_len <= 0) {
+    throw Error("calibration: seq_len must be positive, got " + std::to_string(options.seq_len));
+  }
+}
+
+// BuildCalibrationBatchFromIds; `source` names the input in the "too few tokens" error.
+CalibrationBatch BatchFromIds(const std::vector<std::vector<int32_t>>& samples,
+                              const CalibrationOptions& options, const std::string& source) {
+  CheckOptions(options);
+  CalibrationBatch batch;
+  std::vector<int32_t> stream;
+  // AutoAWQ 0.2.9 get_calib_dataset with a list of id lists: file order, `len > max_seq_len`
+  // skipped (a sample of exactly seq_len is kept), empty skipped, break once n_samples accepted.
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (batch.n_samples_used == options.max_samples) break;
+    const std::vector<int32_t>& ids = samples[i];
+    if (ids.empty() || static_cast<int64_t>(ids.size()) > options.seq_len) {
+      ++batch.n_samples_skipped;
+      continue;
+    }
+    for (size_t k = 0; k < ids.size(); ++k) {
+      if (ids[k] < 0) {
+        throw Error(source + ": sample " + std::to_string(i) + " has the negative token id " +
+                    std::to_string(ids[k]) + " at position " + std::to_string(k));
+      }
+    }
+    stream.insert(stream.end(), ids.begin(), ids.end());
+    ++batch.n_samples_used;
+  }
+  CutIntoBlocks(std::move(stream), options, source, batch);
+  return batch;
+}
+
 }  // namespace
 
 std::vector<std::string> SplitParagraphs(const std::string& text) {
@@ -86,15 +198,14 @@ std::vector<std::string> ParseCalibrationJsonl(const std::string& text, const st
   ForEachLine(DropBom(text), [&](std::string_view line, int64_t number) {
     if (StripAscii(line).empty()) return;
     const std::string where = source + ":" + std::to_string(number) + ": ";
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where + "not valid JSON (" + e.what() + ")");
-    }
-    if (!j.is_object()) {
-      throw Error(where + "expected a JSON object with a \"text\" field, got a " +
-                  std::string(j.type_name()));
+    const nlohmann::json j = ParseObjectLine(line, where, "a \"text\"");
+    // A line that could be either kind of sample is refused rather than guessed at.
+    if (j.contains("input_ids")) {
+      throw Error(where +
+                  (out.empty() ? "an \"input_ids\" field where text samples were expected"
+                               : "an \"input_ids\" field after lines with \"text\"") +
+                  ": pre-tokenized samples are read only from a .jsonl file given as the "
+                  "calibration path whose lines all have \"input_ids\" and no \"text\"");
     }
     const auto it = j.find("text");
     if (it == j.end()) throw Error(where + "the object has no \"text\" field");
@@ -103,6 +214,34 @@ std::vector<std::string> ParseCalibrationJsonl(const std::string& text, const st
                   ", expected a string");
     }
     out.push_back(it->get<std::string>());
+  });
+  return out;
+}
+
+std::vector<std::vector<int32_t>> ParseCalibrationIdsJsonl(const std::string& text,
+                                                           const std::string& source) {
+  std::vector<std::vector<int32_t>> out;
+  ForEachLine(DropBom(text), [&](std::string_view line, int64_t number) {
+    if (StripAscii(line).empty()) return;
+    const std::string where = source + ":" + std::to_string(number) + ": ";
+    const nlohmann::json j = ParseObjectLine(line, where, "an \"input_ids\"");
+    if (j.contains("text")) {
+      throw Error(where +
+                  (j.contains("input_ids") ? "both a \"text\" and an \"input_ids\" field"
+                                           : "a \"text\" line in a file of pre-tokenized samples") +
+                  ": a .jsonl file holds either \"text\" lines or \"input_ids\" lines, not both");
+    }
+    const auto it = j.find("input_ids");
+    if (it == j.end()) throw Error(where + "the object has no \"input_ids\" field");
+    if (!it->is_array()) {
+      throw Error(where + "field \"input_ids\" is a " + std::string(it->type_name()) +
+                  ", expected an array of token ids");
+    }
+    if (it->empty()) throw Error(where + "field \"input_ids\" is an empty array");
+    std::vector<int32_t> ids;
+    ids.reserve(it->size());
+    for (size_t k = 0; k < it->size(); ++k) ids.push_back(TokenId((*it)[k], k, where));
+    out.push_back(std::move(ids));
   });
   return out;
 }
@@ -154,13 +293,7 @@ std::vector<int64_t> ShuffleOrder(int64_t n, uint64_t seed) {
 CalibrationBatch BuildCalibrationBatch(const std::vector<std::string>& texts,
                                        const Tokenizer& tokenizer,
                                        const CalibrationOptions& options) {
-  if (options.max_samples <= 0) {
-    throw Error("calibration: max_samples must be positive, got " +
-                std::to_string(options.max_samples));
-  }
-  if (options.seq_len <= 0) {
-    throw Error("calibration: seq_len must be positive, got " + std::to_string(options.seq_len));
-  }
+  CheckOptions(options);
   const int64_t n = static_cast<int64_t>(texts.size());
   std::vector<int64_t> order;
   if (options.shuffle) {
@@ -171,7 +304,6 @@ CalibrationBatch BuildCalibrationBatch(const std::vector<std::string>& texts,
   }
 
   CalibrationBatch batch;
-  batch.seq_len = options.seq_len;
   std::vector<int32_t> stream;
   for (const int64_t idx : order) {
     if (batch.n_samples_used == options.max_samples) break;
@@ -191,19 +323,29 @@ CalibrationBatch BuildCalibrationBatch(const std::vector<std::string>& texts,
     stream.insert(stream.end(), ids.begin(), ids.end());
     ++batch.n_samples_used;
   }
-  const int64_t total = static_cast<int64_t>(stream.size());
-  if (total < options.seq_len) {
-    throw Error("calibration: only " + std::to_string(total) + " tokens from " +
-                std::to_string(batch.n_samples_used) + " usable samples (" +
-                std::to_string(batch.n_samples_skipped) +
-                " skipped as empty or longer than seq_len), fewer than seq_len " +
-                std::to_string(options.seq_len) + " needed for one block");
-  }
-  batch.n_blocks = total / options.seq_len;
-  batch.n_tokens_dropped = total - batch.n_blocks * options.seq_len;
-  stream.resize(static_cast<size_t>(batch.n_blocks * options.seq_len));
-  batch.tokens = std::move(stream);
+  CutIntoBlocks(std::move(stream), options, "calibration", batch);
   return batch;
+}
+
+CalibrationBatch BuildCalibrationBatchFromIds(const std::vector<std::vector<int32_t>>& samples,
+                                              const CalibrationOptions& options) {
+  return BatchFromIds(samples, options, "calibration");
+}
+
+CalibrationBatch LoadCalibrationBatch(const std::string& path, const Tokenizer& tokenizer,
+                                      const CalibrationOptions& options) {
+  std::error_code ec;
+  if (EndsWith(path, ".jsonl") && !std::filesystem::is_directory(path, ec)) {
+    // Read twice when the file holds text (here and in LoadCalibrationTexts); calibration files
+    // are small, and the text path then stays exactly BuildCalibrationBatch(LoadCalibrationTexts).
+    const std::string text = ReadFileToString(path);
+    if (IsIdsJsonl(text)) {
+      CheckOptions(options);
+      return BatchFromIds(ParseCalibrationIdsJsonl(text, path), options,
+                          "calibration data " + path);
+    }
+  }
+  return BuildCalibrationBatch(LoadCalibrationTexts(path), tokenizer, options);
 }
 
 }  // namespace awq

@@ -90,6 +90,16 @@ class AwqCheckpointWriter {
   // <module>.qweight/.qzeros/.scales. Packed at once (the codes are not kept).
   void AddQuantized(const std::string& module_name, const QuantizedLinear& q);
 
+  // Streaming writers stage a model block by block and assemble it at the end:
+  // StoredTensors() gives the tensors Write() would store for the entries added so far (names,
+  // dtype and layout final), to be saved to a staging file; AddStaged / AddStagedQuantized add
+  // an entry whose stored tensors lie in such a file, copied (not loaded) at Write(). The
+  // quantized form needs the linear's settings and shape for the config it writes.
+  std::vector<std::pair<std::string, Tensor>> StoredTensors(const QuantConfig& qc) const;
+  void AddStaged(const std::string& hf_name, std::shared_ptr<const SafetensorsFile> file);
+  void AddStagedQuantized(const std::string& module_name, const QuantParams& params, int64_t out,
+                          int64_t in, std::shared_ptr<const SafetensorsFile> file);
+
   // Writes `dir`: model.safetensors (or shards of at most max_shard_bytes plus
   // model.safetensors.index.json), config.json (`config_json`, the model's config.json text as
   // HfConfigToJson gives it, plus "quantization_config" and the stored dtype),
@@ -115,7 +125,13 @@ class AwqCheckpointWriter {
     // Write() converts when the chosen layout differs.
     bool gemm = false;
     Tensor qweight, qzeros, scales;
+    int ndim = 0;  // of the full-precision tensor
+    // Staged entries: the file holding the stored tensors, and their names in it.
+    std::shared_ptr<const SafetensorsFile> staged;
+    std::vector<std::string> staged_names;
   };
+  // The tensors Write() stores for `e` (converted to `dtype`, packed in qc's layout).
+  std::vector<std::pair<std::string, Tensor>> Stored(const Entry& e, const QuantConfig& qc) const;
   std::vector<Entry> entries_;
 };
 

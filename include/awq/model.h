@@ -107,6 +107,16 @@ class Model {
   static Model Load(const std::string& path, const LoadOptions& options = {});
   // Every weight of `source` in fp32.
   static Model FromSource(const WeightSource& source);
+  // A model read one decoder block at a time, for quantizing models larger than memory: the
+  // config and final norm are loaded, the embedding is a view of the mapped file in its stored
+  // dtype (F32, F16 or BF16; a GGUF's is converted to F32), and no block holds weights until
+  // LoadBlock(layer) reads its tensors from the file (converted to fp32, the fused layout);
+  // ReleaseBlock(layer) frees them. Throws awq::Error as Load does.
+  static Model OpenStreaming(const std::string& path);
+  void LoadBlock(int64_t layer);
+  void ReleaseBlock(int64_t layer);
+  // The file the blocks are read from; null unless opened with OpenStreaming.
+  const WeightSource* source() const { return source_.get(); }
   // Random weights of config's shapes (weights are small and zero-mean, so activations stay
   // finite); deterministic for a seed. Throws awq::Error for an invalid config or group size.
   static Model Synthetic(const ModelConfig& config, const SyntheticOptions& options);
@@ -195,6 +205,7 @@ class Model {
 
   ModelConfig config_;
   ModelWeights weights_;
+  std::shared_ptr<const WeightSource> source_;  // OpenStreaming's file
   // RoPE tables [max_positions, hd/2]: [0] the global layers', [1] the sliding-window layers'
   // when their base differs (Gemma 3), else empty.
   std::vector<float> rope_cos_[2], rope_sin_[2];

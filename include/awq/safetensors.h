@@ -67,6 +67,12 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // Size of the data buffer in bytes.
   uint64_t data_size() const { return data_size_; }
+  // Where the data buffer starts in the file (8 + header length).
+  uint64_t data_offset() const { return data_offset_; }
+  // Drops the resident pages of `name`'s bytes when the file is memory-mapped (nothing for a
+  // parsed copy): streaming readers call it after converting a tensor, so that reading a
+  // checkpoint larger than memory does not grow the resident set.
+  void ReleasePages(const std::string& name) const;
 
  private:
   static SafetensorsFile FromBuffer(std::shared_ptr<const void> owner, const uint8_t* data,
@@ -77,6 +83,8 @@ class SafetensorsFile {
   std::shared_ptr<const void> owner_;  // keeps `data_` alive (a MappedFile or a byte copy)
   const uint8_t* data_ = nullptr;      // start of the data buffer
   uint64_t data_size_ = 0;
+  uint64_t data_offset_ = 0;
+  bool mapped_ = false;                       // owner_ is a MappedFile
   std::vector<SafetensorsTensorInfo> infos_;  // file order
   std::vector<std::string> names_;            // file order
   std::unordered_map<std::string, size_t> index_;
@@ -127,6 +135,10 @@ class SafetensorsWriter {
   // Shares the tensor's storage (no copy); the tensor must not change until written.
   // Throws awq::Error for a duplicate or empty name, or "__metadata__".
   void Add(const std::string& name, Tensor tensor);
+  // A tensor whose bytes are read from `path` at byte `offset` when written (copied in chunks,
+  // never mapped), so a checkpoint can be assembled from staged files in bounded memory.
+  void AddFromFile(const std::string& name, DType dtype, const Shape& shape,
+                   const std::string& path, uint64_t offset);
   void SetMetadata(const std::string& key, const std::string& value);
   size_t size() const { return tensors_.size(); }
   // Sum of the tensors' data bytes ("total_size" of the index).
@@ -144,7 +156,12 @@ class SafetensorsWriter {
  private:
   struct Entry {
     std::string name;
-    Tensor tensor;
+    Tensor tensor;  // empty for a file range
+    DType dtype = DType::kF32;
+    Shape shape;
+    uint64_t nbytes = 0;
+    std::string path;  // the file range's file, or empty
+    uint64_t offset = 0;
   };
   void WriteEntries(const std::string& path, const std::vector<const Entry*>& entries) const;
 

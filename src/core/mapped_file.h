@@ -20,6 +20,12 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops this process's resident pages of [p, p + n), a range inside some read-only file
+  // mapping: the page cache keeps them and a later read faults them back in with the same bytes.
+  // Streaming readers call it so that reading a checkpoint larger than memory does not grow the
+  // resident set. Never call it on anonymous memory (its contents would be lost).
+  static void DropPages(const void* p, size_t n);
+
  private:
   MappedFile() = default;
   std::string path_;

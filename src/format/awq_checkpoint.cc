@@ -206,6 +206,7 @@ QuantConfig ParseAwqSettings(const json& obj, const std::string& file) {
 void AwqCheckpointWriter::AddTensor(const std::string& hf_name, Tensor t) {
   Entry e;
   e.name = hf_name;
+  e.ndim = static_cast<int>(t.ndim());
   e.tensor = std::move(t);
   entries_.push_back(std::move(e));
 }
@@ -233,6 +234,84 @@ void AwqCheckpointWriter::AddQuantized(const std::string& module_name, const Qua
   } catch (const Error& err) {
     throw Error(module_name + ": " + err.what());
   }
+  entries_.push_back(std::move(e));
+}
+
+std::vector<std::pair<std::string, Tensor>> AwqCheckpointWriter::Stored(
+    const Entry& e, const QuantConfig& qc) const {
+  if (!e.quantized) return {{e.name, ConvertFloat(e.name, e.tensor, dtype)}};
+  const bool gemv = qc.version == kLayoutGemv;
+  const bool gemm = qc.version == kLayoutGemm || gemv;
+  Tensor qweight = e.qweight, qzeros = e.qzeros, scales = e.scales;
+  try {
+    if (gemv) {
+      const QuantizedLinear q =
+          e.gemm ? UnpackAwqGemm(qweight, qzeros, scales, e.params.bits, e.params.group_size,
+                                 e.name, e.params.zero_point)
+                 : UnpackAwqPacked(qweight, qzeros, scales, e.params.bits, e.params.group_size,
+                                   e.name, e.params.zero_point);
+      AwqGemvTensors t = PackAwqGemv(q);
+      qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
+    } else if (gemm && !e.gemm) {
+      AwqGemmTensors t =
+          PackAwqGemm(UnpackAwqPacked(qweight, qzeros, scales, e.params.bits, e.params.group_size,
+                                      e.name, e.params.zero_point));
+      qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
+    } else if (!gemm && e.gemm) {
+      AwqPackedTensors t =
+          PackAwqPacked(UnpackAwqGemm(qweight, qzeros, scales, e.params.bits, e.params.group_size,
+                                      e.name, e.params.zero_point));
+      qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
+    }
+  } catch (const Error& err) {
+    throw Error(e.name + ": " + err.what());
+  }
+  return {
+      {e.name + ".qweight", qweight}, {e.name + ".qzeros", qzeros}, {e.name + ".scales", scales}};
+}
+
+std::vector<std::pair<std::string, Tensor>> AwqCheckpointWriter::StoredTensors(
+    const QuantConfig& qc) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const Entry& e : entries_) {
+    if (e.staged) throw Error(e.name + ": a staged entry has no tensors in memory");
+    for (auto& nt : Stored(e, qc)) out.push_back(std::move(nt));
+  }
+  return out;
+}
+
+namespace {
+const SafetensorsTensorInfo& StagedInfo(const SafetensorsFile& f, const std::string& name) {
+  const SafetensorsTensorInfo* info = f.Find(name);
+  if (info == nullptr) throw Error(f.source() + ": staged tensor " + name + " is missing");
+  return *info;
+}
+}  // namespace
+
+void AwqCheckpointWriter::AddStaged(const std::string& hf_name,
+                                    std::shared_ptr<const SafetensorsFile> file) {
+  Entry e;
+  e.name = hf_name;
+  e.ndim = static_cast<int>(StagedInfo(*file, hf_name).shape.size());
+  e.staged_names = {hf_name};
+  e.staged = std::move(file);
+  entries_.push_back(std::move(e));
+}
+
+void AwqCheckpointWriter::AddStagedQuantized(const std::string& module_name,
+                                             const QuantParams& params, int64_t out, int64_t in,
+                                             std::shared_ptr<const SafetensorsFile> file) {
+  Entry e;
+  e.name = module_name;
+  e.quantized = true;
+  e.params = params;
+  e.out = out;
+  e.in = in;
+  for (const char* suffix : {".qweight", ".qzeros", ".scales"}) {
+    StagedInfo(*file, module_name + suffix);
+    e.staged_names.push_back(module_name + suffix);
+  }
+  e.staged = std::move(file);
   entries_.push_back(std::move(e));
 }
 
@@ -289,7 +368,7 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const std::string& co
   std::vector<std::string> not_convert = qc.modules_to_not_convert;
   const std::string suffix = ".weight";
   for (const Entry& e : entries_) {
-    if (e.quantized || e.tensor.ndim() != 2 || e.name.size() <= suffix.size() ||
+    if (e.quantized || e.ndim != 2 || e.name.size() <= suffix.size() ||
         e.name.compare(e.name.size() - suffix.size(), suffix.size(), suffix) != 0) {
       continue;
     }
@@ -314,37 +393,15 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const std::string& co
 
   SafetensorsWriter st;
   for (const Entry& e : entries_) {
-    if (!e.quantized) {
-      st.Add(e.name, ConvertFloat(e.name, e.tensor, dtype));
+    if (e.staged) {
+      for (const std::string& name : e.staged_names) {
+        const SafetensorsTensorInfo* info = e.staged->Find(name);
+        st.AddFromFile(name, info->dtype, info->shape, e.staged->source(),
+                       e.staged->data_offset() + info->begin);
+      }
       continue;
     }
-    Tensor qweight = e.qweight, qzeros = e.qzeros, scales = e.scales;
-    try {
-      if (gemv) {
-        const QuantizedLinear q =
-            e.gemm ? UnpackAwqGemm(qweight, qzeros, scales, e.params.bits, e.params.group_size,
-                                   e.name, e.params.zero_point)
-                   : UnpackAwqPacked(qweight, qzeros, scales, e.params.bits, e.params.group_size,
-                                     e.name, e.params.zero_point);
-        AwqGemvTensors t = PackAwqGemv(q);
-        qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
-      } else if (gemm && !e.gemm) {
-        AwqGemmTensors t =
-            PackAwqGemm(UnpackAwqPacked(qweight, qzeros, scales, e.params.bits, e.params.group_size,
-                                        e.name, e.params.zero_point));
-        qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
-      } else if (!gemm && e.gemm) {
-        AwqPackedTensors t =
-            PackAwqPacked(UnpackAwqGemm(qweight, qzeros, scales, e.params.bits, e.params.group_size,
-                                        e.name, e.params.zero_point));
-        qweight = t.qweight, qzeros = t.qzeros, scales = t.scales;
-      }
-    } catch (const Error& err) {
-      throw Error(e.name + ": " + err.what());
-    }
-    st.Add(e.name + ".qweight", qweight);
-    st.Add(e.name + ".qzeros", qzeros);
-    st.Add(e.name + ".scales", scales);
+    for (auto& [name, t] : Stored(e, qc)) st.Add(name, std::move(t));
   }
 
   // config.json: transformers' keys sorted; AutoAWQ's to_transformers_dict() as

@@ -184,7 +184,9 @@ SafetensorsFile SafetensorsFile::Open(const std::string& path) {
   std::shared_ptr<MappedFile> file = MappedFile::Open(path);
   const uint8_t* data = file->data();
   const size_t size = file->size();
-  return FromBuffer(std::move(file), data, size, path);
+  SafetensorsFile f = FromBuffer(std::move(file), data, size, path);
+  f.mapped_ = true;
+  return f;
 }
 
 SafetensorsFile SafetensorsFile::Parse(const uint8_t* data, size_t size,
@@ -220,6 +222,7 @@ SafetensorsFile SafetensorsFile::FromBuffer(std::shared_ptr<const void> owner, c
   f.owner_ = std::move(owner);
   f.data_ = data + reader.pos();
   f.data_size_ = reader.remaining();
+  f.data_offset_ = reader.pos();
 
   for (const auto& [key, value] : root.items()) {
     if (key == "__metadata__") {
@@ -294,6 +297,11 @@ Tensor SafetensorsFile::Get(const std::string& name) const {
     return t;
   }
   return Tensor::Wrap(info.dtype, info.shape, p, owner_);
+}
+
+void SafetensorsFile::ReleasePages(const std::string& name) const {
+  const SafetensorsTensorInfo& info = Require(name);
+  if (mapped_) MappedFile::DropPages(data_ + info.begin, info.nbytes());
 }
 
 Tensor SafetensorsFile::GetF32(const std::string& name) const {

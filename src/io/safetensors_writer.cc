@@ -88,7 +88,34 @@ void SafetensorsWriter::Add(const std::string& name, Tensor tensor) {
   if (!index_.emplace(name, tensors_.size()).second) {
     throw Error("safetensors writer: tensor '" + name + "' added twice");
   }
-  tensors_.push_back({name, std::move(tensor)});
+  Entry e;
+  e.name = name;
+  e.dtype = tensor.dtype();
+  e.shape = tensor.shape();
+  e.nbytes = tensor.nbytes();
+  e.tensor = std::move(tensor);
+  tensors_.push_back(std::move(e));
+}
+
+void SafetensorsWriter::AddFromFile(const std::string& name, DType dtype, const Shape& shape,
+                                    const std::string& path, uint64_t offset) {
+  if (name.empty()) throw Error("safetensors writer: empty tensor name");
+  if (name == "__metadata__") {
+    throw Error("safetensors writer: '__metadata__' is reserved and cannot name a tensor");
+  }
+  Quote(name, "tensor name");
+  Entry e;
+  e.name = name;
+  e.dtype = dtype;
+  e.shape = shape;
+  e.nbytes = static_cast<uint64_t>(NumElements(shape)) * DTypeSize(dtype);
+  if (e.nbytes == 0) throw Error("safetensors writer: tensor '" + name + "' has no data");
+  e.path = path;
+  e.offset = offset;
+  if (!index_.emplace(name, tensors_.size()).second) {
+    throw Error("safetensors writer: tensor '" + name + "' added twice");
+  }
+  tensors_.push_back(std::move(e));
 }
 
 void SafetensorsWriter::SetMetadata(const std::string& key, const std::string& value) {
@@ -99,7 +126,7 @@ void SafetensorsWriter::SetMetadata(const std::string& key, const std::string& v
 
 uint64_t SafetensorsWriter::total_bytes() const {
   uint64_t total = 0;
-  for (const Entry& e : tensors_) total += e.tensor.nbytes();
+  for (const Entry& e : tensors_) total += e.nbytes;
   return total;
 }
 
@@ -110,7 +137,7 @@ void SafetensorsWriter::WriteEntries(const std::string& path,
   // its own element size.
   std::vector<const Entry*> entries = entries_in;
   std::sort(entries.begin(), entries.end(), [](const Entry* a, const Entry* b) {
-    const int ra = DTypeRank(a->tensor.dtype()), rb = DTypeRank(b->tensor.dtype());
+    const int ra = DTypeRank(a->dtype), rb = DTypeRank(b->dtype);
     return ra != rb ? ra > rb : a->name < b->name;
   });
 
@@ -119,9 +146,9 @@ void SafetensorsWriter::WriteEntries(const std::string& path,
   uint64_t offset = 0;
   for (const Entry* e : entries) {
     if (header.size() > 1) header += ",";
-    const uint64_t n = e->tensor.nbytes();
-    header += Quote(e->name, "tensor name") + ":{\"dtype\":\"" + DTypeName(e->tensor.dtype()) +
-              "\",\"shape\":" + json(e->tensor.shape()).dump() + ",\"data_offsets\":[" +
+    const uint64_t n = e->nbytes;
+    header += Quote(e->name, "tensor name") + ":{\"dtype\":\"" + DTypeName(e->dtype) +
+              "\",\"shape\":" + json(e->shape).dump() + ",\"data_offsets\":[" +
               std::to_string(offset) + "," + std::to_string(offset + n) + "]}";
     offset += n;
   }
@@ -137,14 +164,41 @@ void SafetensorsWriter::WriteEntries(const std::string& path,
   if (f == nullptr) throw Error(OsError("cannot create", tmp));
   bool ok = std::fwrite(&header_len, 8, 1, f) == 1 &&
             std::fwrite(header.data(), 1, header.size(), f) == header.size();
+  std::string read_error;
+  std::vector<char> chunk;
   for (const Entry* e : entries) {
     if (!ok) break;
-    const size_t n = e->tensor.nbytes();
-    ok = n == 0 || std::fwrite(e->tensor.raw(), 1, n, f) == n;
+    if (e->path.empty()) {
+      const size_t n = e->nbytes;
+      ok = n == 0 || std::fwrite(e->tensor.raw(), 1, n, f) == n;
+      continue;
+    }
+    // A staged file range, copied through a small buffer.
+    FILE* in = std::fopen(e->path.c_str(), "rb");
+    if (in == nullptr) {
+      read_error = OsError("cannot open", e->path);
+      ok = false;
+      break;
+    }
+    chunk.resize(size_t{16} << 20);
+    uint64_t left = e->nbytes;
+    ok = fseeko(in, static_cast<off_t>(e->offset), SEEK_SET) == 0;
+    while (ok && left > 0) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(left, chunk.size()));
+      if (std::fread(chunk.data(), 1, want, in) != want) {
+        read_error = e->path + ": short read of tensor " + e->name + " at byte " +
+                     std::to_string(e->offset + (e->nbytes - left));
+        ok = false;
+        break;
+      }
+      ok = std::fwrite(chunk.data(), 1, want, f) == want;
+      left -= want;
+    }
+    std::fclose(in);
   }
   const bool closed = std::fclose(f) == 0;
   if (!ok || !closed) {
-    const std::string msg = OsError("cannot write", tmp);
+    const std::string msg = read_error.empty() ? OsError("cannot write", tmp) : read_error;
     std::remove(tmp.c_str());
     throw Error(msg);
   }
@@ -176,7 +230,7 @@ std::vector<std::string> SafetensorsWriter::WriteSharded(const std::string& dir,
   std::vector<const Entry*> current;
   uint64_t current_bytes = 0;
   for (const Entry& e : tensors_) {
-    const uint64_t n = e.tensor.nbytes();
+    const uint64_t n = e.nbytes;
     if (n > max_shard_bytes) {
       shards.push_back({&e});
       continue;

@@ -327,6 +327,9 @@ void Model::EmbedTokens(const int32_t* tokens, int64_t n, float* x) const {
     if (embed.dtype() == DType::kF16) {
       const uint16_t* e = embed.data<uint16_t>() + row;
       for (int64_t i = 0; i < d; ++i) x[t * d + i] = Fp16ToFp32(e[i]);
+    } else if (embed.dtype() == DType::kBF16) {  // a streaming model's view of the file
+      const uint16_t* e = embed.data<uint16_t>() + row;
+      for (int64_t i = 0; i < d; ++i) x[t * d + i] = Bf16ToFp32(e[i]);
     } else {
       std::memcpy(x + t * d, embed.data<float>() + row, static_cast<size_t>(d) * sizeof(float));
     }

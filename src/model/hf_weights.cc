@@ -23,8 +23,23 @@ class HfWeights final : public WeightSource {
   bool Has(const std::string& hf_name) const override {
     return ckpt_.Has(hf_name) || !QuantizedModule(hf_name).empty();
   }
+  Tensor GetStored(const std::string& hf_name) const override {
+    if (ckpt_.Has(hf_name)) {
+      const DType t = ckpt_.dtype(hf_name);
+      if (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16) return ckpt_.Get(hf_name);
+    }
+    return GetF32(hf_name);
+  }
+  void ReleasePages(const std::string& hf_name) const override {
+    if (ckpt_.Has(hf_name)) ckpt_.FileOf(hf_name).ReleasePages(hf_name);
+  }
   Tensor GetF32(const std::string& hf_name) const override {
-    if (ckpt_.Has(hf_name)) return ckpt_.GetF32(hf_name);
+    if (ckpt_.Has(hf_name)) {
+      Tensor t = ckpt_.GetF32(hf_name);
+      // The copy is made: the mapped bytes need not stay resident.
+      ckpt_.FileOf(hf_name).ReleasePages(hf_name);
+      return t;
+    }
     // AWQ checkpoints store "<module>.qweight/.qzeros/.scales" instead of "<module>.weight".
     const std::string module = QuantizedModule(hf_name);
     if (!module.empty()) return DequantizeAwqWeight(ckpt_, module, *awq_);

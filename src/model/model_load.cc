@@ -45,6 +45,54 @@ Tensor StackRows(const std::vector<Tensor>& parts) {
 
 }  // namespace
 
+namespace {
+
+// One decoder block's tensors: norms, biases and (when `dense_linears`) the fused fp32 slot
+// matrices, the slot's linears stacked in the description's order, which must tile its rows
+// (q, k, v; gate, up; or one fused checkpoint tensor).
+LayerWeights FetchLayer(const WeightSource& src, const ModelConfig& c, const Architecture& arch,
+                        int64_t l, bool dense_linears) {
+  const int64_t d = c.hidden_size, hd = c.head_dim;
+  const std::string p = LayerPrefix(l);
+  const auto norm = [&](const char* name, int64_t n) {
+    return Fetch(src, p + name + ".weight", {n});
+  };
+  const auto slot = [&](Slot s, const char* suffix, bool bias) {
+    std::vector<Tensor> parts;
+    int64_t next_row = 0;
+    for (const LinearSpec& ls : arch.linears) {
+      if (ls.slot != s) continue;
+      const RowRange r = SlotRows(c, s, ls.part);
+      AWQ_CHECK(r.row0 == next_row);
+      next_row += r.rows;
+      parts.push_back(Fetch(src, p + ls.name + suffix, bias ? Shape{r.rows} : Shape{r.rows, r.in}));
+    }
+    AWQ_CHECK(next_row == SlotRows(c, s, Part::kAll).rows);
+    return parts.size() == 1 ? parts[0] : StackRows(parts);
+  };
+  LayerWeights lw;
+  lw.attn_norm = norm(arch.norms.attn_in, d);
+  lw.ffn_norm = norm(arch.norms.mlp_in, d);
+  if (arch.recipe.post_norms) {
+    lw.post_attn_norm = norm(arch.norms.attn_out, d);
+    lw.post_ffn_norm = norm(arch.norms.mlp_out, d);
+  }
+  if (arch.recipe.qk_norm) {
+    lw.q_norm = norm(arch.norms.q, hd);
+    lw.k_norm = norm(arch.norms.k, hd);
+  }
+  if (dense_linears) {
+    lw.wqkv = slot(Slot::kQkv, ".weight", false);
+    lw.wo = slot(Slot::kO, ".weight", false);
+    lw.w_gate_up = slot(Slot::kGateUp, ".weight", false);
+    lw.w_down = slot(Slot::kDown, ".weight", false);
+  }
+  if (c.attention_bias) lw.bqkv = slot(Slot::kQkv, ".bias", true);
+  return lw;
+}
+
+}  // namespace
+
 Model Model::FromSource(const WeightSource& src) { return Build(src, true); }
 
 Model Model::Build(const WeightSource& src, bool dense_linears) {
@@ -62,49 +110,43 @@ Model Model::Build(const WeightSource& src, bool dense_linears) {
     throw Error(src.path() + ": tensor lm_head.weight is missing and tie_word_embeddings is false");
   }
   const Architecture& arch = ArchitectureOf(c);
-  const int64_t hd = c.head_dim;
-  const auto norm = [&](const std::string& p, const char* name, int64_t n) {
-    return Fetch(src, p + name + ".weight", {n});
-  };
-  // One fused matrix per slot: the slot's linears stacked in the description's order, which must
-  // tile its rows (q, k, v; gate, up; or one fused checkpoint tensor).
-  const auto slot = [&](const std::string& p, Slot s, const char* suffix, bool bias) {
-    std::vector<Tensor> parts;
-    int64_t next_row = 0;
-    for (const LinearSpec& ls : arch.linears) {
-      if (ls.slot != s) continue;
-      const RowRange r = SlotRows(c, s, ls.part);
-      AWQ_CHECK(r.row0 == next_row);
-      next_row += r.rows;
-      parts.push_back(Fetch(src, p + ls.name + suffix, bias ? Shape{r.rows} : Shape{r.rows, r.in}));
-    }
-    AWQ_CHECK(next_row == SlotRows(c, s, Part::kAll).rows);
-    return parts.size() == 1 ? parts[0] : StackRows(parts);
-  };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = LayerPrefix(l);
-    LayerWeights lw;
-    lw.attn_norm = norm(p, arch.norms.attn_in, d);
-    lw.ffn_norm = norm(p, arch.norms.mlp_in, d);
-    if (arch.recipe.post_norms) {
-      lw.post_attn_norm = norm(p, arch.norms.attn_out, d);
-      lw.post_ffn_norm = norm(p, arch.norms.mlp_out, d);
-    }
-    if (arch.recipe.qk_norm) {
-      lw.q_norm = norm(p, arch.norms.q, hd);
-      lw.k_norm = norm(p, arch.norms.k, hd);
-    }
-    if (dense_linears) {
-      lw.wqkv = slot(p, Slot::kQkv, ".weight", false);
-      lw.wo = slot(p, Slot::kO, ".weight", false);
-      lw.w_gate_up = slot(p, Slot::kGateUp, ".weight", false);
-      lw.w_down = slot(p, Slot::kDown, ".weight", false);
-    }
-    if (c.attention_bias) lw.bqkv = slot(p, Slot::kQkv, ".bias", true);
-    m.weights_.layers.push_back(std::move(lw));
+    m.weights_.layers.push_back(FetchLayer(src, c, arch, l, dense_linears));
   }
   m.InitRuntime();
   return m;
+}
+
+Model Model::OpenStreaming(const std::string& path) {
+  Model m;
+  m.source_ = OpenWeights(path);
+  const WeightSource& src = *m.source_;
+  m.config_ = src.config();
+  const ModelConfig& c = m.config_;
+  const Shape vd = {c.vocab_size, c.hidden_size};
+  m.weights_.embed = src.GetStored("model.embed_tokens.weight");
+  if (m.weights_.embed.shape() != vd) {
+    throw Error(src.path() + ": tensor model.embed_tokens.weight has shape " +
+                ShapeToString(m.weights_.embed.shape()) + " but the config implies " +
+                ShapeToString(vd));
+  }
+  m.weights_.final_norm = Fetch(src, "model.norm.weight", {c.hidden_size});
+  if (!src.Has("lm_head.weight") && !c.tie_word_embeddings) {
+    throw Error(src.path() + ": tensor lm_head.weight is missing and tie_word_embeddings is false");
+  }
+  m.weights_.layers.resize(static_cast<size_t>(c.num_hidden_layers));
+  m.InitRuntime();
+  return m;
+}
+
+void Model::LoadBlock(int64_t layer) {
+  AWQ_CHECK(source_ != nullptr && layer >= 0 && layer < config_.num_hidden_layers);
+  weights_.layers[static_cast<size_t>(layer)] = FetchLayer(*source_, config_, *arch_, layer, true);
+}
+
+void Model::ReleaseBlock(int64_t layer) {
+  AWQ_CHECK(source_ != nullptr && layer >= 0 && layer < config_.num_hidden_layers);
+  weights_.layers[static_cast<size_t>(layer)] = LayerWeights{};
 }
 
 void Model::InitRuntime() {

@@ -22,6 +22,11 @@ class WeightSource {
   // An owned fp32 tensor in the Hugging Face layout ([out, in] for linears). Throws awq::Error
   // naming the file and the tensor when it is missing or cannot be converted.
   virtual Tensor GetF32(const std::string& hf_name) const = 0;
+  // The tensor as stored when that is F32, F16 or BF16 in the Hugging Face layout (a view of the
+  // mapped file, no copy), else GetF32's conversion.
+  virtual Tensor GetStored(const std::string& hf_name) const { return GetF32(hf_name); }
+  // Drops the resident pages of a tensor read from a mapped file (see MappedFile::DropPages).
+  virtual void ReleasePages(const std::string& /*hf_name*/) const {}
 };
 
 // A GGUF file of a Llama-family model.

@@ -6,6 +6,7 @@
 // quantized and quantizes the block's linears in order (docs/GPTQ.md).
 #include "awq/quantize.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,11 +17,14 @@
 #include <string>
 
 #include "awq/awq_search.h"
+#include "awq/calibration.h"
 #include "awq/gptq.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "awq/tokenizer.h"
+#include "kernels/cpu/sgemm.h"
 #include "model/arch.h"
+#include "quant/quantize_block.h"
 
 namespace awq {
 
@@ -59,10 +63,10 @@ Tensor& SlotTensor(LayerWeights& lw, Slot s) {
   return lw.wqkv;
 }
 
-// The layer's linears in the description's checkpoint order, with their quantization settings.
-std::vector<LinearRef> Linears(Model& model, int64_t layer, const QuantConfig& qc) {
-  const ModelConfig& c = model.config();
-  LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
+// The layer's linears in the description's checkpoint order, with their quantization settings;
+// `lw` null checks the shapes only (no weight pointers).
+std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t layer,
+                               const QuantConfig& qc) {
   const std::string p = LayerPrefix(layer);
   std::vector<LinearRef> out;
   for (const LinearSpec& spec : ArchitectureOf(c).linears) {
@@ -70,7 +74,7 @@ std::vector<LinearRef> Linears(Model& model, int64_t layer, const QuantConfig& q
     LinearRef ref;
     ref.name = p + spec.name;
     ref.slot = spec.slot;
-    ref.w = SlotTensor(lw, spec.slot).data<float>() + r.row0 * r.in;
+    if (lw != nullptr) ref.w = SlotTensor(*lw, spec.slot).data<float>() + r.row0 * r.in;
     ref.rows = r.rows;
     ref.in = r.in;
     ref.params = qc.ParamsFor(ref.name);
@@ -145,70 +149,6 @@ BlockPoint SlotInput(Slot s) {
   }
   AWQ_CHECK(false && "invalid slot");
   return BlockPoint::kAttnIn;
-}
-
-// Runs layer `layer`'s block walk over x [n_seq * seq_len, D] in place, copying the rows of the
-// requested points into `cap` (sized on first sight).
-void WalkAndCapture(const Model& model, int64_t layer, std::vector<float>& x, int64_t n_seq,
-                    int64_t seq_len, std::initializer_list<BlockPoint> points, Captures& cap) {
-  const int64_t n = n_seq * seq_len;
-  bool want[static_cast<size_t>(BlockPoint::kCount)] = {};
-  for (BlockPoint p : points) want[static_cast<size_t>(p)] = true;
-  const BlockObserver observe = [&](BlockPoint p, int64_t row0, const float* rows, int64_t rn,
-                                    int64_t width) {
-    if (!want[static_cast<size_t>(p)]) return;
-    std::vector<float>& dst = cap[p];
-    if (dst.size() != static_cast<size_t>(n * width)) dst.resize(static_cast<size_t>(n * width));
-    std::memcpy(dst.data() + row0 * width, rows, static_cast<size_t>(rn * width) * sizeof(float));
-  };
-  model.BlockForwardBatch(layer, x.data(), n_seq, seq_len, &observe);
-}
-
-// Quantizes the converted linears among `lins`, which all read `inputs` [n, in_dim], with GPTQ
-// on one shared Hessian; the model keeps the dequantized weights.
-void GptqGroup(const std::vector<LinearRef*>& lins, const float* inputs, int64_t n, int64_t in_dim,
-               const GptqOptions& go, QuantizeResult& result, BlockReport& report) {
-  std::string names;
-  for (const LinearRef* r : lins) {
-    if (!r->params) continue;
-    names += (names.empty() ? "" : ", ") + r->name;
-  }
-  if (names.empty()) return;  // every linear of the group stays in full precision
-  const auto t0 = Clock::now();
-  HessianAccumulator acc(in_dim);
-  acc.Add(inputs, n);
-  const GptqFactor f = PrepareGptqHessian(acc.Hessian(), in_dim, go, names);
-  for (LinearRef* r : lins) {
-    if (!r->params) continue;
-    GptqResult g = GptqQuantize(r->w, r->rows, r->in, f, *r->params, go, r->name);
-    DequantizeLinear(g.q, r->w);
-    report.gptq.push_back({r->name, g.loss});
-    result.linears.emplace(r->name, std::move(g.q));
-  }
-  result.seconds.gptq += Since(t0);
-}
-
-// GPTQ over one decoder block, "true sequential": x [N, D] is the block's input as the blocks
-// quantized so far compute it, and every slot's Hessian comes from its input as the block walk
-// computes it with the slots before it already quantized (q/k/v, then o, then gate/up, then
-// down): one walk per slot, observed at that slot's input. On return x is the block's output
-// with every weight quantized: the next block's input.
-void GptqBlock(Model& model, int64_t layer, std::vector<LinearRef>& lins, std::vector<float>& x,
-               int64_t n_seq, int64_t seq_len, const GptqOptions& go, QuantizeResult& result,
-               BlockReport& report) {
-  const int64_t n = n_seq * seq_len;
-  for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
-    auto t0 = Clock::now();
-    std::vector<float> scratch = x;
-    Captures cap;
-    WalkAndCapture(model, layer, scratch, n_seq, seq_len, {SlotInput(s)}, cap);
-    result.seconds.capture += Since(t0);
-    const std::vector<LinearRef*> group = InSlot(lins, s);
-    GptqGroup(group, cap[SlotInput(s)].data(), n, group[0]->in, go, result, report);
-  }
-  const auto t0 = Clock::now();
-  model.BlockForwardBatch(layer, x.data(), n_seq, seq_len, nullptr);
-  result.seconds.capture += Since(t0);
 }
 
 // Folds an AWQ scale vector into the op that absorbs it (the output side), as the family's
@@ -296,172 +236,443 @@ int64_t PeakRssBytes() {
   return 0;
 }
 
+namespace {
+
+// Floats per calibration token that a chunk's walk and searches hold: the six observed points,
+// the walk's own copy of the rows, and a candidate's attention or MLP output with its
+// intermediate.
+int64_t FloatsPerToken(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim;
+  const int64_t i = c.intermediate_size;
+  return 6 * d + 2 * q_dim + 2 * i;
+}
+
+// Calls fn(s0, s1) for the chunks of `per_chunk` sequences that tile [0, n_seq).
+template <typename F>
+void ForEachChunk(int64_t n_seq, int64_t per_chunk, F&& fn) {
+  for (int64_t s0 = 0; s0 < n_seq; s0 += per_chunk) fn(s0, std::min(n_seq, s0 + per_chunk));
+}
+
+// The per-channel statistics and clip samples of one slot's inputs, accumulated over the
+// calibration rows in order (so a chunked pass sums exactly as one pass over all rows would).
+struct SlotStats {
+  int64_t width = 0;
+  std::vector<double> abs_sum;  // [width]
+  int64_t step = 1;             // the clip search's sampling step over all n rows
+  int64_t t_used = 0;           // sampled rows
+  std::vector<float> samples;   // [t_used, width]: rows 0, step, 2 step, ...
+
+  void Init(int64_t w, int64_t n, int64_t n_sample_token) {
+    width = w;
+    abs_sum.assign(static_cast<size_t>(w), 0.0);
+    step = std::max<int64_t>(1, n / n_sample_token);
+    t_used = (n + step - 1) / step;
+    samples.assign(static_cast<size_t>(t_used * w), 0.0f);
+  }
+  // Rows [row0, row0 + rn) of the batch.
+  void Add(const float* rows, int64_t row0, int64_t rn) {
+    ThreadPool::Global().ParallelFor(
+        width,
+        [&](int64_t c0, int64_t c1, int) {
+          for (int64_t t = 0; t < rn; ++t) {
+            const float* row = rows + t * width;
+            for (int64_t c = c0; c < c1; ++c) abs_sum[c] += std::fabs(row[c]);
+          }
+        },
+        /*grain=*/16);
+    for (int64_t t = 0; t < rn; ++t) {
+      const int64_t g = row0 + t;
+      if (g % step != 0) continue;
+      std::memcpy(samples.data() + (g / step) * width, rows + t * width,
+                  static_cast<size_t>(width) * sizeof(float));
+    }
+  }
+  std::vector<float> Mean(int64_t n) const {
+    std::vector<float> m(static_cast<size_t>(width));
+    for (int64_t c = 0; c < width; ++c) {
+      m[c] = static_cast<float>(abs_sum[c] / static_cast<double>(n));
+    }
+    return m;
+  }
+};
+
+// Sum of squared differences of a and b [n], accumulated in order onto `acc`.
+void AddSquaredError(const float* a, const float* b, int64_t n, double& acc) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = static_cast<double>(a[i]) - b[i];
+    acc += e * e;
+  }
+}
+
+// Walks sequences [s0, s1) of the batch through the block, in place on `rows` (a copy of the
+// chunk, or the batch itself), recording the wanted points into `cap` (chunk-sized) and
+// telling `stats` (indexed by slot) about slot inputs.
+void WalkChunk(const Model& model, int64_t layer, float* rows, int64_t s0, int64_t s1,
+               int64_t seq_len, const std::vector<BlockPoint>& points, Captures* cap,
+               SlotStats* stats) {
+  const int64_t n_chunk = (s1 - s0) * seq_len;
+  bool want[static_cast<size_t>(BlockPoint::kCount)] = {};
+  for (BlockPoint p : points) want[static_cast<size_t>(p)] = true;
+  const BlockObserver observe = [&](BlockPoint p, int64_t row0, const float* r, int64_t rn,
+                                    int64_t width) {
+    if (stats != nullptr) {
+      for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
+        if (SlotInput(s) == p) stats[static_cast<size_t>(s)].Add(r, s0 * seq_len + row0, rn);
+      }
+    }
+    if (cap == nullptr || !want[static_cast<size_t>(p)]) return;
+    std::vector<float>& dst = (*cap)[p];
+    if (dst.size() != static_cast<size_t>(n_chunk * width)) {
+      dst.resize(static_cast<size_t>(n_chunk * width));
+    }
+    std::memcpy(dst.data() + row0 * width, r, static_cast<size_t>(rn * width) * sizeof(float));
+  };
+  model.BlockForwardBatch(layer, rows, s1 - s0, seq_len, &observe);
+}
+
+// AWQ on one block (AWQ.md section 1), the calibration batch walked in chunks of sequences:
+//  1. statistics: mean |x| of every slot's input and the clip search's sampled rows, from a walk
+//     of the ORIGINAL block over every chunk (folded into step 2 when one chunk holds the batch);
+//  2. losses: each chunk walked again with its points captured, every group's candidates scored
+//     on it and their squared errors summed in row order, so the losses equal one pass's; the
+//     walk's output is the next block's input (unless `update_x` is false);
+//  3. the winners folded, the sampled rows divided, the clip searched and applied.
+void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, CalibrationActivations& acts,
+              const QuantizeOptions& options, bool update_x, QuantizeResult& result,
+              BlockReport& report) {
+  const QuantConfig& qc = options.config;
+  const ModelConfig& c = model.config();
+  const Architecture& arch = ArchitectureOf(c);
+  const int64_t d = c.hidden_size, n_seq = acts.n_seq, seq_len = acts.seq_len;
+  const int64_t n = n_seq * seq_len;
+  const int64_t per_chunk = ChunkSequences(c, options, n_seq, seq_len);
+  const bool one_chunk = per_chunk >= n_seq;
+  // Sequences whose tokens score the candidates: all, or the first search_samples.
+  const int64_t loss_seqs =
+      options.search_samples > 0 ? std::min(options.search_samples, n_seq) : n_seq;
+  LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
+
+  SlotStats stats[static_cast<size_t>(Slot::kCount)];
+  for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
+    stats[static_cast<size_t>(s)].Init(SlotRows(c, s, Part::kAll).in, n, qc.n_sample_token);
+  }
+  auto t0 = Clock::now();
+  std::vector<float> rows;
+  if (!one_chunk) {
+    ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
+      rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
+      WalkChunk(model, l, rows.data(), s0, s1, seq_len, {}, nullptr, stats);
+    });
+  }
+  result.seconds.capture += Since(t0);
+
+  // The groups this block searches, their candidates and running squared errors.
+  struct GroupState {
+    const AwqGroupSpec* spec = nullptr;
+    std::vector<LinearRef*> lins;
+    int64_t in = 0, rows = 0, out_width = 0;
+    std::vector<float> x_mean, w_mean;
+    std::vector<std::vector<float>> candidates;  // the grid's scales, then the identity
+    std::vector<double> sse;
+  };
+  std::vector<GroupState> groups;
+  for (const AwqGroupSpec& g : arch.awq_groups) {
+    GroupState st;
+    st.spec = &g;
+    st.lins = InSlot(lins, g.slot);
+    st.in = st.lins[0]->in;
+    // v -> o only without grouped-query attention: the scaled rows must be o's inputs.
+    if (g.needs_matching_rows && OwnerWidth(c, g.owner) != st.in) continue;
+    for (const LinearRef* r : st.lins) st.rows += r->rows;
+    st.out_width = g.inspect == Inspect::kOwnOutput ? st.rows : d;
+    groups.push_back(std::move(st));
+  }
+  // Candidate scales from the statistics (CandidateScales over SearchScales' grid).
+  const auto make_candidates = [&] {
+    for (GroupState& g : groups) {
+      std::vector<const float*> ws;
+      std::vector<int64_t> row_counts;
+      for (const LinearRef* r : g.lins) {
+        ws.push_back(r->w);
+        row_counts.push_back(r->rows);
+      }
+      g.x_mean = stats[static_cast<size_t>(g.spec->slot)].Mean(n);
+      g.w_mean = WeightMeanNormalized(ws, row_counts, g.in, qc.q_group_size);
+      for (int i = 0; i < qc.n_grid; ++i) {
+        const float ratio = static_cast<float>(i) / static_cast<float>(qc.n_grid);
+        g.candidates.push_back(CandidateScales(g.x_mean, g.w_mean, ratio, qc.duo_scaling));
+      }
+      // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
+      g.candidates.emplace_back(static_cast<size_t>(g.in), 1.0f);
+      g.sse.assign(g.candidates.size(), 0.0);
+    }
+  };
+  if (!one_chunk) make_candidates();
+
+  // 2. Losses, chunk by chunk.
+  std::vector<float> cand, out, reference;
+  ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
+    auto t1 = Clock::now();
+    float* walk_rows;
+    if (update_x) {
+      walk_rows = acts.x.data() + s0 * seq_len * d;
+    } else {
+      rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
+      walk_rows = rows.data();
+    }
+    Captures cap;
+    WalkChunk(model, l, walk_rows, s0, s1, seq_len,
+              {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut, BlockPoint::kMlpIn,
+               BlockPoint::kMlpAct, BlockPoint::kMlpOut},
+              &cap, one_chunk ? stats : nullptr);
+    result.seconds.capture += Since(t1);
+    if (one_chunk) make_candidates();
+    const int64_t ls1 = std::min(s1, loss_seqs);
+    if (s0 >= ls1) return;
+    t1 = Clock::now();
+    const int64_t nl = (ls1 - s0) * seq_len;  // scored rows of this chunk
+    for (GroupState& g : groups) {
+      const float* inputs = cap[SlotInput(g.spec->slot)].data();
+      cand.resize(static_cast<size_t>(g.rows * g.in));
+      out.resize(static_cast<size_t>(nl * g.out_width));
+      const float* ref = nullptr;
+      if (g.spec->inspect == Inspect::kOwnOutput) {
+        // The group's own output with the original weights (its linears are consecutive rows of
+        // one slot matrix).
+        reference.resize(out.size());
+        LinearF32(inputs, g.in, g.lins[0]->w, g.in, reference.data(), g.rows, nl, g.rows, g.in,
+                  false, ThreadPool::Global());
+        ref = reference.data();
+      } else {
+        ref =
+            cap[g.spec->inspect == Inspect::kAttention ? BlockPoint::kAttnOut : BlockPoint::kMlpOut]
+                .data();
+      }
+      for (size_t k = 0; k < g.candidates.size(); ++k) {
+        float* p = cand.data();
+        for (const LinearRef* r : g.lins) {
+          CandidateWeights(*r, g.candidates[k], p);
+          p += r->rows * g.in;
+        }
+        switch (g.spec->inspect) {
+          case Inspect::kAttention:
+            model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs, ls1 - s0, seq_len,
+                                 nullptr, out.data());
+            break;
+          case Inspect::kMlp:
+            model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs, nl, nullptr,
+                           out.data());
+            break;
+          case Inspect::kOwnOutput:
+            LinearF32(inputs, g.in, cand.data(), g.in, out.data(), g.rows, nl, g.rows, g.in, false,
+                      ThreadPool::Global());
+            break;
+          case Inspect::kCount:
+            AWQ_CHECK(false && "invalid inspect");
+        }
+        AddSquaredError(ref, out.data(), nl * g.out_width, g.sse[k]);
+      }
+    }
+    result.seconds.scale_search += Since(t1);
+  });
+
+  // The winners: SearchScales' rule (strictly smallest loss, earliest on ties) over the losses.
+  auto t1 = Clock::now();
+  std::vector<std::vector<float>> scales;
+  for (GroupState& g : groups) {
+    const double denom = static_cast<double>(loss_seqs * seq_len * g.out_width);
+    size_t k = 0;
+    const ScaleSearchResult r =
+        SearchScales(g.x_mean, g.w_mean, qc.n_grid, qc.duo_scaling, /*include_identity=*/true,
+                     [&](const std::vector<float>&) { return g.sse[k++] / denom; });
+    BlockReport::Group rep;
+    rep.name = g.spec->name;
+    rep.best_index = r.best_index;
+    rep.best_loss = r.best_loss;
+    rep.identity_loss = r.losses.back();
+    report.groups.push_back(rep);
+    scales.push_back(r.scales);
+  }
+  result.seconds.scale_search += Since(t1);
+
+  // 3. Fold the scales: the owner divided (through its norm form), the slot's input columns
+  // multiplied, and the sampled inputs divided (they feed the clip search).
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const GroupState& g = groups[gi];
+    FoldIntoOwner(model, l, g.spec->owner, scales[gi]);
+    for (LinearRef* r : g.lins) ScaleColumns(r->w, r->rows, r->in, scales[gi]);
+    SlotStats& st = stats[static_cast<size_t>(g.spec->slot)];
+    DivideColumns(st.samples.data(), st.t_used, st.width, scales[gi]);
+  }
+
+  // 4. Clip search on the scaled weights (q/k skipped: their error goes through q.k).
+  if (qc.apply_clip) {
+    t1 = Clock::now();
+    for (LinearRef& r : lins) {
+      if (!r.params || ClipSkipped(r.name)) continue;
+      const SlotStats& st = stats[static_cast<size_t>(r.slot)];
+      // The rows are already the sample: step 1 over them.
+      const std::vector<float> max_val = SearchClip(r.w, r.rows, r.in, st.samples.data(), st.t_used,
+                                                    *r.params, qc.n_grid, qc.max_shrink, st.t_used);
+      ApplyClip(r.w, r.rows, r.in, max_val, GroupSize(*r.params, r.in));
+    }
+    result.seconds.clip_search += Since(t1);
+  }
+}
+
+// Quantizes the converted linears among `lins`, which all read the slot's input, with GPTQ on
+// one shared Hessian; the model keeps the dequantized weights.
+void GptqGroup(const std::vector<LinearRef*>& lins, const HessianAccumulator& acc,
+               const GptqOptions& go, std::map<std::string, QuantizedLinear>& linears,
+               QuantizeResult& result, BlockReport& report) {
+  std::string names;
+  for (const LinearRef* r : lins) {
+    if (!r->params) continue;
+    names += (names.empty() ? "" : ", ") + r->name;
+  }
+  if (names.empty()) return;  // every linear of the group stays in full precision
+  const auto t0 = Clock::now();
+  const GptqFactor f = PrepareGptqHessian(acc.Hessian(), acc.in(), go, names);
+  for (LinearRef* r : lins) {
+    if (!r->params) continue;
+    GptqResult g = GptqQuantize(r->w, r->rows, r->in, f, *r->params, go, r->name);
+    DequantizeLinear(g.q, r->w);
+    report.gptq.push_back({r->name, g.loss});
+    linears.emplace(r->name, std::move(g.q));
+  }
+  result.seconds.gptq += Since(t0);
+}
+
+// GPTQ over one decoder block, "true sequential": acts.x is the block's input as the blocks
+// quantized so far compute it, and every slot's Hessian comes from its input as the block walk
+// computes it with the slots before it already quantized (q/k/v, then o, then gate/up, then
+// down): one walk per slot, chunk by chunk. On return acts.x is the block's output with every
+// weight quantized: the next block's input.
+void GptqBlock(Model& model, int64_t layer, std::vector<LinearRef>& lins,
+               CalibrationActivations& acts, const QuantizeOptions& options,
+               std::map<std::string, QuantizedLinear>& linears, QuantizeResult& result,
+               BlockReport& report) {
+  const int64_t d = model.config().hidden_size, seq_len = acts.seq_len;
+  const int64_t per_chunk = ChunkSequences(model.config(), options, acts.n_seq, seq_len);
+  std::vector<float> rows;
+  for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
+    const std::vector<LinearRef*> group = InSlot(lins, s);
+    HessianAccumulator acc(group[0]->in);
+    auto t0 = Clock::now();
+    ForEachChunk(acts.n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
+      rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
+      Captures cap;
+      WalkChunk(model, layer, rows.data(), s0, s1, seq_len, {SlotInput(s)}, &cap, nullptr);
+      acc.Add(cap[SlotInput(s)].data(), (s1 - s0) * seq_len);
+    });
+    result.seconds.capture += Since(t0);
+    GptqGroup(group, acc, options.gptq, linears, result, report);
+  }
+  const auto t0 = Clock::now();
+  ForEachChunk(acts.n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
+    model.BlockForwardBatch(layer, acts.x.data() + s0 * seq_len * d, s1 - s0, seq_len, nullptr);
+  });
+  result.seconds.capture += Since(t0);
+}
+
+uint64_t Fnv1a64(const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+void CheckLinearShapes(const ModelConfig& config, const QuantConfig& qc) {
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) Linears(config, nullptr, l, qc);
+}
+
+int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options, int64_t n_seq,
+                       int64_t seq_len) {
+  const uint64_t per_seq = static_cast<uint64_t>(FloatsPerToken(config) * seq_len) * 4;
+  const int64_t fit = static_cast<int64_t>(options.activation_budget_bytes / per_seq);
+  return std::max<int64_t>(1, std::min(fit, n_seq));
+}
+
+CalibrationActivations EmbedCalibration(const Model& model, const Tokenizer& tokenizer,
+                                        const QuantizeOptions& options) {
+  const QuantConfig& qc = options.config;
+  if (options.calib_data.empty()) {
+    throw Error(std::string(QuantMethodName(options.method)) +
+                " needs calibration text: pass --calib-data");
+  }
+  CalibrationOptions co;
+  co.max_samples = qc.max_calib_samples;
+  co.seq_len = qc.max_calib_seq_len;
+  const CalibrationBatch batch =
+      BuildCalibrationBatch(LoadCalibrationTexts(options.calib_data), tokenizer, co);
+  CalibrationActivations a;
+  a.n_seq = batch.n_blocks;
+  a.seq_len = batch.seq_len;
+  a.token_hash = Fnv1a64(batch.tokens.data(), batch.tokens.size() * sizeof(int32_t));
+  const int64_t d = model.config().hidden_size;
+  a.x.resize(static_cast<size_t>(a.n_seq * a.seq_len * d));
+  try {
+    model.EmbedTokens(batch.tokens.data(), a.n_seq * a.seq_len, a.x.data());
+  } catch (const Error& e) {
+    throw Error(options.calib_data + ": " + e.what());
+  }
+  return a;
+}
+
+void QuantizeBlock(Model& model, int64_t l, const QuantizeOptions& options,
+                   CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
+                   QuantizeResult& result) {
+  const QuantConfig& qc = options.config;
+  const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
+  const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
+  std::vector<LinearRef> lins =
+      Linears(model.config(), &model.weights().layers[static_cast<size_t>(l)], l, qc);
+  BlockReport report;
+  report.layer = l;
+  // awq+gptq: the AWQ searches run on this block's input, and GPTQ then starts again from it
+  // with the scaled and clipped weights.
+  if (awq) AwqBlock(model, l, lins, acts, options, /*update_x=*/!gptq, result, report);
+  if (gptq) {
+    GptqBlock(model, l, lins, acts, options, linears, result, report);
+  } else {
+    const auto t0 = Clock::now();
+    for (LinearRef& r : lins) {
+      if (!r.params) continue;
+      QuantizedLinear ql = QuantizeLinear(r.w, r.rows, r.in, *r.params);
+      DequantizeLinear(ql, r.w);
+      linears.emplace(r.name, std::move(ql));
+    }
+    result.seconds.quantize += Since(t0);
+  }
+  result.blocks.push_back(std::move(report));
+}
+
 QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
                              const QuantizeOptions& options) {
   const QuantConfig& qc = options.config;
   qc.Validate();
   model.RequireFp32Weights("quantization");
   const ModelConfig& c = model.config();
-  const Architecture& arch = ArchitectureOf(c);
-  const int64_t n_layers = c.num_hidden_layers, d = c.hidden_size;
   const auto t_start = Clock::now();
   QuantizeResult result;
   result.method = options.method;
-  const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
-  const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
-  if (gptq) options.gptq.Validate();
-  // Check every layer's shapes against the config before any work.
-  for (int64_t l = 0; l < n_layers; ++l) Linears(model, l, qc);
-
-  // Calibration: the embedded token blocks [n_seq * seq_len, D].
-  std::vector<float> x;
-  int64_t n_seq = 0, seq_len = 0;
-  if (awq || gptq) {
-    auto t0 = Clock::now();
-    if (options.calib_data.empty()) {
-      throw Error(std::string(QuantMethodName(options.method)) +
-                  " needs calibration text: pass --calib-data");
-    }
-    CalibrationOptions co;
-    co.max_samples = qc.max_calib_samples;
-    co.seq_len = qc.max_calib_seq_len;
-    const CalibrationBatch batch =
-        BuildCalibrationBatch(LoadCalibrationTexts(options.calib_data), tokenizer, co);
-    n_seq = batch.n_blocks;
-    seq_len = batch.seq_len;
-    result.calib_blocks = n_seq;
-    result.calib_tokens = n_seq * seq_len;
-    x.resize(static_cast<size_t>(n_seq * seq_len * d));
-    model.EmbedTokens(batch.tokens.data(), n_seq * seq_len, x.data());
+  if (options.method != QuantMethod::kAwq && options.method != QuantMethod::kRtn) {
+    options.gptq.Validate();
+  }
+  CheckLinearShapes(c, qc);
+  CalibrationActivations acts;
+  if (options.method != QuantMethod::kRtn) {
+    const auto t0 = Clock::now();
+    acts = EmbedCalibration(model, tokenizer, options);
+    result.calib_blocks = acts.n_seq;
+    result.calib_tokens = acts.n_seq * acts.seq_len;
     result.seconds.calibration = Since(t0);
   }
-  const int64_t n = n_seq * seq_len;
-
-  for (int64_t l = 0; l < n_layers; ++l) {
-    std::vector<LinearRef> lins = Linears(model, l, qc);
-    BlockReport report;
-    report.layer = l;
-    // awq+gptq: the AWQ searches below run on this block's input, and GPTQ then starts again
-    // from it with the scaled and clipped weights.
-    std::vector<float> block_in;
-    if (awq && gptq) block_in = x;
-    if (awq) {
-      // 1. Run the original block (the one walk, observed), recording every slot's input and
-      // the attention and MLP outputs; x becomes the next block's input.
-      auto t0 = Clock::now();
-      Captures cap;
-      WalkAndCapture(model, l, x, n_seq, seq_len,
-                     {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut,
-                      BlockPoint::kMlpIn, BlockPoint::kMlpAct, BlockPoint::kMlpOut},
-                     cap);
-      result.seconds.capture += Since(t0);
-
-      // 2. Scale search, every group of the description against the original weights.
-      t0 = Clock::now();
-      LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
-      std::vector<std::vector<float>> scales(arch.awq_groups.size());
-      for (size_t gi = 0; gi < arch.awq_groups.size(); ++gi) {
-        const AwqGroupSpec& g = arch.awq_groups[gi];
-        const std::vector<LinearRef*> group = InSlot(lins, g.slot);
-        const int64_t in_dim = group[0]->in;
-        // v -> o only without grouped-query attention: the scaled rows must be o's inputs.
-        if (g.needs_matching_rows && OwnerWidth(c, g.owner) != in_dim) continue;
-        const std::vector<float>& inputs = cap[SlotInput(g.slot)];
-        ScaleSearchResult r;
-        if (g.inspect == Inspect::kOwnOutput) {
-          // A linear inspected at its own output: the library's search (awq_search.h).
-          std::vector<GroupLinear> own;
-          for (const LinearRef* lr : group) own.push_back({lr->w, lr->rows, lr->params, lr->name});
-          r = SearchOwnOutputScales(own, in_dim, inputs.data(), n, qc);
-        } else {
-          std::vector<const float*> ws;
-          std::vector<int64_t> rows;
-          int64_t slot_rows = 0;
-          for (const LinearRef* lr : group) {
-            ws.push_back(lr->w);
-            rows.push_back(lr->rows);
-            slot_rows += lr->rows;
-          }
-          const std::vector<float> x_mean = ChannelMeanAbs(inputs.data(), n, in_dim);
-          const std::vector<float> w_mean = WeightMeanNormalized(ws, rows, in_dim, qc.q_group_size);
-          // The reference output of the inspected module with the original weights.
-          const std::vector<float>& reference = g.inspect == Inspect::kAttention
-                                                    ? cap[BlockPoint::kAttnOut]
-                                                    : cap[BlockPoint::kMlpOut];
-          // The candidate slot matrix (the group's linears are its rows, in order).
-          std::vector<float> cand(static_cast<size_t>(slot_rows * in_dim));
-          std::vector<float> out(reference.size());
-          auto loss = [&](const std::vector<float>& sv) {
-            float* p = cand.data();
-            for (const LinearRef* lr : group) {
-              CandidateWeights(*lr, sv, p);
-              p += lr->rows * in_dim;
-            }
-            if (g.inspect == Inspect::kAttention) {
-              model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs.data(), n_seq,
-                                   seq_len, nullptr, out.data());
-            } else {
-              model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs.data(), n, nullptr,
-                             out.data());
-            }
-            return MeanSquaredError(reference, out);
-          };
-          // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
-          r = SearchScales(x_mean, w_mean, qc.n_grid, qc.duo_scaling, /*include_identity=*/true,
-                           loss);
-        }
-        BlockReport::Group rep;
-        rep.name = g.name;
-        rep.best_index = r.best_index;
-        rep.best_loss = r.best_loss;
-        rep.identity_loss = r.losses.back();
-        report.groups.push_back(rep);
-        scales[gi] = r.scales;
-      }
-      result.seconds.scale_search += Since(t0);
-
-      // 3. Fold the scales: the owner divided (through its norm form), the slot's input columns
-      // multiplied, and the captured inputs divided (they feed the clip search).
-      for (size_t gi = 0; gi < arch.awq_groups.size(); ++gi) {
-        if (scales[gi].empty()) continue;
-        const AwqGroupSpec& g = arch.awq_groups[gi];
-        FoldIntoOwner(model, l, g.owner, scales[gi]);
-        for (LinearRef* r : InSlot(lins, g.slot)) ScaleColumns(r->w, r->rows, r->in, scales[gi]);
-        std::vector<float>& inputs = cap[SlotInput(g.slot)];
-        DivideColumns(inputs.data(), n, static_cast<int64_t>(scales[gi].size()), scales[gi]);
-      }
-
-      // 4. Clip search on the scaled weights (q/k skipped: their error goes through q.k).
-      if (qc.apply_clip) {
-        t0 = Clock::now();
-        for (LinearRef& r : lins) {
-          if (!r.params || ClipSkipped(r.name)) continue;
-          const std::vector<float>& inputs = cap[SlotInput(r.slot)];
-          const std::vector<float> max_val =
-              SearchClip(r.w, r.rows, r.in, inputs.data(), n, *r.params, qc.n_grid, qc.max_shrink,
-                         qc.n_sample_token);
-          ApplyClip(r.w, r.rows, r.in, max_val, GroupSize(*r.params, r.in));
-        }
-        result.seconds.clip_search += Since(t0);
-      }
-    }
-
-    // 5. Quantize every converted linear; the model keeps the dequantized weights.
-    if (gptq) {
-      if (awq) x = std::move(block_in);
-      GptqBlock(model, l, lins, x, n_seq, seq_len, options.gptq, result, report);
-    } else {
-      const auto t0 = Clock::now();
-      for (LinearRef& r : lins) {
-        if (!r.params) continue;
-        QuantizedLinear ql = QuantizeLinear(r.w, r.rows, r.in, *r.params);
-        DequantizeLinear(ql, r.w);
-        result.linears.emplace(r.name, std::move(ql));
-      }
-      result.seconds.quantize += Since(t0);
-    }
-    result.blocks.push_back(std::move(report));
-    if (options.progress) options.progress(l + 1, n_layers);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    QuantizeBlock(model, l, options, acts, result.linears, result);
+    if (options.progress) options.progress(l + 1, c.num_hidden_layers);
   }
   result.seconds.total = Since(t_start);
   result.peak_rss_bytes = PeakRssBytes();

@@ -1,0 +1,49 @@
+// One decoder block's quantization, shared by the in-memory pipeline (QuantizeModel) and the
+// streaming one (QuantizeToFolder): the block's weights are in the model, its input activations
+// in `x`, and what comes out is the block's codes, its report, and `x` advanced to the next
+// block's input.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "awq/quantize.h"
+
+namespace awq {
+
+class Model;
+struct ModelConfig;
+
+// The calibration batch, embedded: x [n_seq * seq_len, D].
+struct CalibrationActivations {
+  std::vector<float> x;
+  int64_t n_seq = 0;
+  int64_t seq_len = 0;
+  uint64_t token_hash = 0;  // FNV-1a 64 of the token ids, for resume fingerprints
+};
+
+// Builds the calibration batch of `options` for `model` (every method but rtn) and embeds it.
+// Token ids outside the model's vocabulary are an awq::Error naming the data.
+CalibrationActivations EmbedCalibration(const Model& model, const Tokenizer& tokenizer,
+                                        const QuantizeOptions& options);
+
+// Checks every layer's linears against the config (a group size that does not divide a width
+// names the layer) before any work.
+void CheckLinearShapes(const ModelConfig& config, const QuantConfig& qc);
+
+// Sequences per chunk of the calibration batch that the block walks hold at once, from the
+// options' activation budget (at least 1, at most n_seq).
+int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options, int64_t n_seq,
+                       int64_t seq_len);
+
+// Quantizes layer `layer` of `model` (its fp32 weights loaded): AWQ's searches, folding and
+// clipping, then RTN or GPTQ rounding. The block's weights are left dequantized, its codes are
+// added to `linears`, its report and stage times to `result`; `acts.x` becomes the next block's
+// input.
+void QuantizeBlock(Model& model, int64_t layer, const QuantizeOptions& options,
+                   CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
+                   QuantizeResult& result);
+
+}  // namespace awq

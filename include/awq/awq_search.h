@@ -64,6 +64,18 @@ struct GroupLinear {
 // must match.
 double MeanSquaredError(const std::vector<float>& a, const std::vector<float>& b);
 
+// The loss of a group inspected at its own output through the Gram matrix of its inputs, exact
+// in arithmetic and cheaper when there are more tokens than input channels: with G = sum over
+// tokens of x x^T ([in, in]), the summed squared output error of candidate weights c against w
+// ([rows, in]) is sum_r (c_r - w_r) G (c_r - w_r)^T. Rows are summed in order in double, so the
+// result does not depend on the number of threads.
+double GramSquaredError(const float* w, const float* cand, int64_t rows, int64_t in,
+                        const std::vector<float>& gram);
+// Whether scoring n_cand candidates of a [rows, in] group over n_tokens costs fewer flops
+// through the Gram matrix (n in^2 once, then rows in^2 per candidate) than directly (n rows in
+// per candidate).
+bool GramIsCheaper(int64_t rows, int64_t in, int64_t n_tokens, int64_t n_cand);
+
 // AWQ's scale search (AWQ.md section 2) for a group of linears that share their input x
 // [n_tokens, in] and whose inspected output is their own product, the whole-model pipeline's
 // "o" and "down" groups (Inspect::kOwnOutput), on the ORIGINAL weights:

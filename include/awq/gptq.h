@@ -42,6 +42,8 @@ class HessianAccumulator {
   int64_t n_tokens() const { return n_; }
   // H [in, in] = (2 / n_tokens) * sum x x^T, row-major. Throws awq::Error when nothing was added.
   std::vector<double> Hessian() const;
+  // sum x x^T [in, in] over the rows added, row-major.
+  const std::vector<double>& Sum() const { return sum_; }
 
  private:
   int64_t in_ = 0;

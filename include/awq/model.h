@@ -101,6 +101,9 @@ std::vector<std::string> LinearNames(const ModelConfig& config, int64_t layer);
 // layers.
 ModelConfig Llama2_7bConfig(int64_t layers);
 
+// The parameters a model of this config holds (what Model::ParameterCount() counts when loaded).
+int64_t ParameterCount(const ModelConfig& config);
+
 class Model {
  public:
   // Loads a GGUF file or a Hugging Face folder (config.json + safetensors); see LoadOptions.

@@ -72,6 +72,7 @@ struct StageSeconds {
   double clip_search = 0;
   double quantize = 0;  // rtn rounding and dequantization
   double gptq = 0;      // Hessians, inverse factors and GPTQ sweeps (block forwards: capture)
+  double write = 0;     // QuantizeToFolder: staging blocks and assembling the output
   double total = 0;
 };
 
@@ -85,6 +86,8 @@ struct QuantizeResult {
   int64_t calib_blocks = 0;
   int64_t calib_tokens = 0;
   int64_t peak_rss_bytes = 0;
+  // QuantizeToFolder: blocks found staged by an earlier, interrupted run of the same command.
+  int64_t resumed_blocks = 0;
 };
 
 // Quantizes `model` in place: AWQ scales folded into norms and linears, clipping applied, and
@@ -93,6 +96,18 @@ struct QuantizeResult {
 // do not fit the model (a group size that does not divide a layer's width names the layer).
 QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
                              const QuantizeOptions& options);
+
+// Quantizes the model at `model_path` (GGUF file or Hugging Face folder) straight to the
+// checkpoint folder `out`, as QuantizeModel() then SaveQuantizedModel() would (the same bytes),
+// reading one block's weights at a time from the mapped input and staging each finished block in
+// "<out>.partial/" (docs/STREAMING.md). Memory: one block's fp32 weights, the calibration
+// activations and the activation budget's chunk. A run killed at any point and started again with
+// the same arguments resumes after the last staged block and writes the same bytes; one started
+// with other inputs or options on the same output is an awq::Error naming what differs. `out`
+// appears only when complete. The result holds no codes (`linears` is empty).
+QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& tokenizer,
+                                const QuantizeOptions& options, const std::string& out,
+                                uint64_t max_shard_bytes, bool overwrite);
 
 // Writes the model that QuantizeModel() returned `r` for as a Hugging Face folder in the AutoAWQ
 // layout (qc.version): quantized linears from r.linears, every other tensor from the model (with

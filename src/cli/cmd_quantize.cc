@@ -44,6 +44,8 @@ struct QuantizeArgs {
   std::vector<std::string> modules_to_not_convert;
   std::string config_file;
   std::string shard_size = "5GB";
+  std::string activation_memory = "512MiB";
+  int64_t search_samples = 0;
   bool overwrite = false;
   bool save_activation_stats = false;
   bool json = false;
@@ -112,46 +114,71 @@ int RunQuantize(const QuantizeArgs& a) {
   for (const auto& m : a.modules_to_not_convert) opt.config.modules_to_not_convert.push_back(m);
   opt.config.Validate();
   const uint64_t shard_bytes = ParseByteSize(a.shard_size);
+  opt.activation_budget_bytes = ParseByteSize(a.activation_memory);
+  if (a.search_samples < 0) {
+    throw Error("--search-samples " + std::to_string(a.search_samples) +
+                " is negative (0 scores the candidates on every calibration sample)");
+  }
+  opt.search_samples = a.search_samples;
   opt.calib_data = a.calib_data.empty() ? DefaultCalibData() : a.calib_data;
 
-  Model model = Model::Load(a.model, LoadOptions{.int4 = false});
   const Tokenizer tok = LoadTokenizer(a.model);
-  const int64_t params = model.ParameterCount();
-  if (!a.quiet) {
-    std::fprintf(
-        stderr, "quantizing %s (%lld parameters) with %s, w_bit %d, group %lld, zero_point %s\n",
-        a.model.c_str(), static_cast<long long>(params), a.method.c_str(), opt.config.w_bit,
-        static_cast<long long>(opt.config.q_group_size), opt.config.zero_point ? "on" : "off");
-  }
   ProgressBar bar("blocks", "blk", !a.quiet);
   opt.progress = [&](int64_t done, int64_t total) {
     bar.Update(done, total);
     if (!a.quiet) std::fprintf(stderr, " RSS %.0f MiB", Mib(PeakRssBytes()));
   };
-  // Salience statistics of the ORIGINAL model's linear inputs on the same calibration batch, for
-  // `awq inspect` to report later without recomputing (docs/METRICS.md).
-  std::optional<ActivationStats> stats;
-  if (a.save_activation_stats) {
+  QuantizeResult r;
+  int64_t params = 0;
+  double write_s = 0;
+  if (!a.save_activation_stats) {
+    // The streaming path: one block in memory, staged to OUT.partial, resumable.
+    {
+      const Model probe = Model::OpenStreaming(a.model);
+      params = ParameterCount(probe.config());
+      if (!a.quiet) {
+        std::fprintf(stderr,
+                     "quantizing %s (%lld parameters) with %s, w_bit %d, group %lld, zero_point "
+                     "%s, streaming block by block (staged in %s.partial)\n",
+                     a.model.c_str(), static_cast<long long>(params), a.method.c_str(),
+                     opt.config.w_bit, static_cast<long long>(opt.config.q_group_size),
+                     opt.config.zero_point ? "on" : "off", a.out.c_str());
+      }
+    }
+    r = QuantizeToFolder(a.model, tok, opt, a.out, shard_bytes, a.overwrite);
+    bar.Finish();
+    write_s = r.seconds.write;
+    if (r.resumed_blocks > 0 && !a.quiet) {
+      std::fprintf(stderr, "resumed: blocks 0-%lld were staged by an earlier run\n",
+                   static_cast<long long>(r.resumed_blocks - 1));
+    }
+  } else {
+    // Salience statistics of the ORIGINAL model's linear inputs on the same calibration batch,
+    // for `awq inspect` to report later (docs/METRICS.md): they need the whole model in memory.
+    Model model = Model::Load(a.model, LoadOptions{.int4 = false});
+    params = model.ParameterCount();
+    if (!a.quiet) {
+      std::fprintf(
+          stderr, "quantizing %s (%lld parameters) with %s, w_bit %d, group %lld, zero_point %s\n",
+          a.model.c_str(), static_cast<long long>(params), a.method.c_str(), opt.config.w_bit,
+          static_cast<long long>(opt.config.q_group_size), opt.config.zero_point ? "on" : "off");
+    }
     CalibrationOptions co;
     co.max_samples = opt.config.max_calib_samples;
     co.seq_len = opt.config.max_calib_seq_len;
-    const CalibrationBatch batch =
-        BuildCalibrationBatch(LoadCalibrationTexts(opt.calib_data), tok, co);
+    const CalibrationBatch batch = LoadCalibrationBatch(opt.calib_data, tok, co);
     if (!a.quiet) {
       std::fprintf(stderr, "collecting activation statistics on %lld x %lld calibration tokens\n",
                    static_cast<long long>(batch.n_blocks), static_cast<long long>(batch.seq_len));
     }
-    stats = CollectActivationStats(model, batch);
+    const ActivationStats stats = CollectActivationStats(model, batch);
+    r = QuantizeModel(model, tok, opt);
+    bar.Finish();
+    const auto t_write = std::chrono::steady_clock::now();
+    SaveQuantizedModel(model, r, opt.config, &tok, a.out, shard_bytes, a.overwrite);
+    SaveActivationStats(stats, a.out);
+    write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
   }
-  const QuantizeResult r = QuantizeModel(model, tok, opt);
-  bar.Finish();
-
-  // Write: every non-linear tensor plus the quantized linears.
-  const auto t_write = std::chrono::steady_clock::now();
-  SaveQuantizedModel(model, r, opt.config, &tok, a.out, shard_bytes, a.overwrite);
-  if (stats) SaveActivationStats(*stats, a.out);
-  const double write_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
   const double total_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -179,6 +206,7 @@ int RunQuantize(const QuantizeArgs& a) {
                                            : nlohmann::json(nullptr)},
                         {"calib_tokens", r.calib_tokens},
                         {"peak_rss_bytes", r.peak_rss_bytes},
+                        {"resumed_blocks", r.resumed_blocks},
                         {"seconds",
                          {{"total", total_s},
                           {"calibration", s.calibration},
@@ -254,6 +282,14 @@ Runner AddQuantizeCommand(CLI::App& app) {
   sub->add_option("--config", a->config_file,
                   "JSON file with settings and per-layer overrides (docs/QUANT_CONFIG.md)");
   sub->add_option("--shard-size", a->shard_size, "Maximum safetensors shard size")
+      ->capture_default_str();
+  sub->add_option("--activation-memory", a->activation_memory,
+                  "Activations the block walks hold at once; the calibration batch is walked in "
+                  "chunks of samples that fit (results do not depend on it)")
+      ->capture_default_str();
+  sub->add_option("--search-samples,--search_samples", a->search_samples,
+                  "Score the scale candidates on the first N calibration samples only (0 = all; "
+                  "docs/STREAMING.md)")
       ->capture_default_str();
   sub->add_flag("--overwrite", a->overwrite, "Replace an existing output folder");
   sub->add_flag("--save-activation-stats", a->save_activation_stats,

@@ -236,6 +236,19 @@ Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   return m;
 }
 
+int64_t ParameterCount(const ModelConfig& c) {
+  const Architecture& arch = ArchitectureOf(c);
+  const int64_t d = c.hidden_size;
+  int64_t n = c.vocab_size * d * (c.tie_word_embeddings ? 1 : 2) + d;
+  int64_t per_layer =
+      2 * d + (arch.recipe.post_norms ? 2 * d : 0) + (arch.recipe.qk_norm ? 2 * c.head_dim : 0);
+  for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
+    const RowRange r = SlotRows(c, s, Part::kAll);
+    per_layer += r.rows * r.in + (s == Slot::kQkv && c.attention_bias ? r.rows : 0);
+  }
+  return n + per_layer * c.num_hidden_layers;
+}
+
 int64_t Model::ParameterCount() const {
   int64_t n = weights_.embed.numel() + weights_.final_norm.numel();
   if (weights_.lm_head.raw() != weights_.embed.raw()) n += weights_.lm_head.numel();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "awq/error.h"
+#include "awq/gptq.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/sgemm.h"
 
@@ -437,6 +438,41 @@ int64_t CheckGroup(const std::vector<GroupLinear>& group, int64_t in, const floa
 
 }  // namespace
 
+double GramSquaredError(const float* w, const float* cand, int64_t rows, int64_t in,
+                        const std::vector<float>& gram) {
+  AWQ_CHECK(static_cast<int64_t>(gram.size()) == in * in);
+  std::vector<double> row_err(static_cast<size_t>(rows));
+  constexpr int64_t kTile = 16;
+  ThreadPool::Global().ParallelFor(
+      rows,
+      [&](int64_t r0, int64_t r1, int) {
+        std::vector<float> dlt(static_cast<size_t>(kTile * in)), e(static_cast<size_t>(kTile * in));
+        for (int64_t t0 = r0; t0 < r1; t0 += kTile) {
+          const int64_t m = std::min(kTile, r1 - t0);
+          for (int64_t i = 0; i < m * in; ++i) dlt[i] = cand[t0 * in + i] - w[t0 * in + i];
+          // e = d G (G is symmetric, so G^T as LinearF32's layout wants is G itself).
+          SgemmSerial(false, false, m, in, in, 1.0f, dlt.data(), in, gram.data(), in, 0.0f,
+                      e.data(), in);
+          for (int64_t i = 0; i < m; ++i) {
+            double acc = 0;
+            for (int64_t k = 0; k < in; ++k) acc += double{e[i * in + k]} * dlt[i * in + k];
+            row_err[t0 + i] = acc;
+          }
+        }
+      },
+      kTile);
+  double total = 0;
+  for (double v : row_err) total += v;
+  return total;
+}
+
+bool GramIsCheaper(int64_t rows, int64_t in, int64_t n_tokens, int64_t n_cand) {
+  const double direct = static_cast<double>(n_tokens) * rows * in * n_cand;
+  const double gram =
+      static_cast<double>(n_tokens) * in * in + static_cast<double>(n_cand) * rows * in * in;
+  return gram < direct;
+}
+
 ScaleSearchResult SearchOwnOutputScales(const std::vector<GroupLinear>& group, int64_t in,
                                         const float* x, int64_t n_tokens,
                                         const QuantConfig& config) {
@@ -465,12 +501,8 @@ ScaleSearchResult SearchOwnOutputScales(const std::vector<GroupLinear>& group, i
     w_all = stacked.data();
   }
   ThreadPool& pool = ThreadPool::Global();
-  // The reference output of the group with the original weights, [n_tokens, rows].
-  std::vector<float> reference(static_cast<size_t>(n_tokens * rows));
-  LinearF32(x, in, w_all, in, reference.data(), rows, n_tokens, rows, in, false, pool);
   std::vector<float> cand(static_cast<size_t>(rows * in));
-  std::vector<float> out(reference.size());
-  auto loss = [&](const std::vector<float>& s) {
+  const auto fill = [&](const std::vector<float>& s) {
     float* p = cand.data();
     for (const GroupLinear& l : group) {
       if (l.params) {
@@ -480,9 +512,29 @@ ScaleSearchResult SearchOwnOutputScales(const std::vector<GroupLinear>& group, i
       }
       p += l.rows * in;
     }
-    LinearF32(x, in, cand.data(), in, out.data(), rows, n_tokens, rows, in, false, pool);
-    return MeanSquaredError(reference, out);
   };
+  const double denom = static_cast<double>(n_tokens) * static_cast<double>(rows);
+  std::function<double(const std::vector<float>&)> loss;
+  std::vector<float> gram, reference, out;
+  if (GramIsCheaper(rows, in, n_tokens, config.n_grid + 1)) {
+    HessianAccumulator acc(in);
+    acc.Add(x, n_tokens);
+    gram.assign(acc.Sum().begin(), acc.Sum().end());
+    loss = [&](const std::vector<float>& s) {
+      fill(s);
+      return GramSquaredError(w_all, cand.data(), rows, in, gram) / denom;
+    };
+  } else {
+    // The reference output of the group with the original weights, [n_tokens, rows].
+    reference.resize(static_cast<size_t>(n_tokens * rows));
+    LinearF32(x, in, w_all, in, reference.data(), rows, n_tokens, rows, in, false, pool);
+    out.resize(reference.size());
+    loss = [&](const std::vector<float>& s) {
+      fill(s);
+      LinearF32(x, in, cand.data(), in, out.data(), rows, n_tokens, rows, in, false, pool);
+      return MeanSquaredError(reference, out);
+    };
+  }
   // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
   return SearchScales(x_mean, w_mean, config.n_grid, config.duo_scaling,
                       /*include_identity=*/true, loss);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,21 +14,26 @@
 
 namespace awq {
 
+class AwqCheckpointWriter;
 class Model;
+class SafetensorsFile;
 struct ModelConfig;
 
-// The calibration batch, embedded: x [n_seq * seq_len, D].
+// The calibration batch: its tokens, then (EmbedCalibration) x [n_seq * seq_len, D].
 struct CalibrationActivations {
+  std::vector<int32_t> tokens;
   std::vector<float> x;
   int64_t n_seq = 0;
   int64_t seq_len = 0;
   uint64_t token_hash = 0;  // FNV-1a 64 of the token ids, for resume fingerprints
 };
 
-// Builds the calibration batch of `options` for `model` (every method but rtn) and embeds it.
-// Token ids outside the model's vocabulary are an awq::Error naming the data.
-CalibrationActivations EmbedCalibration(const Model& model, const Tokenizer& tokenizer,
+// Builds the calibration batch of `options` (every method but rtn) for a model of `config`.
+// Token ids outside the vocabulary are an awq::Error naming the data.
+CalibrationActivations BuildCalibration(const ModelConfig& config, const Tokenizer& tokenizer,
                                         const QuantizeOptions& options);
+// Embeds the batch's tokens into acts.x.
+void EmbedCalibration(const Model& model, CalibrationActivations& acts);
 
 // Checks every layer's linears against the config (a group size that does not divide a width
 // names the layer) before any work.
@@ -45,5 +51,14 @@ int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options
 void QuantizeBlock(Model& model, int64_t layer, const QuantizeOptions& options,
                    CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
                    QuantizeResult& result);
+
+// The block's tensors as SaveQuantizedModel writes them, in its order: norms, then each linear
+// (quantized from `linears`, else its fp32 rows) with its bias.
+void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t layer,
+                     const std::map<std::string, QuantizedLinear>& linears);
+// The same entries, their stored tensors read from a staged file that holds what
+// AddBlockTensors' entries store (AwqCheckpointWriter::StoredTensors).
+void AddStagedBlock(AwqCheckpointWriter& w, const ModelConfig& config, int64_t layer,
+                    const QuantConfig& qc, const std::shared_ptr<const SafetensorsFile>& file);
 
 }  // namespace awq

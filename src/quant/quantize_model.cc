@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -374,6 +375,8 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     std::vector<float> x_mean, w_mean;
     std::vector<std::vector<float>> candidates;  // the grid's scales, then the identity
     std::vector<double> sse;
+    // An own-output group scored through the Gram matrix of its inputs (GramIsCheaper).
+    std::unique_ptr<HessianAccumulator> gram;
   };
   std::vector<GroupState> groups;
   for (const AwqGroupSpec& g : arch.awq_groups) {
@@ -385,6 +388,10 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     if (g.needs_matching_rows && OwnerWidth(c, g.owner) != st.in) continue;
     for (const LinearRef* r : st.lins) st.rows += r->rows;
     st.out_width = g.inspect == Inspect::kOwnOutput ? st.rows : d;
+    if (g.inspect == Inspect::kOwnOutput &&
+        GramIsCheaper(st.rows, st.in, loss_seqs * seq_len, qc.n_grid + 1)) {
+      st.gram = std::make_unique<HessianAccumulator>(st.in);
+    }
     groups.push_back(std::move(st));
   }
   // Candidate scales from the statistics (CandidateScales over SearchScales' grid).
@@ -433,6 +440,10 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     const int64_t nl = (ls1 - s0) * seq_len;  // scored rows of this chunk
     for (GroupState& g : groups) {
       const float* inputs = cap[SlotInput(g.spec->slot)].data();
+      if (g.gram) {
+        g.gram->Add(inputs, nl);
+        continue;
+      }
       cand.resize(static_cast<size_t>(g.rows * g.in));
       out.resize(static_cast<size_t>(nl * g.out_width));
       const float* ref = nullptr;
@@ -476,8 +487,23 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     result.seconds.scale_search += Since(t1);
   });
 
-  // The winners: SearchScales' rule (strictly smallest loss, earliest on ties) over the losses.
+  // Gram-scored groups: every candidate against the accumulated inputs.
   auto t1 = Clock::now();
+  for (GroupState& g : groups) {
+    if (!g.gram) continue;
+    const std::vector<float> gram(g.gram->Sum().begin(), g.gram->Sum().end());
+    g.gram.reset();
+    cand.resize(static_cast<size_t>(g.rows * g.in));
+    for (size_t k = 0; k < g.candidates.size(); ++k) {
+      float* p = cand.data();
+      for (const LinearRef* r : g.lins) {
+        CandidateWeights(*r, g.candidates[k], p);
+        p += r->rows * g.in;
+      }
+      g.sse[k] = GramSquaredError(g.lins[0]->w, cand.data(), g.rows, g.in, gram);
+    }
+  }
+  // The winners: SearchScales' rule (strictly smallest loss, earliest on ties) over the losses.
   std::vector<std::vector<float>> scales;
   for (GroupState& g : groups) {
     const double denom = static_cast<double>(loss_seqs * seq_len * g.out_width);
@@ -595,7 +621,7 @@ int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options
   return std::max<int64_t>(1, std::min(fit, n_seq));
 }
 
-CalibrationActivations EmbedCalibration(const Model& model, const Tokenizer& tokenizer,
+CalibrationActivations BuildCalibration(const ModelConfig& config, const Tokenizer& tokenizer,
                                         const QuantizeOptions& options) {
   const QuantConfig& qc = options.config;
   if (options.calib_data.empty()) {
@@ -605,20 +631,23 @@ CalibrationActivations EmbedCalibration(const Model& model, const Tokenizer& tok
   CalibrationOptions co;
   co.max_samples = qc.max_calib_samples;
   co.seq_len = qc.max_calib_seq_len;
-  const CalibrationBatch batch =
-      BuildCalibrationBatch(LoadCalibrationTexts(options.calib_data), tokenizer, co);
+  CalibrationBatch batch = LoadCalibrationBatch(options.calib_data, tokenizer, co);
+  if (batch.max_token_id >= config.vocab_size) {
+    throw Error(options.calib_data + ": token id " + std::to_string(batch.max_token_id) +
+                " is outside the model's vocabulary of " + std::to_string(config.vocab_size));
+  }
   CalibrationActivations a;
   a.n_seq = batch.n_blocks;
   a.seq_len = batch.seq_len;
   a.token_hash = Fnv1a64(batch.tokens.data(), batch.tokens.size() * sizeof(int32_t));
+  a.tokens = std::move(batch.tokens);
+  return a;
+}
+
+void EmbedCalibration(const Model& model, CalibrationActivations& a) {
   const int64_t d = model.config().hidden_size;
   a.x.resize(static_cast<size_t>(a.n_seq * a.seq_len * d));
-  try {
-    model.EmbedTokens(batch.tokens.data(), a.n_seq * a.seq_len, a.x.data());
-  } catch (const Error& e) {
-    throw Error(options.calib_data + ": " + e.what());
-  }
-  return a;
+  model.EmbedTokens(a.tokens.data(), a.n_seq * a.seq_len, a.x.data());
 }
 
 void QuantizeBlock(Model& model, int64_t l, const QuantizeOptions& options,
@@ -665,7 +694,8 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
   CalibrationActivations acts;
   if (options.method != QuantMethod::kRtn) {
     const auto t0 = Clock::now();
-    acts = EmbedCalibration(model, tokenizer, options);
+    acts = BuildCalibration(c, tokenizer, options);
+    EmbedCalibration(model, acts);
     result.calib_blocks = acts.n_seq;
     result.calib_tokens = acts.n_seq * acts.seq_len;
     result.seconds.calibration = Since(t0);

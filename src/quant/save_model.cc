@@ -1,12 +1,15 @@
 // Saving a quantized in-memory model as a Hugging Face folder in the AutoAWQ layout, tensor
 // names and row ranges from the family's description.
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "awq/awq_checkpoint.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
 #include "model/arch.h"
+#include "quant/quantize_block.h"
 
 namespace awq {
 
@@ -22,6 +25,63 @@ Tensor CopyRows(const Tensor& t, const RowRange& r, bool vector) {
 
 }  // namespace
 
+void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t l,
+                     const std::map<std::string, QuantizedLinear>& linears) {
+  const ModelConfig& c = model.config();
+  const Architecture& arch = ArchitectureOf(c);
+  const LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
+  const std::string p = LayerPrefix(l);
+  const std::pair<const char*, const Tensor*> norms[] = {{arch.norms.attn_in, &lw.attn_norm},
+                                                         {arch.norms.mlp_in, &lw.ffn_norm},
+                                                         {arch.norms.attn_out, &lw.post_attn_norm},
+                                                         {arch.norms.mlp_out, &lw.post_ffn_norm},
+                                                         {arch.norms.q, &lw.q_norm},
+                                                         {arch.norms.k, &lw.k_norm}};
+  for (const auto& [name, t] : norms) {
+    if (*name != '\0' && !t->empty()) w.AddTensor(p + name + ".weight", *t);
+  }
+  const Tensor* slots[] = {&lw.wqkv, &lw.wo, &lw.w_gate_up, &lw.w_down};
+  for (const LinearSpec& spec : arch.linears) {
+    const std::string name = p + spec.name;
+    const RowRange rows = SlotRows(c, spec.slot, spec.part);
+    auto it = linears.find(name);
+    if (it != linears.end()) {
+      w.AddQuantized(name, it->second);
+    } else {
+      // A linear the config left in full precision: its rows of the fused matrix.
+      w.AddTensor(name + ".weight", CopyRows(*slots[static_cast<size_t>(spec.slot)], rows, false));
+    }
+    if (spec.slot == Slot::kQkv && !lw.bqkv.empty()) {
+      w.AddTensor(name + ".bias", CopyRows(lw.bqkv, rows, true));
+    }
+  }
+}
+
+void AddStagedBlock(AwqCheckpointWriter& w, const ModelConfig& c, int64_t l, const QuantConfig& qc,
+                    const std::shared_ptr<const SafetensorsFile>& f) {
+  const Architecture& arch = ArchitectureOf(c);
+  const std::string p = LayerPrefix(l);
+  // The order of AddBlockTensors, the tensors read from what the staged file holds.
+  for (const char* name : {arch.norms.attn_in, arch.norms.mlp_in, arch.norms.attn_out,
+                           arch.norms.mlp_out, arch.norms.q, arch.norms.k}) {
+    if (*name != '\0' && f->Find(p + name + ".weight") != nullptr) {
+      w.AddStaged(p + name + ".weight", f);
+    }
+  }
+  for (const LinearSpec& spec : arch.linears) {
+    const std::string name = p + spec.name;
+    const RowRange rows = SlotRows(c, spec.slot, spec.part);
+    if (f->Find(name + ".qweight") != nullptr) {
+      const std::optional<QuantParams> params = qc.ParamsFor(name);
+      if (!params) throw Error(f->source() + ": " + name + " is quantized but the config says not");
+      w.AddStagedQuantized(name, *params, rows.rows, rows.in, f);
+    } else {
+      w.AddStaged(name + ".weight", f);
+    }
+    if (f->Find(name + ".bias") != nullptr) w.AddStaged(name + ".bias", f);
+  }
+}
+
 void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const QuantConfig& qc,
                         const Tokenizer* tokenizer, const std::string& dir,
                         uint64_t max_shard_bytes, bool overwrite) {
@@ -29,40 +89,10 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
   w.method = QuantMethodName(r.method);
   const ModelWeights& mw = model.weights();
   const ModelConfig& c = model.config();
-  const Architecture& arch = ArchitectureOf(c);
   w.AddTensor("model.embed_tokens.weight", mw.embed);
   w.AddTensor("model.norm.weight", mw.final_norm);
   if (!c.tie_word_embeddings) w.AddTensor("lm_head.weight", mw.lm_head);
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = mw.layers[static_cast<size_t>(l)];
-    const std::string p = LayerPrefix(l);
-    const std::pair<const char*, const Tensor*> norms[] = {
-        {arch.norms.attn_in, &lw.attn_norm},
-        {arch.norms.mlp_in, &lw.ffn_norm},
-        {arch.norms.attn_out, &lw.post_attn_norm},
-        {arch.norms.mlp_out, &lw.post_ffn_norm},
-        {arch.norms.q, &lw.q_norm},
-        {arch.norms.k, &lw.k_norm}};
-    for (const auto& [name, t] : norms) {
-      if (*name != '\0' && !t->empty()) w.AddTensor(p + name + ".weight", *t);
-    }
-    const Tensor* slots[] = {&lw.wqkv, &lw.wo, &lw.w_gate_up, &lw.w_down};
-    for (const LinearSpec& spec : arch.linears) {
-      const std::string name = p + spec.name;
-      const RowRange rows = SlotRows(c, spec.slot, spec.part);
-      auto it = r.linears.find(name);
-      if (it != r.linears.end()) {
-        w.AddQuantized(name, it->second);
-      } else {
-        // A linear the config left in full precision: its rows of the fused matrix.
-        w.AddTensor(name + ".weight",
-                    CopyRows(*slots[static_cast<size_t>(spec.slot)], rows, false));
-      }
-      if (spec.slot == Slot::kQkv && !lw.bqkv.empty()) {
-        w.AddTensor(name + ".bias", CopyRows(lw.bqkv, rows, true));
-      }
-    }
-  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) AddBlockTensors(w, model, l, r.linears);
   w.Write(dir, HfConfigToJson(c), qc, tokenizer, max_shard_bytes, overwrite);
 }
 

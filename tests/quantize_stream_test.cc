@@ -1,0 +1,266 @@
+// Streaming quantization (QuantizeToFolder, `awq quantize`): the same bytes as the in-memory
+// pipeline, results independent of the activation chunking, and runs killed with SIGKILL at
+// random moments that resume to a byte-identical checkpoint.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "awq/model.h"
+#include "awq/quantize.h"
+#include "awq/safetensors.h"
+#include "awq/tokenizer.h"
+#include "core/mapped_file.h"
+#include "test_util.h"
+
+namespace awq {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Every regular file under `dir` by relative path, with its bytes.
+std::map<std::string, std::string> ReadTree(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) {
+      files[fs::relative(e.path(), dir).string()] = ReadFileToString(e.path().string());
+    }
+  }
+  return files;
+}
+
+void ExpectSameTree(const std::string& a, const std::string& b) {
+  const auto ta = ReadTree(a), tb = ReadTree(b);
+  ASSERT_FALSE(ta.empty()) << a;
+  ASSERT_EQ(ta.size(), tb.size()) << a << " vs " << b;
+  for (const auto& [name, bytes] : ta) {
+    ASSERT_TRUE(tb.count(name)) << name << " missing from " << b;
+    EXPECT_TRUE(bytes == tb.at(name)) << name << " differs between " << a << " and " << b;
+  }
+}
+
+// Pre-tokenized calibration samples of `len` ids below `vocab`, seeded.
+std::string WriteCalibIds(const std::string& dir, int n, int len, int vocab) {
+  std::mt19937 rng(7);
+  std::ofstream f(dir + "/calib_ids.jsonl");
+  for (int i = 0; i < n; ++i) {
+    json ids = json::array();
+    for (int t = 0; t < len; ++t) ids.push_back(static_cast<int>(rng() % vocab));
+    f << json{{"input_ids", ids}}.dump() << "\n";
+  }
+  return dir + "/calib_ids.jsonl";
+}
+
+// A Qwen3-shaped model of random fp32 weights, deeper and wider than the committed tiny one so a
+// quantization lasts a few seconds: tiny/qwen3's config and tokenizer, `layers` blocks.
+std::string MakeDeepModel(const std::string& dir, int layers, int hidden, int inter) {
+  fs::create_directories(dir);
+  json cfg = json::parse(ReadFileToString(test::DataPath("tiny/qwen3/config.json")));
+  const int heads = 4, kv = 2, hd = hidden / heads, vocab = cfg["vocab_size"].get<int>();
+  cfg["hidden_size"] = hidden;
+  cfg["intermediate_size"] = inter;
+  cfg["head_dim"] = hd;
+  cfg["num_attention_heads"] = heads;
+  cfg["num_key_value_heads"] = kv;
+  cfg["num_hidden_layers"] = layers;
+  cfg["max_position_embeddings"] = 256;
+  cfg["layer_types"] = std::vector<std::string>(static_cast<size_t>(layers), "full_attention");
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    fs::copy_file(test::DataPath(std::string("tiny/qwen3/") + f), dir + "/" + f,
+                  fs::copy_options::overwrite_existing);
+  }
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  SafetensorsWriter w;
+  const auto add = [&](const std::string& name, Shape shape, float base, float noise) {
+    Tensor t(DType::kF32, shape);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = base + noise * normal(rng) / 0.05f;
+    w.Add(name, std::move(t));
+  };
+  add("model.embed_tokens.weight", {vocab, hidden}, 0, 0.5f);
+  add("model.norm.weight", {hidden}, 1, 0.05f);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {hidden}, 1, 0.3f);
+    add(p + "post_attention_layernorm.weight", {hidden}, 1, 0.3f);
+    add(p + "self_attn.q_norm.weight", {hd}, 1, 0.05f);
+    add(p + "self_attn.k_norm.weight", {hd}, 1, 0.05f);
+    add(p + "self_attn.q_proj.weight", {heads * hd, hidden}, 0, 0.05f);
+    add(p + "self_attn.k_proj.weight", {kv * hd, hidden}, 0, 0.05f);
+    add(p + "self_attn.v_proj.weight", {kv * hd, hidden}, 0, 0.05f);
+    add(p + "self_attn.o_proj.weight", {hidden, heads * hd}, 0, 0.05f);
+    add(p + "mlp.gate_proj.weight", {inter, hidden}, 0, 0.05f);
+    add(p + "mlp.up_proj.weight", {inter, hidden}, 0, 0.05f);
+    add(p + "mlp.down_proj.weight", {hidden, inter}, 0, 0.05f);
+  }
+  w.WriteFile(dir + "/model.safetensors");
+  return dir;
+}
+
+QuantizeOptions AwqOptions(const std::string& calib) {
+  QuantizeOptions o;
+  o.method = QuantMethod::kAwq;
+  o.config.q_group_size = 32;
+  o.config.max_calib_samples = 8;
+  o.config.max_calib_seq_len = 64;
+  o.calib_data = calib;
+  return o;
+}
+
+TEST(QuantizeStream, SameBytesAsInMemoryPipeline) {
+  const std::string tmp = test::MakeTempDir("stream-same");
+  const std::string model_dir = MakeDeepModel(tmp + "/model", 3, 64, 128);
+  const std::string calib = WriteCalibIds(tmp, 8, 64, 405);
+  const Tokenizer tok =
+      Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
+  for (QuantMethod m : {QuantMethod::kAwq, QuantMethod::kGptq, QuantMethod::kRtn}) {
+    SCOPED_TRACE(QuantMethodName(m));
+    QuantizeOptions o = AwqOptions(calib);
+    o.method = m;
+    Model model = Model::Load(model_dir, LoadOptions{.int4 = false});
+    const QuantizeResult r = QuantizeModel(model, tok, o);
+    const std::string a = tmp + "/mem-" + QuantMethodName(m);
+    SaveQuantizedModel(model, r, o.config, &tok, a, uint64_t{1} << 20, false);
+    const std::string b = tmp + "/stream-" + QuantMethodName(m);
+    const QuantizeResult s = QuantizeToFolder(model_dir, tok, o, b, uint64_t{1} << 20, false);
+    ExpectSameTree(a, b);
+    EXPECT_FALSE(fs::exists(b + ".partial"));
+    ASSERT_EQ(s.blocks.size(), r.blocks.size());
+    for (size_t l = 0; l < r.blocks.size(); ++l) {
+      ASSERT_EQ(s.blocks[l].groups.size(), r.blocks[l].groups.size());
+      for (size_t g = 0; g < r.blocks[l].groups.size(); ++g) {
+        EXPECT_EQ(s.blocks[l].groups[g].best_index, r.blocks[l].groups[g].best_index);
+        EXPECT_EQ(s.blocks[l].groups[g].best_loss, r.blocks[l].groups[g].best_loss);
+      }
+    }
+  }
+}
+
+// The activation budget only decides how many sequences a walk holds: one sequence per chunk
+// gives the same checkpoint as the whole batch at once.
+TEST(QuantizeStream, ChunkingChangesNothing) {
+  const std::string tmp = test::MakeTempDir("stream-chunks");
+  const std::string model_dir = MakeDeepModel(tmp + "/model", 2, 64, 128);
+  const std::string calib = WriteCalibIds(tmp, 8, 64, 405);
+  const Tokenizer tok =
+      Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
+  for (QuantMethod m : {QuantMethod::kAwq, QuantMethod::kGptq}) {
+    SCOPED_TRACE(QuantMethodName(m));
+    QuantizeOptions o = AwqOptions(calib);
+    o.method = m;
+    const std::string whole = tmp + "/whole-" + QuantMethodName(m);
+    QuantizeToFolder(model_dir, tok, o, whole, uint64_t{5} << 30, false);
+    o.activation_budget_bytes = 1;  // one sequence per chunk
+    const std::string chunked = tmp + "/chunked-" + QuantMethodName(m);
+    QuantizeToFolder(model_dir, tok, o, chunked, uint64_t{5} << 30, false);
+    ExpectSameTree(whole, chunked);
+  }
+}
+
+struct Child {
+  pid_t pid = -1;
+};
+
+Child Spawn(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  std::string bin = AWQ_CLI_PATH;
+  argv.push_back(bin.data());
+  std::vector<std::string> copy = args;
+  for (std::string& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  Child c;
+  c.pid = ::fork();
+  if (c.pid == 0) {
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return c;
+}
+
+int Wait(const Child& c) {
+  int status = 0;
+  ::waitpid(c.pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+// kill -9 at three random moments of a run, each followed by the same command: the checkpoint is
+// byte-identical to an uninterrupted run's, and a restart with other options refuses to mix.
+TEST(QuantizeStream, KilledRunsResumeToTheSameBytes) {
+  const std::string tmp = test::MakeTempDir("stream-kill");
+  const std::string model_dir = MakeDeepModel(tmp + "/model", 8, 128, 256);
+  const std::string calib = WriteCalibIds(tmp, 8, 128, 405);
+  const auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"quantize", model_dir,
+                                    out,        "--method",
+                                    "awq",      "--q-group-size",
+                                    "32",       "--calib-data",
+                                    calib,      "--max-calib-samples",
+                                    "8",        "--max-calib-seq-len",
+                                    "128",      "--shard-size",
+                                    "2MB",      "-q"};
+  };
+  const std::string ref = tmp + "/ref";
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(Wait(Spawn(args(ref))), 0);
+  const double ref_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::string out = tmp + "/out";
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  std::uniform_real_distribution<double> when(0.05, 0.9);
+  int killed_midway = 0;
+  for (int k = 0; k < 3; ++k) {
+    if (fs::exists(out) && !fs::exists(out + ".partial")) break;  // finished before a kill
+    const Child c = Spawn(args(out));
+    std::this_thread::sleep_for(std::chrono::duration<double>(when(rng) * ref_s));
+    ::kill(c.pid, SIGKILL);
+    const int rc = Wait(c);
+    if (rc == -SIGKILL) ++killed_midway;
+    // Nothing under the final name until the run is complete (a kill after the final rename
+    // leaves the whole checkpoint).
+    if (fs::exists(out)) ExpectSameTree(ref, out);
+    if (k == 0 && rc == -SIGKILL && fs::exists(out + ".partial/run.json")) {
+      // Other options on the same output: refused, naming what differs.
+      std::vector<std::string> other = args(out);
+      other.push_back("--w-bit");
+      other.push_back("3");
+      other.push_back("--version");
+      other.push_back("awqcpp_packed");
+      const std::string cmd = std::string(AWQ_CLI_PATH) + " " + [&] {
+        std::string s;
+        for (const std::string& a : other) s += a + " ";
+        return s;
+      }() + "2>&1";
+      FILE* p = ::popen(cmd.c_str(), "r");
+      std::string text;
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
+      EXPECT_NE(WEXITSTATUS(::pclose(p)), 0);
+      EXPECT_NE(text.find("w_bit: 4 then, 3 now"), std::string::npos) << text;
+    }
+  }
+  EXPECT_GE(killed_midway, 1) << "every run ended before its kill (" << ref_s << " s each)";
+  if (!fs::exists(out) || fs::exists(out + ".partial")) ASSERT_EQ(Wait(Spawn(args(out))), 0);
+  ExpectSameTree(ref, out);
+  EXPECT_FALSE(fs::exists(out + ".partial"));
+}
+
+}  // namespace
+}  // namespace awq

@@ -1,6 +1,7 @@
-// Fuzz target for the calibration text loaders. The first byte picks the parser: even = plain
-// text split into paragraphs, odd = JSONL with a "text" field per line. awq::Error is the expected
-// failure for malformed JSONL; the paragraphs are checked against their definition.
+// Fuzz target for the calibration loaders. The first byte picks the parser: bit 1 set =
+// pre-tokenized JSONL ({"input_ids": [...]} per line) cut into blocks; else even = plain text
+// split into paragraphs, odd = JSONL with a "text" field per line. awq::Error is the expected
+// failure for malformed JSONL; the paragraphs and blocks are checked against their definitions.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -53,6 +54,33 @@ void CheckParagraphs(const std::string& text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
+  if (data[0] & 2) {
+    std::vector<std::vector<int32_t>> samples;
+    try {
+      samples = awq::ParseCalibrationIdsJsonl(text, "fuzz.jsonl");
+    } catch (const awq::Error&) {
+      return 0;  // malformed lines are rejected with an error naming the line
+    }
+    size_t ids = 0;
+    for (const auto& s : samples) {
+      Require(!s.empty(), "empty sample accepted");
+      for (int32_t id : s) Require(id >= 0, "negative id accepted");
+      ids += s.size();
+    }
+    Require(ids <= text.size(), "more ids than bytes");
+    awq::CalibrationOptions co;
+    co.seq_len = 1 + data[0] / 4 % 16;
+    co.max_samples = 1 + data[0] / 64;
+    try {
+      const awq::CalibrationBatch b = awq::BuildCalibrationBatchFromIds(samples, co);
+      Require(b.tokens.size() == static_cast<size_t>(b.n_blocks * co.seq_len), "ragged blocks");
+      Require(b.n_blocks > 0, "no blocks without an error");
+      for (int32_t id : b.tokens) Require(id <= b.max_token_id, "max_token_id below an id");
+    } catch (const awq::Error&) {
+      // too few tokens for one block
+    }
+    return 0;
+  }
   if (data[0] & 1) {
     try {
       const std::vector<std::string> texts = awq::ParseCalibrationJsonl(text, "fuzz.jsonl");

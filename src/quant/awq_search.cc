@@ -219,14 +219,20 @@ void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
     throw Error("awq search: " + std::to_string(s.size()) + " scales for input width " +
                 std::to_string(in));
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < in; ++c) out[r * in + c] = w[r * in + c] * s[c];
-  }
+  // Rows split over the pool; FakeQuantize spreads over it itself, so it runs in between.
+  ThreadPool& pool = ThreadPool::Global();
+  pool.ParallelFor(rows, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < in; ++c) out[r * in + c] = w[r * in + c] * s[c];
+    }
+  });
   FakeQuantize(out, rows, in, p);
   // Divided, not multiplied by 1/s: the reference divides, and 1/s is not exact.
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < in; ++c) out[r * in + c] /= s[c];
-  }
+  pool.ParallelFor(rows, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < in; ++c) out[r * in + c] /= s[c];
+    }
+  });
 }
 
 std::vector<float> SearchClip(const float* w, int64_t out, int64_t in, const float* x,

@@ -388,7 +388,10 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     if (g.needs_matching_rows && OwnerWidth(c, g.owner) != st.in) continue;
     for (const LinearRef* r : st.lins) st.rows += r->rows;
     st.out_width = g.inspect == Inspect::kOwnOutput ? st.rows : d;
-    if (g.inspect == Inspect::kOwnOutput &&
+    // The Gram matrix (summed in double) must also fit the activation budget: a 7B model's
+    // down_proj would need 1.5 GB.
+    const uint64_t gram_bytes = static_cast<uint64_t>(st.in * st.in) * 12;
+    if (g.inspect == Inspect::kOwnOutput && gram_bytes <= options.activation_budget_bytes &&
         GramIsCheaper(st.rows, st.in, loss_seqs * seq_len, qc.n_grid + 1)) {
       st.gram = std::make_unique<HessianAccumulator>(st.in);
     }

@@ -41,6 +41,10 @@ class BandwidthProbe {
 MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array = 256ll << 20,
                                        int reps = 5);
 
+// The fp32 GEMM rate of the machine as the quantizer's searches call it: LinearF32 (oneDNN sgemm
+// per thread) on m x n x k = 2048 x 2048 x 2048 over `pool`, best of `reps`, in GFLOP/s.
+double MeasureSgemmGflops(ThreadPool& pool, int reps = 3);
+
 struct BenchOptions {
   int64_t prompt_tokens = 512;  // prefill: one forward over a prompt of this many tokens
   int64_t gen_tokens = 128;     // decode: this many single-token steps after the prompt

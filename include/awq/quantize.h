@@ -86,6 +86,9 @@ struct QuantizeResult {
   int64_t calib_blocks = 0;
   int64_t calib_tokens = 0;
   int64_t peak_rss_bytes = 0;
+  // Floating-point operations of the scale search (candidate forwards, Gram products), for its
+  // achieved rate against the machine's GEMM peak.
+  double search_flops = 0;
   // QuantizeToFolder: blocks found staged by an earlier, interrupted run of the same command.
   int64_t resumed_blocks = 0;
 };

@@ -14,10 +14,12 @@
 
 #include "awq/activation_stats.h"
 #include "awq/awq_checkpoint.h"
+#include "awq/bench.h"
 #include "awq/calibration.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
 #include "awq/safetensors.h"
+#include "awq/thread_pool.h"
 #include "cli/commands.h"
 #include "cli/load.h"
 #include "cli/progress.h"
@@ -181,6 +183,10 @@ int RunQuantize(const QuantizeArgs& a) {
   }
   const double total_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // The search's rate against the machine's fp32 GEMM rate, measured now on the same pool.
+  const double search_gflops =
+      r.seconds.scale_search > 0 ? r.search_flops / r.seconds.scale_search / 1e9 : 0;
+  const double peak_gflops = r.search_flops > 0 ? MeasureSgemmGflops(ThreadPool::Global()) : 0;
 
   const int64_t fp16_bytes = params * 2, fp32_bytes = params * 4;
   const int64_t out_bytes = DirBytes(a.out);
@@ -207,6 +213,9 @@ int RunQuantize(const QuantizeArgs& a) {
                         {"calib_tokens", r.calib_tokens},
                         {"peak_rss_bytes", r.peak_rss_bytes},
                         {"resumed_blocks", r.resumed_blocks},
+                        {"search_gflop", r.search_flops / 1e9},
+                        {"search_gflops_per_s", search_gflops},
+                        {"sgemm_peak_gflops_per_s", peak_gflops},
                         {"seconds",
                          {{"total", total_s},
                           {"calibration", s.calibration},
@@ -233,6 +242,12 @@ int RunQuantize(const QuantizeArgs& a) {
         total_s, s.calibration, s.capture, s.scale_search, s.clip_search, s.quantize, s.gptq,
         write_s);
     std::printf("  peak RSS %.0f MiB\n", Mib(r.peak_rss_bytes));
+    if (r.search_flops > 0) {
+      std::printf(
+          "  scale search %.0f GFLOP at %.1f GFLOP/s, %.0f%% of this machine's fp32 sgemm "
+          "(%.1f GFLOP/s, measured now)\n",
+          r.search_flops / 1e9, search_gflops, 100.0 * search_gflops / peak_gflops, peak_gflops);
+    }
   }
   return 0;
 }

@@ -5,12 +5,14 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "awq/error.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "eval/bench_loops.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/sgemm.h"
 
 namespace awq {
 
@@ -107,6 +109,23 @@ MemoryBandwidth BandwidthProbe::Measure(int reps) const {
   volatile float sink = sums[0];  // keeps the read loop from being optimised away
   (void)sink;
   return r;
+}
+
+double MeasureSgemmGflops(ThreadPool& pool, int reps) {
+  constexpr int64_t kN = 2048;
+  std::vector<float> a(static_cast<size_t>(kN * kN)), b(a.size()), c(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<float>(i % 7) * 0.25f;
+    b[i] = static_cast<float>(i % 5) * 0.5f;
+  }
+  double best = 1e30;
+  for (int r = 0; r < reps + 1; ++r) {  // the first call warms up
+    const auto t0 = std::chrono::steady_clock::now();
+    LinearF32(a.data(), kN, b.data(), kN, c.data(), kN, kN, kN, kN, false, pool);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r > 0) best = std::min(best, s);
+  }
+  return 2.0 * kN * kN * kN / best / 1e9;
 }
 
 MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array, int reps) {

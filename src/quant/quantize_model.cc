@@ -398,6 +398,19 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     groups.push_back(std::move(st));
   }
   // Candidate scales from the statistics (CandidateScales over SearchScales' grid).
+  // One candidate's forward over nl rows: the group's products, plus the module's other linear
+  // and attention's score and value products (causal: half the positions).
+  const auto CandidateFlops = [&](const ModelConfig& cfg, const GroupState& g, int64_t nl) {
+    const double rows = static_cast<double>(nl);
+    double f = 2.0 * rows * g.rows * g.in;
+    if (g.spec->inspect == Inspect::kAttention) {
+      const double q_dim = static_cast<double>(cfg.num_attention_heads * cfg.head_dim);
+      f += 2.0 * rows * q_dim * d + 2.0 * rows * static_cast<double>(seq_len) * q_dim;
+    } else if (g.spec->inspect == Inspect::kMlp) {
+      f += 2.0 * rows * static_cast<double>(cfg.intermediate_size) * d;
+    }
+    return f;
+  };
   const auto make_candidates = [&] {
     for (GroupState& g : groups) {
       std::vector<const float*> ws;
@@ -445,6 +458,7 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
       const float* inputs = cap[SlotInput(g.spec->slot)].data();
       if (g.gram) {
         g.gram->Add(inputs, nl);
+        result.search_flops += 2.0 * static_cast<double>(nl) * g.in * g.in;
         continue;
       }
       cand.resize(static_cast<size_t>(g.rows * g.in));
@@ -486,6 +500,7 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
         }
         AddSquaredError(ref, out.data(), nl * g.out_width, g.sse[k]);
       }
+      result.search_flops += static_cast<double>(g.candidates.size()) * CandidateFlops(c, g, nl);
     }
     result.seconds.scale_search += Since(t1);
   });
@@ -505,6 +520,7 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
       }
       g.sse[k] = GramSquaredError(g.lins[0]->w, cand.data(), g.rows, g.in, gram);
     }
+    result.search_flops += 2.0 * static_cast<double>(g.candidates.size()) * g.rows * g.in * g.in;
   }
   // The winners: SearchScales' rule (strictly smallest loss, earliest on ties) over the losses.
   std::vector<std::vector<float>> scales;

@@ -2,6 +2,7 @@
 // re-implementation of AutoAWQ's logic), the scale formulas, the identity guard, the clip search
 // against its scalar oracle on awkward shapes, and that AWQ beats round-to-nearest on outliers.
 #include "awq/awq_search.h"
+#include "awq/gptq.h"
 
 #include <gtest/gtest.h>
 
@@ -480,6 +481,53 @@ TEST(SearchClip, SmolLm2ShapeTimingAndSpotCheck) {
         SearchClipReference(w.data() + row * in, 1, in, x.data(), n_tokens, p);
     for (int64_t g = 0; g < ng; ++g) EXPECT_EQ(mv[row * ng + g], ref[g]) << row << " " << g;
   }
+}
+
+}  // namespace
+}  // namespace awq
+
+namespace awq {
+namespace {
+
+// The Gram form of an own-output loss equals the direct sum of squared output errors (double
+// reference) to fp32 accuracy, and ranks candidates the same way.
+TEST(GramSquaredError, EqualsDirectSquaredOutputError) {
+  const int64_t rows = 40, in = 96, n = 300;
+  const std::vector<float> w = RandomWeights(rows * in, 21, 0.05f);
+  const std::vector<float> x = RandomActivations(n, in, 22);
+  HessianAccumulator acc(in);
+  acc.Add(x.data(), n);
+  const std::vector<float> gram(acc.Sum().begin(), acc.Sum().end());
+  QuantParams p;
+  p.bits = 4;
+  p.group_size = 32;
+  std::vector<double> gram_losses, direct_losses;
+  for (float ratio : {0.0f, 0.3f, 0.6f, 0.9f}) {
+    std::vector<float> s(static_cast<size_t>(in));
+    for (int64_t c = 0; c < in; ++c) s[c] = std::pow(1.0f + static_cast<float>(c % 7), ratio);
+    std::vector<float> cand(w.size());
+    ScaleQuantizeUnscale(w.data(), cand.data(), rows, in, s, p);
+    double direct = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double e = 0;
+        for (int64_t k = 0; k < in; ++k)
+          e += double{x[t * in + k]} * (cand[r * in + k] - w[r * in + k]);
+        direct += e * e;
+      }
+    }
+    const double g = GramSquaredError(w.data(), cand.data(), rows, in, gram);
+    EXPECT_NEAR(g, direct, 1e-4 * direct) << "ratio " << ratio;
+    gram_losses.push_back(g);
+    direct_losses.push_back(direct);
+  }
+  const auto argmin = [](const std::vector<double>& v) {
+    return std::min_element(v.begin(), v.end()) - v.begin();
+  };
+  EXPECT_EQ(argmin(gram_losses), argmin(direct_losses));
+  // The cost rule: a wide input over few tokens is scored directly, many tokens through G.
+  EXPECT_FALSE(GramIsCheaper(576, 1536, 512, 21));
+  EXPECT_TRUE(GramIsCheaper(576, 1536, 10240, 21));
 }
 
 }  // namespace

@@ -565,6 +565,9 @@ Tensor GgufFile::ReadF32(const GgufTensorInfo& info) const {
   // ne[0] is a whole number of blocks (checked at parse time) and rows are contiguous, so the
   // whole tensor is one long run of blocks.
   DequantizeRow(info.type, TensorData(info), out.data<float>(), out.numel());
+  // The copy is made: the mapped bytes need not stay resident (streaming reads of a model larger
+  // than memory must not grow the resident set).
+  if (file_ != nullptr) MappedFile::DropPages(TensorData(info), info.nbytes);
   return out;
 }
 

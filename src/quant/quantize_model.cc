@@ -359,10 +359,23 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   }
   auto t0 = Clock::now();
   std::vector<float> rows;
+  // When only the first chunks are scored, the statistics walk also produces the next block's
+  // input in place, and the scoring walk runs on a copy of just the scored chunks' input: one
+  // walk over the batch instead of two.
+  const int64_t scored_seqs = std::min(n_seq, (loss_seqs + per_chunk - 1) / per_chunk * per_chunk);
+  const bool out_in_stats = !one_chunk && update_x && scored_seqs < n_seq;
+  std::vector<float> scored_input;
+  if (out_in_stats) {
+    scored_input.assign(acts.x.begin(), acts.x.begin() + scored_seqs * seq_len * d);
+  }
   if (!one_chunk) {
     ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
-      rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
-      WalkChunk(model, l, rows.data(), s0, s1, seq_len, {}, nullptr, stats);
+      float* walk_rows = acts.x.data() + s0 * seq_len * d;
+      if (!out_in_stats) {
+        rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
+        walk_rows = rows.data();
+      }
+      WalkChunk(model, l, walk_rows, s0, s1, seq_len, {}, nullptr, stats);
     });
   }
   result.seconds.capture += Since(t0);
@@ -437,7 +450,11 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
     auto t1 = Clock::now();
     float* walk_rows;
-    if (update_x) {
+    if (out_in_stats) {
+      if (s0 >= scored_seqs) return;  // the next block's input is already written
+      rows.assign(scored_input.begin() + s0 * seq_len * d, scored_input.begin() + s1 * seq_len * d);
+      walk_rows = rows.data();
+    } else if (update_x) {
       walk_rows = acts.x.data() + s0 * seq_len * d;
     } else {
       rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);

@@ -35,7 +35,7 @@ struct QuantizeOptions {
   // Activation memory the block walks may hold at once: the calibration batch is walked in
   // chunks of whole sequences that fit (at least one). It changes no result: squared errors and
   // statistics are summed in row order whatever the chunking.
-  uint64_t activation_budget_bytes = uint64_t{512} << 20;
+  uint64_t activation_budget_bytes = uint64_t{256} << 20;
   // > 0: score the scale candidates on the first search_samples calibration sequences only
   // (statistics, clipping and the next block's input still use all of them). 0: all.
   int64_t search_samples = 0;

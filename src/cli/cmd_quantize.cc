@@ -46,7 +46,7 @@ struct QuantizeArgs {
   std::vector<std::string> modules_to_not_convert;
   std::string config_file;
   std::string shard_size = "5GB";
-  std::string activation_memory = "512MiB";
+  std::string activation_memory = "256MiB";
   int64_t search_samples = 0;
   bool overwrite = false;
   bool save_activation_stats = false;

@@ -69,20 +69,31 @@ Tensor ConvertFloat(const std::string& name, const Tensor& t, DType dtype) {
   const bool is_float =
       t.dtype() == DType::kF32 || t.dtype() == DType::kF16 || t.dtype() == DType::kBF16;
   if (!is_float || t.dtype() == dtype) return t;
-  const Tensor f32 = t.ToF32();
-  if (dtype == DType::kF32) return f32;
+  if (dtype == DType::kF32) return t.ToF32();
+  // Element by element, with no fp32 copy of the whole tensor: a 152k-token vocabulary's
+  // embedding is 2.2 GB in fp32.
+  const auto value = [&t](int64_t i) {
+    switch (t.dtype()) {
+      case DType::kF16:
+        return Fp16ToFp32(t.data<uint16_t>()[i]);
+      case DType::kBF16:
+        return Bf16ToFp32(t.data<uint16_t>()[i]);
+      default:
+        return t.data<float>()[i];
+    }
+  };
   Tensor out(dtype, t.shape());
-  const float* src = f32.data<float>();
   uint16_t* dst = out.data<uint16_t>();
   for (int64_t i = 0; i < t.numel(); ++i) {
+    const float v = value(i);
     if (dtype == DType::kF16) {
-      dst[i] = Fp32ToFp16(src[i]);
-      if ((dst[i] & 0x7c00) == 0x7c00 && std::isfinite(src[i])) {
-        throw Error(name + ": value " + std::to_string(src[i]) + " at element " +
-                    std::to_string(i) + " overflows float16; save with dtype bfloat16 or float32");
+      dst[i] = Fp32ToFp16(v);
+      if ((dst[i] & 0x7c00) == 0x7c00 && std::isfinite(v)) {
+        throw Error(name + ": value " + std::to_string(v) + " at element " + std::to_string(i) +
+                    " overflows float16; save with dtype bfloat16 or float32");
       }
     } else {
-      dst[i] = Fp32ToBf16(src[i]);
+      dst[i] = Fp32ToBf16(v);
     }
   }
   return out;

@@ -7,7 +7,8 @@ Usage:
       [--seq-len 512] [--group 64] [--w-bit 4] [--awq build/awq] [--out-dir /tmp/awq-sbs]
       [--json OUT.json] [--calib-text assets/text/emma.txt] [--eval-text ...prideprejudice.txt]
       [--eval-tokens 32768] [--eval-ctx 2048] [--threads 2] [--dtype float32|float16]
-      [--calib-mode ids|text] [--skip-awqcpp] [--skip-autoawq] [--skip-xcheck] [--reuse]
+      [--calib-mode ids|text] [--apply-clip true|false] [--autoawq-cpu-fix true|false]
+      [--equivalence-check] [--skip-awqcpp] [--skip-autoawq] [--skip-xcheck] [--reuse]
 
 Steps (docs/AUTOAWQ_COMPARISON.md has the results and why each step is there):
  1. HF folder: the GGUF loaded by transformers (weights dequantized to fp32, llama.cpp's q/k row
@@ -249,6 +250,42 @@ def worker_autoawq(a):
                       "calib_items": len(calib)}))
 
 
+def worker_equivalence(a):
+    """Whether AutoAWQ's scale search leaves the model's function unchanged (--equivalence-check).
+
+    Without clipping and without the final quantization (export_compatible) AWQ's scaling is an
+    exact re-parametrisation, so the first 2 layers must compute what they did before. Runs the
+    search on 1 calibration sample with AutoAWQ as released and with the CPU fix, and reports the
+    relative change of both layers' outputs on another sample (3 min on 2 busy cores)."""
+    import torch
+    import transformers
+    torch.set_num_threads(a.threads)
+    from awq import AutoAWQForCausalLM
+    from awq.quantize.quantizer import AwqQuantizer
+    dtype = {"float32": torch.float32, "float16": torch.float16}[a.dtype]
+    ids = [json.loads(line)["input_ids"] for line in open(a.calib_ids)]
+    test = torch.tensor(ids[-1:])
+    out = {"torch": torch.__version__, "transformers": transformers.__version__,
+           "dtype": a.dtype}
+    for fix in (False, True):
+        m = AutoAWQForCausalLM.from_pretrained(a.hf_dir, torch_dtype=dtype, device_map="cpu")
+        m.model.model.layers = m.model.model.layers[:2]
+        m.model.config.num_hidden_layers = 2
+        with torch.no_grad():
+            ref = m.model(test, output_hidden_states=True).hidden_states
+        m.quantize(None, quant_config={"zero_point": True, "q_group_size": a.group,
+                                       "w_bit": a.w_bit, "version": "GEMM"},
+                   calib_data=ids[:1], max_calib_samples=1, max_calib_seq_len=a.seq_len,
+                   apply_clip=False, export_compatible=True,
+                   quantizer_cls=cpu_fixed_quantizer(AwqQuantizer) if fix else AwqQuantizer)
+        with torch.no_grad():
+            got = m.model(test, output_hidden_states=True).hidden_states
+        out["with_fix" if fix else "as_released"] = [
+            ((g.float() - r.float()).norm() / r.float().norm()).item()
+            for g, r in zip(got[1:], ref[1:])]
+    print(json.dumps(out))
+
+
 def worker_xcheck(a):
     """Perplexity of AutoAWQ's checkpoint in transformers (step 6), awq eval's protocol."""
     import math
@@ -362,6 +399,9 @@ def main():
     p.add_argument("--autoawq-cpu-fix", default="true", choices=["true", "false"],
                    help="copy the weights AutoAWQ's scale search saves (false: AutoAWQ as "
                    "released, which corrupts them on the CPU)")
+    p.add_argument("--equivalence-check", action="store_true",
+                   help="first run AutoAWQ's scale search on 2 layers with and without the CPU "
+                   "fix and report how far each moves the layers' outputs (should be ~1e-7)")
     p.add_argument("--apply-clip", default="true", choices=["true", "false"],
                    help="both tools' clip search (false: a quicker diagnostic run)")
     p.add_argument("--autoawq-out", help="(default: OUT_DIR/autoawq)")
@@ -376,7 +416,7 @@ def main():
     if a.worker:
         a.hf_dir = a.hf_dir or os.path.join(a.out_dir, "hf-fp32")
         {"make_hf": worker_make_hf, "calib": worker_calib, "autoawq": worker_autoawq,
-         "xcheck": worker_xcheck}[a.worker](a)
+         "xcheck": worker_xcheck, "equivalence": worker_equivalence}[a.worker](a)
         return
 
     os.makedirs(a.out_dir, exist_ok=True)
@@ -414,12 +454,20 @@ def main():
         res["calib"], _, _ = run_worker(a, "calib")
     else:
         res["calib"] = json.load(open(a.calib_ids + ".meta.json"))
-    if res["calib"]["samples"] < a.samples:
+    if a.calib_mode == "ids" and res["calib"]["samples"] < a.samples:
         log(f"   only {res['calib']['samples']} samples of {a.seq_len} ids available")
     if res["calib"].get("reference_bpe_agrees") is False:
         raise SystemExit("the calibration ids differ from the reference BPE's")
     if a.calib_mode == "ids":
         a.samples = min(a.samples, res["calib"]["samples"])
+
+    if a.equivalence_check:
+        log("   AutoAWQ's scale search as an exact re-parametrisation (2 layers, no clip)")
+        res["equivalence"], _, _ = run_worker(a, "equivalence")
+        e = res["equivalence"]
+        log(f"   relative change of layer 1, 2 outputs: as released "
+            f"{e['as_released'][0]:.2e}, {e['as_released'][1]:.2e}; with the CPU fix "
+            f"{e['with_fix'][0]:.2e}, {e['with_fix'][1]:.2e}")
 
     # 3. awq.cpp.
     if not a.skip_awqcpp:

@@ -330,6 +330,21 @@ QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& 
   fs::create_directories(staging, ec);
   if (ec) throw Error(staging + ": cannot create folder: " + ec.message());
   StagingLock lock(staging);
+  // An earlier run of this output killed while assembling left "<out>.tmp-<pid>" (or, when
+  // overwriting, "<out>.old-<pid>") beside it; the lock says no other run owns them.
+  const fs::path out_path(out);
+  const fs::path parent = out_path.has_parent_path() ? out_path.parent_path() : fs::path(".");
+  const std::string base = out_path.filename().string();
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    for (const char* tag : {".tmp-", ".old-"}) {
+      const std::string prefix = base + tag;
+      if (name.size() > prefix.size() && name.rfind(prefix, 0) == 0 &&
+          name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+        fs::remove_all(e.path(), ec);
+      }
+    }
+  }
 
   // The head first, while nothing else is held: a 150k-token vocabulary's embedding is the
   // largest single tensor of a 7B model.

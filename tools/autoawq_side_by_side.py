@@ -529,8 +529,8 @@ def print_table(a, res):
     c = res["calib"]
     calib = (f"{a.samples} x {c['seq_len']} ids of {os.path.basename(c['text'])}"
              if a.calib_mode == "ids" else
-             f"the first {a.samples} paragraphs of {os.path.basename(a.calib_text)}, each tool "
-             f"tokenizing")
+             f"{a.samples} paragraphs of {os.path.basename(a.calib_text)}, each tool choosing "
+             f"(AutoAWQ the first, awq.cpp after its seeded shuffle) and tokenizing")
     fix = "" if a.skip_autoawq else f", AutoAWQ CPU fix {a.autoawq_cpu_fix}"
     print(f"\nw{a.w_bit} g{a.group}, zero point, GEMM, clip {a.apply_clip}{fix}; calibration "
           f"{calib}; perplexity: awq eval, "

@@ -181,46 +181,54 @@ json Fingerprint(const std::string& model_path, const QuantizeOptions& o,
   };
 }
 
+// state.bin's header: magic, version, staged blocks, activation count, token hash.
+struct StateHeader {
+  int64_t done = -1;
+  int64_t n = 0;
+  uint64_t hash = 0;
+};
+
+// Reads the header from `f`; false when it is not a state file of this version.
+bool ReadStateHeader(FILE* f, StateHeader& h) {
+  char magic[8];
+  uint32_t version = 0;
+  return std::fread(magic, 1, 8, f) == 8 && std::fread(&version, 4, 1, f) == 1 &&
+         std::fread(&h.done, 8, 1, f) == 1 && std::fread(&h.n, 8, 1, f) == 1 &&
+         std::fread(&h.hash, 8, 1, f) == 1 && std::memcmp(magic, kStateMagic, 8) == 0 &&
+         version == kStateVersion;
+}
+
 // The calibration activations after block `done - 1`, or done = 0 when there is no state.
 int64_t ReadState(const std::string& path, CalibrationActivations& acts) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return 0;
   FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) throw Error(OsError("cannot open", path));
-  char magic[8];
-  uint32_t version = 0;
-  int64_t done = 0, n = 0;
-  uint64_t hash = 0;
-  bool ok = std::fread(magic, 1, 8, f) == 8 && std::fread(&version, 4, 1, f) == 1 &&
-            std::fread(&done, 8, 1, f) == 1 && std::fread(&n, 8, 1, f) == 1 &&
-            std::fread(&hash, 8, 1, f) == 1;
-  if (!ok || std::memcmp(magic, kStateMagic, 8) != 0 || version != kStateVersion) {
+  StateHeader h;
+  if (!ReadStateHeader(f, h)) {
     std::fclose(f);
     throw Error(path + ": not an awq.cpp resume state (delete the staging folder to start over)");
   }
-  if (n != static_cast<int64_t>(acts.x.size()) || hash != acts.token_hash) {
+  if (h.n != static_cast<int64_t>(acts.x.size()) || h.hash != acts.token_hash) {
     std::fclose(f);
-    throw Error(path + ": holds " + std::to_string(n) +
+    throw Error(path + ": holds " + std::to_string(h.n) +
                 " activations of other calibration tokens (delete the staging folder)");
   }
-  ok = n == 0 || std::fread(acts.x.data(), sizeof(float), static_cast<size_t>(n), f) ==
-                     static_cast<size_t>(n);
+  const bool ok = h.n == 0 || std::fread(acts.x.data(), sizeof(float), static_cast<size_t>(h.n),
+                                         f) == static_cast<size_t>(h.n);
   std::fclose(f);
   if (!ok) throw Error(path + ": truncated (delete the staging folder to start over)");
-  return done;
+  return h.done;
 }
 
 // The staged block count a state file records, -1 when there is none or it is unreadable.
 int64_t StagedBlocks(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return -1;
-  char magic[8];
-  uint32_t version = 0;
-  int64_t done = -1;
-  const bool ok = std::fread(magic, 1, 8, f) == 8 && std::fread(&version, 4, 1, f) == 1 &&
-                  std::fread(&done, 8, 1, f) == 1;
+  StateHeader h;
+  const bool ok = ReadStateHeader(f, h);
   std::fclose(f);
-  return ok && std::memcmp(magic, kStateMagic, 8) == 0 && version == kStateVersion ? done : -1;
+  return ok ? h.done : -1;
 }
 
 void WriteState(const std::string& path, int64_t done, const CalibrationActivations& acts) {

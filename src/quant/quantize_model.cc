@@ -447,6 +447,7 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
 
   // 2. Losses, chunk by chunk.
   std::vector<float> cand, out, reference;
+  Captures cap;  // reused by every chunk (resized only for a shorter last one)
   ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
     auto t1 = Clock::now();
     float* walk_rows;
@@ -460,7 +461,6 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
       rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
       walk_rows = rows.data();
     }
-    Captures cap;
     WalkChunk(model, l, walk_rows, s0, s1, seq_len,
               {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut, BlockPoint::kMlpIn,
                BlockPoint::kMlpAct, BlockPoint::kMlpOut},
@@ -621,9 +621,9 @@ void GptqBlock(Model& model, int64_t layer, std::vector<LinearRef>& lins,
     const std::vector<LinearRef*> group = InSlot(lins, s);
     HessianAccumulator acc(group[0]->in);
     auto t0 = Clock::now();
+    Captures cap;
     ForEachChunk(acts.n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
       rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
-      Captures cap;
       WalkChunk(model, layer, rows.data(), s0, s1, seq_len, {SlotInput(s)}, &cap, nullptr);
       acc.Add(cap[SlotInput(s)].data(), (s1 - s0) * seq_len);
     });

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -159,14 +160,16 @@ TEST(QuantizeStream, ChunkingChangesNothing) {
   const Tokenizer tok =
       Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
   // awq with search_samples: the chunked run scores 3 of 8 samples and takes the next block's
-  // input from the statistics walk.
-  for (int variant = 0; variant < 3; ++variant) {
+  // input from the statistics walk. Variants 3 and 4: the coarse-to-fine grid, whose second
+  // pass walks the chunks again.
+  for (int variant = 0; variant < 5; ++variant) {
     const QuantMethod m = variant == 1 ? QuantMethod::kGptq : QuantMethod::kAwq;
     const std::string tag = std::string(QuantMethodName(m)) + std::to_string(variant);
     SCOPED_TRACE(tag);
     QuantizeOptions o = AwqOptions(calib);
     o.method = m;
-    if (variant == 2) o.search_samples = 3;
+    if (variant == 2 || variant == 4) o.search_samples = 3;
+    if (variant >= 3) o.grid_step = 4;
     const std::string whole = tmp + "/whole-" + tag;
     QuantizeToFolder(model_dir, tok, o, whole, uint64_t{5} << 30, false);
     o.activation_budget_bytes = 1;  // one sequence per chunk
@@ -174,6 +177,47 @@ TEST(QuantizeStream, ChunkingChangesNothing) {
     QuantizeToFolder(model_dir, tok, o, chunked, uint64_t{5} << 30, false);
     ExpectSameTree(whole, chunked);
   }
+}
+
+// The coarse-to-fine grid scores a subset of the exhaustive search's candidates with the same
+// arithmetic: its best loss is never below the exhaustive one and equals it whenever both pick
+// the same ratio; the identity's loss is the same; the search does about half the work.
+TEST(QuantizeStream, CoarseToFineGridScoresASubsetOfTheCandidates) {
+  const std::string tmp = test::MakeTempDir("stream-grid");
+  const std::string model_dir = MakeDeepModel(tmp + "/model", 3, 64, 128);
+  const std::string calib = WriteCalibIds(tmp, 4, 64, 405);
+  const Tokenizer tok =
+      Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
+  QuantizeOptions o = AwqOptions(calib);
+  Model exact_model = Model::Load(model_dir);
+  const QuantizeResult exact = QuantizeModel(exact_model, tok, o);
+  o.grid_step = 4;
+  Model coarse_model = Model::Load(model_dir);
+  const QuantizeResult coarse = QuantizeModel(coarse_model, tok, o);
+  ASSERT_EQ(exact.blocks.size(), coarse.blocks.size());
+  int same = 0, total = 0;
+  for (size_t b = 0; b < exact.blocks.size(); ++b) {
+    // Block 0 sees the same inputs in both runs; later blocks see the outputs of the same
+    // original blocks too (AWQ hands on the unquantized block's output).
+    ASSERT_EQ(exact.blocks[b].groups.size(), coarse.blocks[b].groups.size());
+    for (size_t g = 0; g < exact.blocks[b].groups.size(); ++g) {
+      const BlockReport::Group& e = exact.blocks[b].groups[g];
+      const BlockReport::Group& k = coarse.blocks[b].groups[g];
+      SCOPED_TRACE("block " + std::to_string(b) + " " + e.name);
+      EXPECT_EQ(k.identity_loss, e.identity_loss);
+      EXPECT_GE(k.best_loss, e.best_loss);
+      if (k.best_index == e.best_index) {
+        EXPECT_EQ(k.best_loss, e.best_loss);
+        ++same;
+      }
+      ++total;
+    }
+  }
+  std::printf("coarse-to-fine picked the exhaustive search's ratio in %d of %d groups\n", same,
+              total);
+  // Step 4 over 20 ratios: 5 + 1 in the first pass, at most 6 in the second, against 21.
+  EXPECT_LT(coarse.search_flops, 0.65 * exact.search_flops);
+  EXPECT_GT(coarse.search_flops, 0.25 * exact.search_flops);
 }
 
 struct Child {
@@ -262,7 +306,9 @@ TEST(QuantizeStream, KilledRunsResumeToTheSameBytes) {
     }
   }
   EXPECT_GE(killed_midway, 1) << "every run ended before its kill (" << ref_s << " s each)";
-  if (!fs::exists(out) || fs::exists(out + ".partial")) ASSERT_EQ(Wait(Spawn(args(out))), 0);
+  if (!fs::exists(out) || fs::exists(out + ".partial")) {
+    ASSERT_EQ(Wait(Spawn(args(out))), 0);
+  }
   ExpectSameTree(ref, out);
   EXPECT_FALSE(fs::exists(out + ".partial"));
 }

@@ -39,6 +39,11 @@ struct QuantizeOptions {
   // > 0: score the scale candidates on the first search_samples calibration sequences only
   // (statistics, clipping and the next block's input still use all of them). 0: all.
   int64_t search_samples = 0;
+  // > 1: a coarse-to-fine scale grid. The first pass scores every grid_step-th ratio (i = 0,
+  // grid_step, 2 grid_step, ... < n_grid) and the identity; the second the ratios within
+  // grid_step - 1 of the first pass's best. About (n_grid / grid_step + 2 grid_step - 1)
+  // candidates instead of n_grid + 1. 0 or 1: every ratio (AutoAWQ's search).
+  int grid_step = 0;
   // Called after each decoder block with (blocks done, blocks total).
   std::function<void(int64_t, int64_t)> progress;
 };

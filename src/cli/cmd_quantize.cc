@@ -48,6 +48,7 @@ struct QuantizeArgs {
   std::string shard_size = "5GB";
   std::string activation_memory = "256MiB";
   int64_t search_samples = 0;
+  int grid_step = 0;
   bool overwrite = false;
   bool save_activation_stats = false;
   bool json = false;
@@ -122,6 +123,11 @@ int RunQuantize(const QuantizeArgs& a) {
                 " is negative (0 scores the candidates on every calibration sample)");
   }
   opt.search_samples = a.search_samples;
+  if (a.grid_step < 0 || a.grid_step > opt.config.n_grid) {
+    throw Error("--grid-step " + std::to_string(a.grid_step) + " is outside 0.." +
+                std::to_string(opt.config.n_grid) + " (0 or 1 scores every ratio of the grid)");
+  }
+  opt.grid_step = a.grid_step;
   opt.calib_data = a.calib_data.empty() ? DefaultCalibData() : a.calib_data;
 
   const Tokenizer tok = LoadTokenizer(a.model);
@@ -305,6 +311,10 @@ Runner AddQuantizeCommand(CLI::App& app) {
   sub->add_option("--search-samples,--search_samples", a->search_samples,
                   "Score the scale candidates on the first N calibration samples only (0 = all; "
                   "docs/STREAMING.md)")
+      ->capture_default_str();
+  sub->add_option("--grid-step", a->grid_step,
+                  "Coarse-to-fine scale search: score every Nth ratio of the grid, then the "
+                  "ratios within N-1 of the best (0 or 1 = every ratio; docs/STREAMING.md)")
       ->capture_default_str();
   sub->add_flag("--overwrite", a->overwrite, "Replace an existing output folder");
   sub->add_flag("--save-activation-stats", a->save_activation_stats,

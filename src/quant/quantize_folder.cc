@@ -176,6 +176,7 @@ json Fingerprint(const std::string& model_path, const QuantizeOptions& o,
            ? json(nullptr)
            : json{{"tokens_fnv1a64", hash}, {"blocks", acts.n_seq}, {"seq_len", acts.seq_len}}},
       {"search_samples", o.search_samples},
+      {"grid_step", o.grid_step},
       {"activation_budget_bytes", o.activation_budget_bytes},
       {"shard_bytes", shard_bytes},
   };

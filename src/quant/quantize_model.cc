@@ -331,6 +331,47 @@ void WalkChunk(const Model& model, int64_t layer, float* rows, int64_t s0, int64
   model.BlockForwardBatch(layer, rows, s1 - s0, seq_len, &observe);
 }
 
+// The candidates (grid indices 0..n_grid-1, then the identity at n_grid) that pass `pass` of
+// the scale search scores. step <= 1: every one in pass 0. Otherwise pass 0 takes every
+// step-th ratio and the identity, pass 1 the unscored ratios within step - 1 of pass 0's best
+// ratio.
+void SelectPass(const std::vector<char>& scored, const std::vector<double>& sse, int n_grid,
+                int step, int pass, std::vector<char>& active) {
+  active.assign(static_cast<size_t>(n_grid) + 1, 0);
+  if (step <= 1 || pass == 0) {
+    for (int i = 0; i <= n_grid; ++i) active[i] = step <= 1 || i == n_grid || i % step == 0;
+    return;
+  }
+  int best = -1;
+  for (int i = 0; i < n_grid; ++i) {
+    if (scored[i] && (best < 0 || sse[i] < sse[best])) best = i;
+  }
+  if (best < 0) return;
+  for (int i = std::max(0, best - step + 1); i <= std::min(n_grid - 1, best + step - 1); ++i) {
+    active[i] = !scored[i];
+  }
+}
+
+// The scored candidate with the strictly smallest finite loss, earliest on ties.
+int BestScored(const std::vector<char>& scored, const std::vector<double>& sse,
+               const std::string& group) {
+  int best = -1;
+  for (size_t k = 0; k < sse.size(); ++k) {
+    if (scored[k] && std::isfinite(sse[k]) && (best < 0 || sse[k] < sse[best])) {
+      best = static_cast<int>(k);
+    }
+  }
+  if (best < 0) {
+    std::string list;
+    for (size_t k = 0; k < sse.size(); ++k) {
+      if (scored[k]) list += (list.empty() ? "" : ", ") + std::to_string(sse[k]);
+    }
+    throw Error("scale search of group " + group +
+                ": no candidate gave a finite loss (losses: " + list + ")");
+  }
+  return best;
+}
+
 // AWQ on one block (AWQ.md section 1), the calibration batch walked in chunks of sequences:
 //  1. statistics: mean |x| of every slot's input and the clip search's sampled rows, from a walk
 //     of the ORIGINAL block over every chunk (folded into step 2 when one chunk holds the batch);
@@ -348,6 +389,11 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   const int64_t n = n_seq * seq_len;
   const int64_t per_chunk = ChunkSequences(c, options, n_seq, seq_len);
   const bool one_chunk = per_chunk >= n_seq;
+  const int grid_step = options.grid_step;
+  if (grid_step < 0 || grid_step > qc.n_grid) {
+    throw Error("quantize: grid_step " + std::to_string(grid_step) + " is outside 0.." +
+                std::to_string(qc.n_grid));
+  }
   // Sequences whose tokens score the candidates: all, or the first search_samples.
   const int64_t loss_seqs =
       options.search_samples > 0 ? std::min(options.search_samples, n_seq) : n_seq;
@@ -388,6 +434,8 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     std::vector<float> x_mean, w_mean;
     std::vector<std::vector<float>> candidates;  // the grid's scales, then the identity
     std::vector<double> sse;
+    std::vector<char> active;  // candidates scored in the current pass
+    std::vector<char> scored;  // candidates scored in any pass
     // An own-output group scored through the Gram matrix of its inputs (GramIsCheaper).
     std::unique_ptr<HessianAccumulator> gram;
   };
@@ -441,119 +489,147 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
       // Including s = 1 guards against duo scaling's r = 0 not being the identity (AWQ.md).
       g.candidates.emplace_back(static_cast<size_t>(g.in), 1.0f);
       g.sse.assign(g.candidates.size(), 0.0);
+      g.scored.assign(g.candidates.size(), 0);
+      SelectPass(g.scored, g.sse, qc.n_grid, grid_step, 0, g.active);
     }
   };
   if (!one_chunk) make_candidates();
 
-  // 2. Losses, chunk by chunk.
+  // 2. Losses, chunk by chunk; with a coarse-to-fine grid, twice (the second pass scores the
+  // refined candidates; one chunk keeps its captures, several are walked again on copies).
   std::vector<float> cand, out, reference;
   Captures cap;  // reused by every chunk (resized only for a shorter last one)
-  ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
-    auto t1 = Clock::now();
-    float* walk_rows;
-    if (out_in_stats) {
-      if (s0 >= scored_seqs) return;  // the next block's input is already written
-      rows.assign(scored_input.begin() + s0 * seq_len * d, scored_input.begin() + s1 * seq_len * d);
-      walk_rows = rows.data();
-    } else if (update_x) {
-      walk_rows = acts.x.data() + s0 * seq_len * d;
-    } else {
-      rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
-      walk_rows = rows.data();
+  const int passes = grid_step > 1 ? 2 : 1;
+  for (int pass = 0; pass < passes; ++pass) {
+    if (pass > 0) {
+      for (GroupState& g : groups)
+        SelectPass(g.scored, g.sse, qc.n_grid, grid_step, pass, g.active);
     }
-    WalkChunk(model, l, walk_rows, s0, s1, seq_len,
-              {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut, BlockPoint::kMlpIn,
-               BlockPoint::kMlpAct, BlockPoint::kMlpOut},
-              &cap, one_chunk ? stats : nullptr);
-    result.seconds.capture += Since(t1);
-    if (one_chunk) make_candidates();
-    const int64_t ls1 = std::min(s1, loss_seqs);
-    if (s0 >= ls1) return;
-    t1 = Clock::now();
-    const int64_t nl = (ls1 - s0) * seq_len;  // scored rows of this chunk
+    // The walk that writes the next block's input: the only walk of one chunk, else the last.
+    const bool writes_x = update_x && (one_chunk ? pass == 0 : pass == passes - 1);
+    ForEachChunk(n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
+      const int64_t ls1 = std::min(s1, loss_seqs);
+      auto t1 = Clock::now();
+      if (!(one_chunk && pass > 0)) {
+        float* walk_rows;
+        if (out_in_stats) {
+          if (s0 >= scored_seqs) return;  // the next block's input is already written
+          rows.assign(scored_input.begin() + s0 * seq_len * d,
+                      scored_input.begin() + s1 * seq_len * d);
+          walk_rows = rows.data();
+        } else if (writes_x) {
+          walk_rows = acts.x.data() + s0 * seq_len * d;
+        } else {
+          if (s0 >= ls1) return;  // neither scored nor written
+          rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
+          walk_rows = rows.data();
+        }
+        WalkChunk(model, l, walk_rows, s0, s1, seq_len,
+                  {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut,
+                   BlockPoint::kMlpIn, BlockPoint::kMlpAct, BlockPoint::kMlpOut},
+                  &cap, one_chunk && pass == 0 ? stats : nullptr);
+        result.seconds.capture += Since(t1);
+        if (one_chunk && pass == 0) make_candidates();
+      }
+      if (s0 >= ls1) return;
+      t1 = Clock::now();
+      const int64_t nl = (ls1 - s0) * seq_len;  // scored rows of this chunk
+      for (GroupState& g : groups) {
+        const float* inputs = cap[SlotInput(g.spec->slot)].data();
+        if (g.gram) {
+          if (pass == 0) {
+            g.gram->Add(inputs, nl);
+            result.search_flops += 2.0 * static_cast<double>(nl) * g.in * g.in;
+          }
+          continue;
+        }
+        cand.resize(static_cast<size_t>(g.rows * g.in));
+        out.resize(static_cast<size_t>(nl * g.out_width));
+        const float* ref = nullptr;
+        if (g.spec->inspect == Inspect::kOwnOutput) {
+          // The group's own output with the original weights (its linears are consecutive rows
+          // of one slot matrix).
+          reference.resize(out.size());
+          LinearF32(inputs, g.in, g.lins[0]->w, g.in, reference.data(), g.rows, nl, g.rows, g.in,
+                    false, ThreadPool::Global());
+          ref = reference.data();
+        } else {
+          ref = cap[g.spec->inspect == Inspect::kAttention ? BlockPoint::kAttnOut
+                                                           : BlockPoint::kMlpOut]
+                    .data();
+        }
+        int64_t n_active = 0;
+        for (size_t k = 0; k < g.candidates.size(); ++k) {
+          if (!g.active[k]) continue;
+          ++n_active;
+          float* p = cand.data();
+          for (const LinearRef* r : g.lins) {
+            CandidateWeights(*r, g.candidates[k], p);
+            p += r->rows * g.in;
+          }
+          switch (g.spec->inspect) {
+            case Inspect::kAttention:
+              model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs, ls1 - s0, seq_len,
+                                   nullptr, out.data());
+              break;
+            case Inspect::kMlp:
+              model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs, nl, nullptr,
+                             out.data());
+              break;
+            case Inspect::kOwnOutput:
+              LinearF32(inputs, g.in, cand.data(), g.in, out.data(), g.rows, nl, g.rows, g.in,
+                        false, ThreadPool::Global());
+              break;
+            case Inspect::kCount:
+              AWQ_CHECK(false && "invalid inspect");
+          }
+          AddSquaredError(ref, out.data(), nl * g.out_width, g.sse[k]);
+        }
+        result.search_flops += static_cast<double>(n_active) * CandidateFlops(c, g, nl);
+      }
+      result.seconds.scale_search += Since(t1);
+    });
     for (GroupState& g : groups) {
-      const float* inputs = cap[SlotInput(g.spec->slot)].data();
-      if (g.gram) {
-        g.gram->Add(inputs, nl);
-        result.search_flops += 2.0 * static_cast<double>(nl) * g.in * g.in;
-        continue;
-      }
-      cand.resize(static_cast<size_t>(g.rows * g.in));
-      out.resize(static_cast<size_t>(nl * g.out_width));
-      const float* ref = nullptr;
-      if (g.spec->inspect == Inspect::kOwnOutput) {
-        // The group's own output with the original weights (its linears are consecutive rows of
-        // one slot matrix).
-        reference.resize(out.size());
-        LinearF32(inputs, g.in, g.lins[0]->w, g.in, reference.data(), g.rows, nl, g.rows, g.in,
-                  false, ThreadPool::Global());
-        ref = reference.data();
-      } else {
-        ref =
-            cap[g.spec->inspect == Inspect::kAttention ? BlockPoint::kAttnOut : BlockPoint::kMlpOut]
-                .data();
-      }
-      for (size_t k = 0; k < g.candidates.size(); ++k) {
-        float* p = cand.data();
-        for (const LinearRef* r : g.lins) {
-          CandidateWeights(*r, g.candidates[k], p);
-          p += r->rows * g.in;
-        }
-        switch (g.spec->inspect) {
-          case Inspect::kAttention:
-            model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs, ls1 - s0, seq_len,
-                                 nullptr, out.data());
-            break;
-          case Inspect::kMlp:
-            model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs, nl, nullptr,
-                           out.data());
-            break;
-          case Inspect::kOwnOutput:
-            LinearF32(inputs, g.in, cand.data(), g.in, out.data(), g.rows, nl, g.rows, g.in, false,
-                      ThreadPool::Global());
-            break;
-          case Inspect::kCount:
-            AWQ_CHECK(false && "invalid inspect");
-        }
-        AddSquaredError(ref, out.data(), nl * g.out_width, g.sse[k]);
-      }
-      result.search_flops += static_cast<double>(g.candidates.size()) * CandidateFlops(c, g, nl);
+      if (g.gram) continue;
+      for (size_t k = 0; k < g.scored.size(); ++k) g.scored[k] |= g.active[k];
     }
-    result.seconds.scale_search += Since(t1);
-  });
+  }
 
-  // Gram-scored groups: every candidate against the accumulated inputs.
+  // Gram-scored groups: the candidates against the accumulated inputs, in the same passes.
   auto t1 = Clock::now();
   for (GroupState& g : groups) {
     if (!g.gram) continue;
     const std::vector<float> gram(g.gram->Sum().begin(), g.gram->Sum().end());
     g.gram.reset();
     cand.resize(static_cast<size_t>(g.rows * g.in));
-    for (size_t k = 0; k < g.candidates.size(); ++k) {
-      float* p = cand.data();
-      for (const LinearRef* r : g.lins) {
-        CandidateWeights(*r, g.candidates[k], p);
-        p += r->rows * g.in;
+    for (int pass = 0; pass < passes; ++pass) {
+      SelectPass(g.scored, g.sse, qc.n_grid, grid_step, pass, g.active);
+      for (size_t k = 0; k < g.candidates.size(); ++k) {
+        if (!g.active[k]) continue;
+        float* p = cand.data();
+        for (const LinearRef* r : g.lins) {
+          CandidateWeights(*r, g.candidates[k], p);
+          p += r->rows * g.in;
+        }
+        g.sse[k] = GramSquaredError(g.lins[0]->w, cand.data(), g.rows, g.in, gram);
+        g.scored[k] = 1;
+        result.search_flops += 2.0 * static_cast<double>(g.rows) * g.in * g.in;
       }
-      g.sse[k] = GramSquaredError(g.lins[0]->w, cand.data(), g.rows, g.in, gram);
     }
-    result.search_flops += 2.0 * static_cast<double>(g.candidates.size()) * g.rows * g.in * g.in;
   }
-  // The winners: SearchScales' rule (strictly smallest loss, earliest on ties) over the losses.
+  // The winners: SearchScales' rule (strictly smallest loss, earliest on ties, the identity
+  // last) over the scored candidates.
   std::vector<std::vector<float>> scales;
   for (GroupState& g : groups) {
     const double denom = static_cast<double>(loss_seqs * seq_len * g.out_width);
-    size_t k = 0;
-    const ScaleSearchResult r =
-        SearchScales(g.x_mean, g.w_mean, qc.n_grid, qc.duo_scaling, /*include_identity=*/true,
-                     [&](const std::vector<float>&) { return g.sse[k++] / denom; });
+    const int best = BestScored(g.scored, g.sse, g.spec->name);
     BlockReport::Group rep;
     rep.name = g.spec->name;
-    rep.best_index = r.best_index;
-    rep.best_loss = r.best_loss;
-    rep.identity_loss = r.losses.back();
+    rep.best_index = best == qc.n_grid ? -1 : best;
+    rep.best_loss = g.sse[static_cast<size_t>(best)] / denom;
+    rep.identity_loss = g.sse.back() / denom;
     report.groups.push_back(rep);
-    scales.push_back(r.scales);
+    scales.push_back(g.candidates[static_cast<size_t>(best)]);
   }
   result.seconds.scale_search += Since(t1);
 

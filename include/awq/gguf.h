@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,6 +52,7 @@ enum class GgmlType : uint32_t {
   kQ5_K = 13,
   kQ6_K = 14,
   kQ8_K = 15,
+  kIQ4_NL = 20,
   kI8 = 24,
   kI16 = 25,
   kI32 = 26,
@@ -172,6 +174,52 @@ class GgufWriter {
     std::string bytes;
   };
   std::vector<PendingTensor> tensors_;
+};
+
+// One tensor of a GGUF file to be written: its name, type, dimensions (ne[0] = values per row)
+// and the byte size its type and dimensions imply.
+struct GgufTensorDecl {
+  std::string name;
+  GgmlType type;
+  std::vector<int64_t> ne;
+  uint64_t bytes = 0;
+};
+
+// The bytes of a tensor of `type` and dimensions `ne`; an awq::Error naming `name` when the rows
+// are not whole blocks or the type is unknown.
+uint64_t GgufTensorBytes(GgmlType type, const std::vector<int64_t>& ne, const std::string& name);
+
+// A GGUF v3 header (metadata, tensor infos with offsets) padded to `alignment`: what precedes the
+// data section.
+std::string GgufHeader(const std::vector<std::pair<std::string, GgufValue>>& kv,
+                       const std::vector<GgufTensorDecl>& tensors, uint64_t alignment = 32);
+
+// Writes a GGUF v3 file tensor by tensor, so that a model is never held whole: the header first
+// (every tensor declared up front), then Write() for each tensor in the declared order. The file
+// is built as "<path>.tmp-<pid>" and renamed to `path` by Finish(); a writer destroyed before
+// Finish() (an error, an exception) removes its temporary file, so `path` is never half-written.
+class GgufStreamWriter {
+ public:
+  GgufStreamWriter(std::string path, const std::vector<std::pair<std::string, GgufValue>>& kv,
+                   std::vector<GgufTensorDecl> tensors, uint64_t alignment = 32);
+  ~GgufStreamWriter();
+  GgufStreamWriter(const GgufStreamWriter&) = delete;
+  GgufStreamWriter& operator=(const GgufStreamWriter&) = delete;
+
+  // The next declared tensor's bytes (its name and size must match the declaration).
+  void Write(const std::string& name, const void* bytes, size_t n);
+  // Flushes, syncs and renames the file into place; every declared tensor must be written.
+  void Finish();
+
+ private:
+  void Put(const void* data, size_t n);
+
+  std::string path_, tmp_;
+  std::vector<GgufTensorDecl> tensors_;
+  uint64_t alignment_;
+  std::FILE* file_ = nullptr;
+  size_t next_ = 0;
+  uint64_t written_ = 0;
 };
 
 // Convenience constructors for GgufValue.

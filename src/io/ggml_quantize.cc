@@ -212,14 +212,17 @@ float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) 
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
-  auto weight = [&](int i) { return qw != nullptr ? qw[i] : x[i] * x[i]; };
+  // The weights once (the same floats ggml recomputes in every loop); n is at most 32.
+  float w_buf[32];
+  AWQ_CHECK(n <= 32);
+  for (int i = 0; i < n; ++i) w_buf[i] = qw != nullptr ? qw[i] : x[i] * x[i];
   const auto fnmax = static_cast<float>(nmax);
   float iscale = -fnmax / max;
   float sumlx = 0.0f, suml2 = 0.0f;
   for (int i = 0; i < n; ++i) {
     const int l = std::max(-nmax, std::min(nmax - 1, NearestInt(iscale * x[i])));
     L[i] = static_cast<int8_t>(l + nmax);
-    const float w = weight(i);
+    const float w = w_buf[i];
     const auto fl = static_cast<float>(l);
     sumlx += w * x[i] * fl;
     suml2 += w * fl * fl;
@@ -232,7 +235,7 @@ float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) 
     sumlx = suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
       const int l = std::max(-nmax, std::min(nmax - 1, NearestInt(iscale * x[i])));
-      const float w = weight(i);
+      const float w = w_buf[i];
       const auto fl = static_cast<float>(l);
       sumlx += w * x[i] * fl;
       suml2 += w * fl * fl;

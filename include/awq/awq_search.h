@@ -108,6 +108,17 @@ std::vector<std::vector<float>> FoldScalesAndClip(const std::vector<GroupLinear>
 void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
                           const std::vector<float>& s, const QuantParams& p);
 
+// A weight quantizer's round trip, in place over a [rows, in] matrix: what the stored weights
+// will be. FakeQuantize for awq.cpp's group-wise integers; a ggml type's quantize-dequantize for
+// GGUF files (docs/GGUF.md). Called from outside ThreadPool::Global()'s tasks; it may spread over
+// the pool itself.
+using RoundTrip = std::function<void(float* w, int64_t rows, int64_t in)>;
+// The round trip of QuantParams p (FakeQuantize).
+RoundTrip RoundTripOf(const QuantParams& p);
+// ScaleQuantizeUnscale with any quantizer.
+void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
+                          const std::vector<float>& s, const RoundTrip& rt);
+
 // AWQ.md section 3. w [out, in], x [n_tokens, in]: this linear's inputs (already divided by the
 // scales applied to it). Call it from outside a ThreadPool::ParallelFor body: it (and FakeQuantize)
 // spreads work over ThreadPool::Global(), which is not re-entrant. Rows 0, step, 2*step, ... of x
@@ -128,6 +139,14 @@ void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
 std::vector<float> SearchClip(const float* w, int64_t out, int64_t in, const float* x,
                               int64_t n_tokens, const QuantParams& p, int n_grid = 20,
                               double max_shrink = 0.5, int64_t n_sample_token = 512);
+// The same search with any quantizer: groups of `group` inputs are clamped and the whole matrix
+// goes through `rt`. For a quantizer whose blocks are the clip groups (ggml's Q4_0 blocks of 32)
+// each group's error depends on its own clamp only, as with QuantParams; for one whose blocks
+// share a scale over several groups (the k-quants' 256-value super-blocks), each group is scored
+// with every group of the row clamped alike, an approximation the output loss measures.
+std::vector<float> SearchClip(const float* w, int64_t out, int64_t in, const float* x,
+                              int64_t n_tokens, int64_t group, const RoundTrip& rt, int n_grid,
+                              double max_shrink, int64_t n_sample_token);
 
 // The scalar oracle of SearchClip: the reference's direct formula (cur_out - org_out per token),
 // one group at a time, accumulated in double. Slow; for tests.

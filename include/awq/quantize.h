@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "awq/calibration.h"
+#include "awq/gguf.h"
 #include "awq/gptq.h"
 #include "awq/quant_config.h"
 #include "awq/quantizer.h"
@@ -44,8 +45,19 @@ struct QuantizeOptions {
   // grid_step - 1 of the first pass's best. About (n_grid / grid_step + 2 grid_step - 1)
   // candidates instead of n_grid + 1. 0 or 1: every ratio (AutoAWQ's search).
   int grid_step = 0;
+  // GGUF output (QuantizeToGguf): the ggml type of every converted linear by module name, from
+  // llama.cpp's per-tensor rule (gguf_recipe.h). Non-empty: the searches quantize with each
+  // type's own quantizer and QuantizeResult::ggml_linears holds the blocks; the QuantParams of
+  // `config` are not used. Linears absent from it (or of a float type) stay in full precision.
+  std::map<std::string, GgmlType> ggml_types;
   // Called after each decoder block with (blocks done, blocks total).
   std::function<void(int64_t, int64_t)> progress;
+};
+
+// One linear's weights in a ggml type: rows x GgmlRowBytes(type, in) bytes.
+struct GgmlTensor {
+  GgmlType type = GgmlType::kF32;
+  std::vector<uint8_t> bytes;
 };
 
 // What happened to one decoder block, for the summary and for tests.
@@ -94,6 +106,8 @@ struct QuantizeResult {
   // Floating-point operations of the scale search (candidate forwards, Gram products), for its
   // achieved rate against the machine's GEMM peak.
   double search_flops = 0;
+  // ggml_types non-empty: each converted linear's blocks, rows in Hugging Face order.
+  std::map<std::string, GgmlTensor> ggml_linears;
   // QuantizeToFolder: blocks found staged by an earlier, interrupted run of the same command.
   int64_t resumed_blocks = 0;
 };

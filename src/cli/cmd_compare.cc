@@ -1,6 +1,7 @@
-// `awq compare MODEL --methods fp,rtn,gptq,awq,awq+gptq`: quantizes the model with each method
-// on the same calibration text, then evaluates every result against the fp32 model on the same
-// held-out text, and prints one table (text, --markdown FILE, --json).
+// `awq compare MODEL --methods fp,rtn,gptq,awq,awq+gptq [--gguf-types Q4_0,Q4_K_M]`: quantizes the
+// model with each method (and into GGUF files of each llama.cpp type, plain and AWQ) on the same
+// calibration text, then evaluates every result against the fp32 model on the same held-out
+// text, and prints one table (text, --markdown FILE, --json).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -15,6 +16,8 @@
 #include <unistd.h>
 
 #include "awq/error.h"
+#include "awq/gguf_export.h"
+#include "awq/gguf_recipe.h"
 #include "awq/metrics.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
@@ -30,6 +33,9 @@ namespace {
 struct CompareArgs {
   std::string model;
   std::vector<std::string> methods = {"fp", "rtn", "awq"};
+  // GGUF rows: each type's plain rounding (llama-quantize's) and AWQ, as `awq quantize
+  // --format gguf` writes them.
+  std::vector<std::string> gguf_types;
   int w_bit = 4;
   int64_t q_group_size = 128;
   bool zero_point = true;
@@ -100,6 +106,7 @@ int RunCompare(CompareArgs a) {
   for (const std::string& m : a.methods) {
     if (m != "fp") ParseQuantMethod(m);  // an unknown name fails before any work
   }
+  for (const std::string& t : a.gguf_types) ParseGgufFileType(t);
   if (a.calib_data.empty()) a.calib_data = DefaultTextPath("emma");
   if (a.text.empty()) a.text = DefaultTextPath("prideprejudice");
   if (!fs::exists(a.model)) throw Error(a.model + ": no such file or folder");
@@ -152,6 +159,35 @@ int RunCompare(CompareArgs a) {
     SaveQuantizedModel(model, r, opt.config, &tok, row.folder, 5000000000ull, true);
     row.disk_bytes = DirBytes(row.folder);
     rows.push_back(row);
+  }
+  for (const std::string& type : a.gguf_types) {
+    for (const char* method : {"rtn", "awq"}) {
+      Row row;
+      const GgufFileType ft = ParseGgufFileType(type);
+      row.method = std::string(method) + " " + GgufFileTypeName(ft) + " gguf";
+      QuantizeOptions opt;
+      opt.method = ParseQuantMethod(method);
+      opt.config.max_calib_samples = a.max_calib_samples;
+      opt.config.max_calib_seq_len = a.max_calib_seq_len;
+      opt.calib_data = a.calib_data;
+      GgufExportOptions go;
+      go.file_type = ft;
+      go.overwrite = true;
+      ResetPeakRss();
+      ProgressBar bar(row.method, "blk", !a.quiet);
+      opt.progress = [&](int64_t done, int64_t total) { bar.Update(done, total); };
+      row.folder =
+          (fs::path(out_dir) / (std::string(method) + "-" + GgufFileTypeName(ft) + ".gguf"))
+              .string();
+      const auto t0 = std::chrono::steady_clock::now();
+      QuantizeToGguf(a.model, tok, opt, go, row.folder);
+      row.quant_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      row.peak_rss_bytes = PeakRssBytes();
+      bar.Finish();
+      row.disk_bytes = static_cast<int64_t>(fs::file_size(row.folder));
+      rows.push_back(row);
+    }
   }
   // Phase 2: every result against the fp32 model on the held-out text, as each would run.
   const Model reference = Model::Load(a.model, LoadOptions{.int4 = false});
@@ -221,6 +257,10 @@ Runner AddCompareCommand(CLI::App& app) {
   sub->add_option("--methods", a->methods, "Comma-separated: fp, rtn, gptq, awq, awq+gptq")
       ->delimiter(',')
       ->capture_default_str();
+  sub->add_option("--gguf-types,--gguf_types", a->gguf_types,
+                  "Also GGUF files of these llama.cpp types (e.g. Q4_0,Q4_K_M), plain rounding "
+                  "and AWQ each (GGUF inputs)")
+      ->delimiter(',');
   sub->add_option("--w-bit,--w_bit", a->w_bit, "Weight bits (2-8)")->capture_default_str();
   sub->add_option("--q-group-size,--q_group_size", a->q_group_size,
                   "Group size (32, 64, 128, 256, -1)")

@@ -1,6 +1,6 @@
 // `awq quantize MODEL OUT`: RTN, AWQ, GPTQ or AWQ+GPTQ quantization to an AutoAWQ GEMM checkpoint
-// folder, with per-block progress, a size/time summary and --json for scripts. Option names follow
-// AutoAWQ.
+// folder, or AWQ/RTN into a GGUF file of llama.cpp's types (`--format gguf`), with per-block
+// progress, a size/time summary and --json for scripts. Option names follow AutoAWQ.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -16,6 +17,9 @@
 #include "awq/awq_checkpoint.h"
 #include "awq/bench.h"
 #include "awq/calibration.h"
+#include "awq/gguf.h"
+#include "awq/gguf_export.h"
+#include "awq/gguf_recipe.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
 #include "awq/safetensors.h"
@@ -49,6 +53,8 @@ struct QuantizeArgs {
   std::string activation_memory = "256MiB";
   int64_t search_samples = 0;
   int grid_step = 0;
+  std::string format;  // "hf" or "gguf"; empty: gguf when the output ends in .gguf
+  std::string gguf_type = "Q4_K_M";
   bool overwrite = false;
   bool save_activation_stats = false;
   bool json = false;
@@ -61,11 +67,92 @@ std::string DefaultCalibData() {
   return assets + "/text/emma.txt";
 }
 
+// `--format gguf`: the model into one GGUF file of llama.cpp's types (docs/GGUF.md).
+int RunQuantizeGguf(const QuantizeArgs& a, const QuantizeOptions& opt, const Tokenizer& tok,
+                    ProgressBar& bar, std::chrono::steady_clock::time_point t0) {
+  GgufExportOptions go;
+  go.file_type = ParseGgufFileType(a.gguf_type);
+  go.overwrite = a.overwrite;
+  if (!a.quiet) {
+    std::fprintf(stderr, "quantizing %s with %s into %s (llama.cpp type %s)\n", a.model.c_str(),
+                 a.method.c_str(), a.out.c_str(), GgufFileTypeName(go.file_type).c_str());
+  }
+  const QuantizeResult r = QuantizeToGguf(a.model, tok, opt, go, a.out);
+  bar.Finish();
+  const double total_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // What the file holds, type by type.
+  const GgufFile f = GgufFile::Open(a.out);
+  std::map<std::string, std::pair<int64_t, uint64_t>> by_type;  // type -> (tensors, bytes)
+  int64_t params = 0;
+  uint64_t bytes = 0;
+  for (const GgufTensorInfo& t : f.tensors()) {
+    int64_t n = 1;
+    for (int64_t d : t.ne) n *= d;
+    params += n;
+    bytes += t.nbytes;
+    auto& e = by_type[GgmlTypeName(t.type)];
+    e.first += 1;
+    e.second += t.nbytes;
+  }
+  const uint64_t file_bytes = std::filesystem::file_size(a.out);
+  const StageSeconds& s = r.seconds;
+  if (a.json) {
+    nlohmann::json types = nlohmann::json::object();
+    for (const auto& [name, e] : by_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
+    nlohmann::json j = {{"model", a.model},
+                        {"output", a.out},
+                        {"format", "gguf"},
+                        {"gguf_type", GgufFileTypeName(go.file_type)},
+                        {"method", a.method},
+                        {"parameters", params},
+                        {"file_bytes", file_bytes},
+                        {"bits_per_weight", 8.0 * static_cast<double>(bytes) / params},
+                        {"types", types},
+                        {"calib_blocks", r.calib_blocks},
+                        {"calib_tokens", r.calib_tokens},
+                        {"peak_rss_bytes", r.peak_rss_bytes},
+                        {"seconds",
+                         {{"total", total_s},
+                          {"capture", s.capture},
+                          {"scale_search", s.scale_search},
+                          {"clip_search", s.clip_search},
+                          {"quantize", s.quantize},
+                          {"write", s.write}}}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("wrote %s: %.1f MiB, %.2f bits per weight (%lld parameters)\n", a.out.c_str(),
+              Mib(static_cast<int64_t>(file_bytes)), 8.0 * static_cast<double>(bytes) / params,
+              static_cast<long long>(params));
+  for (const auto& [name, e] : by_type) {
+    std::printf("  %-7s %4lld tensors %9.1f MiB\n", name.c_str(), static_cast<long long>(e.first),
+                Mib(static_cast<int64_t>(e.second)));
+  }
+  std::printf("  time %.1fs: capture %.1fs, scale search %.1fs, clip search %.1fs, write %.1fs\n",
+              total_s, s.capture, s.scale_search, s.clip_search, s.write);
+  std::printf("  peak RSS %.0f MiB\n", Mib(r.peak_rss_bytes));
+  return 0;
+}
+
 int RunQuantize(const QuantizeArgs& a) {
   namespace fs = std::filesystem;
   const auto t0 = std::chrono::steady_clock::now();
   if (fs::exists(a.out) && !a.overwrite) {
     throw Error(a.out + ": output exists; pass --overwrite to replace it");
+  }
+  const std::string format =
+      !a.format.empty()
+          ? a.format
+          : (a.out.size() > 5 && a.out.compare(a.out.size() - 5, 5, ".gguf") == 0 ? "gguf" : "hf");
+  if (format != "hf" && format != "gguf") {
+    throw Error("--format '" + a.format + "' is not supported; choose hf or gguf");
+  }
+  const bool gguf = format == "gguf";
+  if (gguf && (a.w_bit || a.q_group_size || a.zero_point || !a.version.empty())) {
+    throw Error(
+        "--w-bit, --q-group-size, --zero-point and --version describe awq.cpp checkpoints; a "
+        "GGUF file's types come from --gguf-type (e.g. Q4_0, Q4_K_M, Q3_K_M)");
   }
   QuantizeOptions opt;
   opt.method = ParseQuantMethod(a.method);
@@ -136,6 +223,7 @@ int RunQuantize(const QuantizeArgs& a) {
     bar.Update(done, total);
     if (!a.quiet) std::fprintf(stderr, " RSS %.0f MiB", Mib(PeakRssBytes()));
   };
+  if (gguf) return RunQuantizeGguf(a, opt, tok, bar, t0);
   QuantizeResult r;
   int64_t params = 0;
   double write_s = 0;
@@ -265,9 +353,10 @@ Runner AddQuantizeCommand(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "quantize",
       "Quantize a model to 4-bit (AWQ, GPTQ, AWQ+GPTQ or RTN) and write an AutoAWQ GEMM "
-      "checkpoint");
+      "checkpoint, or (AWQ or RTN) a GGUF file of llama.cpp's types");
   sub->add_option("model", a->model, "GGUF file or Hugging Face folder")->required();
-  sub->add_option("output", a->out, "Output folder (Hugging Face layout)")->required();
+  sub->add_option("output", a->out, "Output folder (Hugging Face layout), or a .gguf file")
+      ->required();
   sub->add_option("--method", a->method, "rtn, awq, gptq or awq+gptq (docs/GPTQ.md)")
       ->capture_default_str();
   sub->add_option("--damp-percent,--damp_percent", a->damp_percent,
@@ -315,6 +404,14 @@ Runner AddQuantizeCommand(CLI::App& app) {
   sub->add_option("--grid-step", a->grid_step,
                   "Coarse-to-fine scale search: score every Nth ratio of the grid, then the "
                   "ratios within N-1 of the best (0 or 1 = every ratio; docs/STREAMING.md)")
+      ->capture_default_str();
+  sub->add_option("--format", a->format,
+                  "hf (an AutoAWQ checkpoint folder) or gguf (one GGUF file for llama.cpp); "
+                  "default: gguf when the output ends in .gguf");
+  sub->add_option("--gguf-type,--gguf_type", a->gguf_type,
+                  "GGUF output: llama.cpp's file type, its per-tensor types as llama-quantize "
+                  "gives them (" +
+                      GgufFileTypeNames() + ")")
       ->capture_default_str();
   sub->add_flag("--overwrite", a->overwrite, "Replace an existing output folder");
   sub->add_flag("--save-activation-stats", a->save_activation_stats,

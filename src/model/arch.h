@@ -122,6 +122,14 @@ std::string SupportedGgufArchitectures();
 // "model.layers.N." + name.
 std::string LayerPrefix(int64_t layer);
 
+// llama.cpp's name of a Hugging Face tensor ("model.layers.3.self_attn.q_proj.weight" ->
+// "blk.3.attn_q.weight"), by the family's description; "" when it has none.
+std::string GgufTensorName(const Architecture& arch, const std::string& hf_name);
+// llama.cpp's converter interleaves the two rotary halves of every q and k head (families with
+// gguf_permuted_qk): GGUF row i of a q or k matrix of `rows` rows and `n_heads` heads holds
+// Hugging Face row order[i].
+std::vector<int64_t> GgufQkRowOrder(int64_t rows, int64_t n_heads);
+
 // The registered families (one definition per src/model/arch/<name>.cc).
 const Architecture& LlamaArchitecture();
 const Architecture& MistralArchitecture();

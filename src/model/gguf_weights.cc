@@ -11,9 +11,14 @@ namespace awq {
 
 namespace {
 
-// Maps "model.layers.N.<module>.weight" and the global tensors to llama.cpp's names, by the
-// family's description. Returns "" for names that have no GGUF counterpart.
-std::string GgufName(const Architecture& arch, const std::string& hf) {
+bool EndsWith(const std::string& s, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+}  // namespace
+
+std::string GgufTensorName(const Architecture& arch, const std::string& hf) {
   static const std::pair<const char*, const char*> kGlobal[] = {
       {"model.embed_tokens.weight", "token_embd.weight"},
       {"model.norm.weight", "output_norm.weight"},
@@ -47,10 +52,19 @@ std::string GgufName(const Architecture& arch, const std::string& hf) {
   return "";
 }
 
-bool EndsWith(const std::string& s, const char* suffix) {
-  const size_t n = std::strlen(suffix);
-  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+std::vector<int64_t> GgufQkRowOrder(int64_t rows, int64_t n_heads) {
+  AWQ_CHECK(n_heads > 0 && rows % (2 * n_heads) == 0);
+  const int64_t hd = rows / n_heads, half = hd / 2;
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  for (int64_t h = 0; h < n_heads; ++h) {
+    for (int64_t j = 0; j < half; ++j) {
+      for (int64_t t = 0; t < 2; ++t) order[h * hd + 2 * j + t] = h * hd + t * half + j;
+    }
+  }
+  return order;
 }
+
+namespace {
 
 class GgufWeights final : public WeightSource {
  public:
@@ -63,12 +77,12 @@ class GgufWeights final : public WeightSource {
   const ModelConfig& config() const override { return config_; }
 
   bool Has(const std::string& hf_name) const override {
-    const std::string g = GgufName(arch_, hf_name);
+    const std::string g = GgufTensorName(arch_, hf_name);
     return !g.empty() && file_.FindTensor(g) != nullptr;
   }
 
   Tensor GetF32(const std::string& hf_name) const override {
-    const std::string g = GgufName(arch_, hf_name);
+    const std::string g = GgufTensorName(arch_, hf_name);
     if (g.empty() || file_.FindTensor(g) == nullptr) {
       throw Error(file_.path() + ": tensor " + (g.empty() ? hf_name : g) + " (Hugging Face name " +
                   hf_name + ") is missing");

@@ -213,20 +213,29 @@ ScaleSearchResult SearchScales(const std::vector<float>& x_mean, const std::vect
   return res;
 }
 
+RoundTrip RoundTripOf(const QuantParams& p) {
+  return [p](float* w, int64_t rows, int64_t in) { FakeQuantize(w, rows, in, p); };
+}
+
 void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
                           const std::vector<float>& s, const QuantParams& p) {
+  ScaleQuantizeUnscale(w, out, rows, in, s, RoundTripOf(p));
+}
+
+void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
+                          const std::vector<float>& s, const RoundTrip& rt) {
   if (static_cast<int64_t>(s.size()) != in) {
     throw Error("awq search: " + std::to_string(s.size()) + " scales for input width " +
                 std::to_string(in));
   }
-  // Rows split over the pool; FakeQuantize spreads over it itself, so it runs in between.
+  // Rows split over the pool; the round trip spreads over it itself, so it runs in between.
   ThreadPool& pool = ThreadPool::Global();
   pool.ParallelFor(rows, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       for (int64_t c = 0; c < in; ++c) out[r * in + c] = w[r * in + c] * s[c];
     }
   });
-  FakeQuantize(out, rows, in, p);
+  rt(out, rows, in);
   // Divided, not multiplied by 1/s: the reference divides, and 1/s is not exact.
   pool.ParallelFor(rows, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -238,8 +247,19 @@ void ScaleQuantizeUnscale(const float* w, float* out, int64_t rows, int64_t in,
 std::vector<float> SearchClip(const float* w, int64_t out, int64_t in, const float* x,
                               int64_t n_tokens, const QuantParams& p, int n_grid, double max_shrink,
                               int64_t n_sample_token) {
+  return SearchClip(w, out, in, x, n_tokens, GroupSize(p, in), RoundTripOf(p), n_grid, max_shrink,
+                    n_sample_token);
+}
+
+std::vector<float> SearchClip(const float* w, int64_t out, int64_t in, const float* x,
+                              int64_t n_tokens, int64_t group, const RoundTrip& rt, int n_grid,
+                              double max_shrink, int64_t n_sample_token) {
   CheckPositive("output width", out);
-  const int64_t gs = GroupSize(p, in);
+  if (group <= 0 || in % group != 0) {
+    throw Error("clip search: group of " + std::to_string(group) + " inputs for width " +
+                std::to_string(in));
+  }
+  const int64_t gs = group;
   const int64_t ng = in / gs;
   const std::vector<float> factors = ShrinkFactors(n_grid, max_shrink);
   const int64_t n_cand = static_cast<int64_t>(factors.size());
@@ -293,7 +313,7 @@ std::vector<float> SearchClip(const float* w, int64_t out, int64_t in, const flo
           }
         },
         kClipRowTile);
-    FakeQuantize(cand.data(), rows * n_cand, in, p);
+    rt(cand.data(), rows * n_cand, in);
     pool.ParallelFor(
         rows,
         [&](int64_t r0, int64_t r1, int) {

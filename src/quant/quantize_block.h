@@ -37,7 +37,7 @@ void EmbedCalibration(const Model& model, CalibrationActivations& acts);
 
 // Checks every layer's linears against the config (a group size that does not divide a width
 // names the layer) before any work.
-void CheckLinearShapes(const ModelConfig& config, const QuantConfig& qc);
+void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options);
 
 // Sequences per chunk of the calibration batch that the block walks hold at once, from the
 // options' activation budget (at least 1, at most n_seq).

@@ -302,7 +302,10 @@ QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& 
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   Model model = Model::OpenStreaming(model_path);
   const ModelConfig& c = model.config();
-  CheckLinearShapes(c, qc);
+  CheckLinearShapes(c, options);
+  if (!options.ggml_types.empty()) {
+    throw Error("QuantizeToFolder writes awq.cpp checkpoints; ggml types go to QuantizeToGguf");
+  }
   const WeightSource& src = *model.source();
   QuantizeResult result;
   result.method = options.method;

@@ -19,6 +19,7 @@
 
 #include "awq/awq_search.h"
 #include "awq/calibration.h"
+#include "awq/ggml_quantize.h"
 #include "awq/gptq.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
@@ -36,6 +37,24 @@ double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// ggml types that store blocks of integers (not F32, F16, BF16).
+bool IsBlockQuantized(GgmlType t) {
+  return t != GgmlType::kF32 && t != GgmlType::kF16 && t != GgmlType::kBF16;
+}
+
+// The inputs that share one scale in a ggml type: the clip search's groups. The k-quants with
+// 16-value sub-blocks (Q2_K, Q3_K, Q6_K) scale every 16; the others every 32.
+int64_t GgmlScaleBlock(GgmlType t) {
+  return t == GgmlType::kQ2_K || t == GgmlType::kQ3_K || t == GgmlType::kQ6_K ? 16 : 32;
+}
+
+// A ggml type's round trip in place (RoundTripGgmlRows writes to another buffer).
+void RoundTripGgmlInPlace(GgmlType t, float* w, int64_t rows, int64_t in) {
+  thread_local std::vector<float> copy;
+  copy.assign(w, w + rows * in);
+  RoundTripGgmlRows(t, copy.data(), rows, in, w);
+}
+
 // A linear of the current block: a row range of one of the model's fused slot matrices.
 struct LinearRef {
   std::string name;  // "model.layers.3.self_attn.q_proj"
@@ -43,7 +62,17 @@ struct LinearRef {
   float* w = nullptr;  // [rows, in]
   int64_t rows = 0;
   int64_t in = 0;
-  std::optional<QuantParams> params;  // nullopt: not converted
+  std::optional<QuantParams> params;  // awq.cpp's group-wise integers
+  std::optional<GgmlType> ggml;       // or a ggml type (GGUF output); neither: not converted
+
+  bool converted() const { return params.has_value() || ggml.has_value(); }
+  RoundTrip round_trip() const {
+    if (params) return RoundTripOf(*params);
+    const GgmlType t = *ggml;
+    return [t](float* w, int64_t rows, int64_t in) { RoundTripGgmlInPlace(t, w, rows, in); };
+  }
+  // The clip search's groups: the integer groups, or the ggml type's scale blocks.
+  int64_t clip_group() const { return params ? GroupSize(*params, in) : GgmlScaleBlock(*ggml); }
 };
 
 // The slot's fp32 matrix of a layer.
@@ -64,10 +93,12 @@ Tensor& SlotTensor(LayerWeights& lw, Slot s) {
   return lw.wqkv;
 }
 
-// The layer's linears in the description's checkpoint order, with their quantization settings;
+// The layer's linears in the description's checkpoint order, with their quantization settings
+// (`ggml_types` non-empty: the ggml type of each converted linear, QuantizeOptions::ggml_types);
 // `lw` null checks the shapes only (no weight pointers).
 std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t layer,
-                               const QuantConfig& qc) {
+                               const QuantConfig& qc,
+                               const std::map<std::string, GgmlType>& ggml_types) {
   const std::string p = LayerPrefix(layer);
   std::vector<LinearRef> out;
   for (const LinearSpec& spec : ArchitectureOf(c).linears) {
@@ -78,6 +109,23 @@ std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t l
     if (lw != nullptr) ref.w = SlotTensor(*lw, spec.slot).data<float>() + r.row0 * r.in;
     ref.rows = r.rows;
     ref.in = r.in;
+    if (!ggml_types.empty()) {
+      const auto it = ggml_types.find(ref.name);
+      if (it != ggml_types.end() && IsBlockQuantized(it->second)) {
+        if (!GgmlCanQuantize(it->second)) {
+          throw Error(ref.name + ": awq.cpp cannot write ggml type " + GgmlTypeName(it->second));
+        }
+        ref.ggml = it->second;
+        int64_t block = 0, bytes = 0;
+        GgmlTypeLayout(it->second, &block, &bytes);
+        if (ref.in % block != 0) {
+          throw Error(ref.name + ": rows of " + std::to_string(ref.in) + " values are not whole " +
+                      GgmlTypeName(it->second) + " blocks of " + std::to_string(block));
+        }
+      }
+      out.push_back(std::move(ref));
+      continue;
+    }
     ref.params = qc.ParamsFor(ref.name);
     // A group size that does not divide the width is a user error naming the layer.
     if (ref.params) {
@@ -105,6 +153,8 @@ std::vector<LinearRef*> InSlot(std::vector<LinearRef>& lins, Slot s) {
 void CandidateWeights(const LinearRef& r, const std::vector<float>& s, float* out) {
   if (r.params) {
     ScaleQuantizeUnscale(r.w, out, r.rows, r.in, s, *r.params);
+  } else if (r.ggml) {
+    ScaleQuantizeUnscale(r.w, out, r.rows, r.in, s, r.round_trip());
   } else {
     std::memcpy(out, r.w, static_cast<size_t>(r.rows * r.in) * sizeof(float));
   }
@@ -481,7 +531,10 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
         row_counts.push_back(r->rows);
       }
       g.x_mean = stats[static_cast<size_t>(g.spec->slot)].Mean(n);
-      g.w_mean = WeightMeanNormalized(ws, row_counts, g.in, qc.q_group_size);
+      // Weights normalised per quantization group: the integer groups, or the ggml type's scale
+      // blocks.
+      const int64_t w_group = g.lins[0]->ggml ? g.lins[0]->clip_group() : qc.q_group_size;
+      g.w_mean = WeightMeanNormalized(ws, row_counts, g.in, w_group);
       for (int i = 0; i < qc.n_grid; ++i) {
         const float ratio = static_cast<float>(i) / static_cast<float>(qc.n_grid);
         g.candidates.push_back(CandidateScales(g.x_mean, g.w_mean, ratio, qc.duo_scaling));
@@ -647,12 +700,13 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   if (qc.apply_clip) {
     t1 = Clock::now();
     for (LinearRef& r : lins) {
-      if (!r.params || ClipSkipped(r.name)) continue;
+      if (!r.converted() || ClipSkipped(r.name)) continue;
       const SlotStats& st = stats[static_cast<size_t>(r.slot)];
       // The rows are already the sample: step 1 over them.
-      const std::vector<float> max_val = SearchClip(r.w, r.rows, r.in, st.samples.data(), st.t_used,
-                                                    *r.params, qc.n_grid, qc.max_shrink, st.t_used);
-      ApplyClip(r.w, r.rows, r.in, max_val, GroupSize(*r.params, r.in));
+      const std::vector<float> max_val =
+          SearchClip(r.w, r.rows, r.in, st.samples.data(), st.t_used, r.clip_group(),
+                     r.round_trip(), qc.n_grid, qc.max_shrink, st.t_used);
+      ApplyClip(r.w, r.rows, r.in, max_val, r.clip_group());
     }
     result.seconds.clip_search += Since(t1);
   }
@@ -722,8 +776,10 @@ uint64_t Fnv1a64(const void* data, size_t n) {
 
 }  // namespace
 
-void CheckLinearShapes(const ModelConfig& config, const QuantConfig& qc) {
-  for (int64_t l = 0; l < config.num_hidden_layers; ++l) Linears(config, nullptr, l, qc);
+void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options) {
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    Linears(config, nullptr, l, options.config, options.ggml_types);
+  }
 }
 
 int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options, int64_t n_seq,
@@ -768,8 +824,8 @@ void QuantizeBlock(Model& model, int64_t l, const QuantizeOptions& options,
   const QuantConfig& qc = options.config;
   const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
   const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;
-  std::vector<LinearRef> lins =
-      Linears(model.config(), &model.weights().layers[static_cast<size_t>(l)], l, qc);
+  std::vector<LinearRef> lins = Linears(
+      model.config(), &model.weights().layers[static_cast<size_t>(l)], l, qc, options.ggml_types);
   BlockReport report;
   report.layer = l;
   // awq+gptq: the AWQ searches run on this block's input, and GPTQ then starts again from it
@@ -780,6 +836,20 @@ void QuantizeBlock(Model& model, int64_t l, const QuantizeOptions& options,
   } else {
     const auto t0 = Clock::now();
     for (LinearRef& r : lins) {
+      if (r.ggml) {
+        // The stored blocks, and the model left with what they dequantize to.
+        GgmlTensor& g = result.ggml_linears[r.name];
+        g.type = *r.ggml;
+        g.bytes.resize(static_cast<size_t>(r.rows * GgmlRowBytes(g.type, r.in)));
+        QuantizeGgmlRows(g.type, r.w, r.rows, r.in, g.bytes.data());
+        const int64_t row_bytes = GgmlRowBytes(g.type, r.in);
+        ThreadPool::Global().ParallelFor(r.rows, [&](int64_t r0, int64_t r1, int) {
+          for (int64_t i = r0; i < r1; ++i) {
+            DequantizeRow(g.type, g.bytes.data() + i * row_bytes, r.w + i * r.in, r.in);
+          }
+        });
+        continue;
+      }
       if (!r.params) continue;
       QuantizedLinear ql = QuantizeLinear(r.w, r.rows, r.in, *r.params);
       DequantizeLinear(ql, r.w);
@@ -802,7 +872,12 @@ QuantizeResult QuantizeModel(Model& model, const Tokenizer& tokenizer,
   if (options.method != QuantMethod::kAwq && options.method != QuantMethod::kRtn) {
     options.gptq.Validate();
   }
-  CheckLinearShapes(c, qc);
+  if (!options.ggml_types.empty() && options.method != QuantMethod::kAwq &&
+      options.method != QuantMethod::kRtn) {
+    throw Error(std::string("--method ") + QuantMethodName(options.method) +
+                " cannot write ggml types; GGUF output takes awq or rtn");
+  }
+  CheckLinearShapes(c, options);
   CalibrationActivations acts;
   if (options.method != QuantMethod::kRtn) {
     const auto t0 = Clock::now();

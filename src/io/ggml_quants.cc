@@ -11,6 +11,7 @@
 #include "awq/gguf.h"
 #include "awq/half.h"
 #include "io/ggml_blocks.h"
+#include "io/ggml_iq4nl.h"
 
 namespace awq {
 namespace {
@@ -266,7 +267,7 @@ constexpr TypeTraits kTraits[] = {
     {17, "IQ2_XS", kQKK, 74, nullptr},
     {18, "IQ3_XXS", kQKK, 98, nullptr},
     {19, "IQ1_S", kQKK, 50, nullptr},
-    {20, "IQ4_NL", kQK, 18, nullptr},
+    {20, "IQ4_NL", kIq4NlBlockElems, kIq4NlBlockBytes, DequantizeIq4NlRow},
     {21, "IQ3_S", kQKK, 110, nullptr},
     {22, "IQ2_S", kQKK, 82, nullptr},
     {23, "IQ4_XS", kQKK, 136, nullptr},
@@ -315,7 +316,7 @@ void DequantizeRow(GgmlType t, const void* src, float* dst, int64_t n) {
   if (tr == nullptr || tr->dequant == nullptr) {
     throw Error("DequantizeRow: ggml type " + GgmlTypeName(t) +
                 " cannot be dequantized by awq.cpp (supported: F32, F16, BF16, Q4_0, Q4_1, "
-                "Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
+                "Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL)");
   }
   AWQ_CHECK(n >= 0 && n % tr->block_elems == 0);
   tr->dequant(static_cast<const uint8_t*>(src), dst, n);

@@ -9,7 +9,7 @@
 namespace awq {
 
 // True when awq.cpp can write type t: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
-// Q4_K, Q5_K, Q6_K.
+// Q4_K, Q5_K, Q6_K, IQ4_NL.
 bool GgmlCanQuantize(GgmlType t);
 
 // Bytes of one row of n values of type t. Throws awq::Error naming the type and n when n is not a

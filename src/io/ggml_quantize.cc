@@ -20,6 +20,7 @@
 #include "awq/half.h"
 #include "awq/thread_pool.h"
 #include "io/ggml_blocks.h"
+#include "io/ggml_iq4nl.h"
 
 // ggml-base, where llama.cpp's quantizers live, is compiled for the baseline ISA (no -march even
 // in a native build), so on x86-64 no multiply-add is ever fused there. GCC fuses a * b + c into
@@ -1038,6 +1039,14 @@ void QuantizeBF16(const float* x, int64_t n, uint8_t* dst) {
 using QuantizeFn = void (*)(const float* x, int64_t blocks, uint8_t* dst);
 using WeightedFn = void (*)(const float* x, int64_t blocks, const float* qw, uint8_t* dst);
 
+// IQ4_NL (src/io/ggml_iq4nl.cc) takes a row of values.
+void QuantizeIq4Nl(const float* x, int64_t blocks, uint8_t* dst) {
+  QuantizeIq4NlRow(x, blocks * kIq4NlBlockElems, dst);
+}
+void QuantizeIq4NlWeighted(const float* x, int64_t blocks, const float* qw, uint8_t* dst) {
+  QuantizeIq4NlRowWeighted(x, blocks * kIq4NlBlockElems, qw, dst);
+}
+
 struct Quantizer {
   GgmlType type;
   QuantizeFn ref;
@@ -1058,6 +1067,7 @@ constexpr Quantizer kQuantizers[] = {
     {GgmlType::kQ4_K, QuantizeQ4K, QuantizeQ4KWeighted},
     {GgmlType::kQ5_K, QuantizeQ5K, QuantizeQ5KWeighted},
     {GgmlType::kQ6_K, QuantizeQ6K, QuantizeQ6KWeighted},
+    {GgmlType::kIQ4_NL, QuantizeIq4Nl, QuantizeIq4NlWeighted},
 };
 
 const Quantizer* FindQuantizer(GgmlType t) {
@@ -1080,7 +1090,7 @@ Plan PlanFor(GgmlType t, int64_t n, const char* what) {
   if (q == nullptr) {
     throw Error(std::string(what) + ": awq.cpp cannot quantize to ggml type " + GgmlTypeName(t) +
                 " (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, "
-                "Q5_K, Q6_K)");
+                "Q5_K, Q6_K, IQ4_NL)");
   }
   Plan p{q, 0, 0};
   AWQ_CHECK(GgmlTypeLayout(t, &p.block_elems, &p.block_bytes));

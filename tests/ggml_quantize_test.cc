@@ -243,8 +243,8 @@ TEST(GgmlQuantize, SupportedTypes) {
   for (GgmlType t : kGoldenTypes) EXPECT_TRUE(GgmlCanQuantize(t)) << GgmlTypeName(t);
   EXPECT_TRUE(GgmlCanQuantize(GgmlType::kF32));
   EXPECT_TRUE(GgmlCanQuantize(GgmlType::kIQ4_NL));
-  for (GgmlType t : {GgmlType::kQ8_1, GgmlType::kQ8_K, GgmlType::kI8,
-                     GgmlType::kF64, static_cast<GgmlType>(16), static_cast<GgmlType>(99)}) {
+  for (GgmlType t : {GgmlType::kQ8_1, GgmlType::kQ8_K, GgmlType::kI8, GgmlType::kF64,
+                     static_cast<GgmlType>(16), static_cast<GgmlType>(99)}) {
     EXPECT_FALSE(GgmlCanQuantize(t)) << GgmlTypeName(t);
   }
   std::vector<float> x(256, 1.0f);

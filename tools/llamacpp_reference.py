@@ -11,7 +11,7 @@ all for both) this script, with the tools that tools/build_llamacpp.sh builds:
   3. computes an importance matrix with `llama-imatrix` on the calibration text (*Emma*,
      -c 512 --chunks 20) and quantizes with `llama-quantize --imatrix` to the same types;
   4. scores every file (and the EXTRA GGUFs given as arguments, e.g. awq.cpp's) on held-out text
-     (*Pride and Prejudice*, -c 2048, --chunks 16) with `llama-perplexity` and with
+     (*Pride and Prejudice*, -c 2048, --chunks 8) with `llama-perplexity` and with
      `awq eval --protocol llama.cpp` (the same windows, scoring and BOS rule; docs/LLAMACPP_REFERENCE.md);
   5. compares the token ids both tools make of the text (llama-tokenize vs awq eval --save-ids);
   6. prints one table (type, method, file MiB, bits per weight, llama-perplexity, awq eval) and
@@ -313,7 +313,8 @@ def main():
     ap.add_argument("--calib-chunks", type=int, default=20)
     ap.add_argument("--text", default=os.path.join(ROOT, "assets", "text", "prideprejudice.txt"))
     ap.add_argument("--ctx", type=int, default=2048)
-    ap.add_argument("--chunks", type=int, default=16, help="chunks of --ctx tokens scored")
+    ap.add_argument("--chunks", type=int, default=8,
+                    help="chunks of --ctx tokens scored (8 x 2048: 16384 tokens, 8184 scored)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--awq", default=None,
                     help="awq binary (default: build-ref/awq, else build/awq, if present)")

@@ -17,6 +17,7 @@
 #include "awq/model.h"
 #include "awq/thread_pool.h"
 #include "model/arch.h"
+#include "quant/quantize_block.h"
 
 namespace awq {
 
@@ -137,14 +138,7 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = mw.layers[static_cast<size_t>(l)];
     const std::string p = LayerPrefix(l);
-    const std::pair<const char*, const Tensor*> norms[] = {
-        {arch.norms.attn_in, &lw.attn_norm},
-        {arch.norms.mlp_in, &lw.ffn_norm},
-        {arch.norms.attn_out, &lw.post_attn_norm},
-        {arch.norms.mlp_out, &lw.post_ffn_norm},
-        {arch.norms.q, &lw.q_norm},
-        {arch.norms.k, &lw.k_norm}};
-    for (const auto& [name, t] : norms) {
+    for (const auto& [name, t] : BlockNorms(arch, lw)) {
       if (*name == '\0' || t->empty()) continue;
       add_vector(GgufTensorName(arch, p + name + ".weight"), t->data<float>(), t->numel(), norm_add,
                  nullptr);

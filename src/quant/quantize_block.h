@@ -4,10 +4,12 @@
 // block's input.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "awq/quantize.h"
@@ -15,6 +17,9 @@
 namespace awq {
 
 class AwqCheckpointWriter;
+struct Architecture;
+struct LayerWeights;
+class Tensor;
 class Model;
 class SafetensorsFile;
 struct ModelConfig;
@@ -51,6 +56,11 @@ int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options
 void QuantizeBlock(Model& model, int64_t layer, const QuantizeOptions& options,
                    CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
                    QuantizeResult& result);
+
+// The block's norms by the family's names (empty name: the family has none; empty tensor: the
+// model has none), in the order checkpoints store them.
+std::array<std::pair<const char*, const Tensor*>, 6> BlockNorms(const Architecture& arch,
+                                                                const LayerWeights& lw);
 
 // The block's tensors as SaveQuantizedModel writes them, in its order: norms, then each linear
 // (quantized from `linears`, else its fp32 rows) with its bias.

@@ -25,19 +25,23 @@ Tensor CopyRows(const Tensor& t, const RowRange& r, bool vector) {
 
 }  // namespace
 
+std::array<std::pair<const char*, const Tensor*>, 6> BlockNorms(const Architecture& arch,
+                                                                const LayerWeights& lw) {
+  return {{{arch.norms.attn_in, &lw.attn_norm},
+           {arch.norms.mlp_in, &lw.ffn_norm},
+           {arch.norms.attn_out, &lw.post_attn_norm},
+           {arch.norms.mlp_out, &lw.post_ffn_norm},
+           {arch.norms.q, &lw.q_norm},
+           {arch.norms.k, &lw.k_norm}}};
+}
+
 void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t l,
                      const std::map<std::string, QuantizedLinear>& linears) {
   const ModelConfig& c = model.config();
   const Architecture& arch = ArchitectureOf(c);
   const LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
   const std::string p = LayerPrefix(l);
-  const std::pair<const char*, const Tensor*> norms[] = {{arch.norms.attn_in, &lw.attn_norm},
-                                                         {arch.norms.mlp_in, &lw.ffn_norm},
-                                                         {arch.norms.attn_out, &lw.post_attn_norm},
-                                                         {arch.norms.mlp_out, &lw.post_ffn_norm},
-                                                         {arch.norms.q, &lw.q_norm},
-                                                         {arch.norms.k, &lw.k_norm}};
-  for (const auto& [name, t] : norms) {
+  for (const auto& [name, t] : BlockNorms(arch, lw)) {
     if (*name != '\0' && !t->empty()) w.AddTensor(p + name + ".weight", *t);
   }
   const Tensor* slots[] = {&lw.wqkv, &lw.wo, &lw.w_gate_up, &lw.w_down};

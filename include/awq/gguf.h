@@ -82,6 +82,9 @@ struct GgufValue {
   std::vector<GgufValue> array;
 };
 
+// Metadata as written: key-value pairs in file order.
+using GgufMetadata = std::vector<std::pair<std::string, GgufValue>>;
+
 struct GgufTensorInfo {
   std::string name;
   GgmlType type = GgmlType::kF32;

@@ -17,14 +17,19 @@ struct GgufExportOptions {
   bool overwrite = false;  // replace an existing output file
 };
 
-// Quantizes the model at `model_path` (a GGUF file) into the GGUF file `out_path`:
+// Quantizes the model at `model_path` (a GGUF file or a Hugging Face folder) into the GGUF file
+// `out_path`:
 //  - every tensor gets llama-quantize's type for gguf.file_type (GgufTensorType);
 //  - options.method awq: the scale and clip searches quantize each linear with its ggml type's
 //    round trip, the scales are folded, and the folded, clipped weights are quantized with the
 //    same quantizer; rtn: each linear quantized as llama-quantize would (no search);
 //  - the metadata (architecture, tokenizer, chat template) is the input's, with general.file_type
 //    set, keys of an earlier quantization ("quantize.*") dropped, and the AWQ settings recorded
-//    under "awq.*"; q/k rows in llama.cpp's interleaved order, Gemma's norms as 1 + w.
+//    under "awq.*"; q/k rows in llama.cpp's interleaved order, Gemma's norms as 1 + w;
+//  - from a Hugging Face folder, the metadata is written from its config (GgufConfigMetadata)
+//    and `tokenizer` (TokenizerGgufMetadata), each read back first: a setting GGUF cannot hold,
+//    or a tokenizer whose GGUF form encodes a probe text differently, is an error before any
+//    work; tensors go in llama.cpp's converter's order (embedding, blocks, final norm, head).
 // The file appears under `out_path` only when complete. options.ggml_types is filled here.
 // Errors (an existing output without overwrite, the output equal to the input, a family or input
 // kind not supported, gptq) are awq::Error naming what is wrong.

@@ -7,11 +7,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
-namespace awq {
+#include "awq/gguf.h"
 
-class GgufFile;
+namespace awq {
 
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant"
@@ -129,5 +130,19 @@ class StreamingDecoder {
 // A SentencePiece model is written as transformers converts one (BPE with byte fallback, merges
 // derived from the scores, a Replace(" ", "▁") normalizer, user-defined pieces as added tokens).
 void WriteHfTokenizerFiles(const Tokenizer& tokenizer, const std::string& dir);
+
+// The tokenizer as GGUF metadata (tokenizer.ggml.* and tokenizer.chat_template), the keys
+// llama.cpp's converter writes and Tokenizer::FromGguf reads:
+//  - byte-level BPE: model "gpt2", the pre-tokenizer's llama.cpp name ("smollm", "gpt-2",
+//    "llama-bpe", "qwen2"), tokens, token types (special added tokens CONTROL, other added tokens
+//    USER_DEFINED), merges;
+//  - SentencePiece BPE: model "llama", pieces (user-defined ones with "▁" spelled as spaces, as
+//    the converter writes them), scores, piece types, add_space_prefix;
+// plus the BOS/EOS/UNK/PAD ids, add_bos_token/add_eos_token and the first extra end-of-turn id
+// as eot_token_id. The vocabulary is padded to `n_vocab` entries ("[PAD<id>]", UNUSED), the rows
+// of the embedding, as the converter pads it. Throws awq::Error, naming the tokenizer's source,
+// for a pre-tokenizer llama.cpp has no name for or n_vocab below the tokenizer's size.
+std::vector<std::pair<std::string, GgufValue>> TokenizerGgufMetadata(const Tokenizer& tokenizer,
+                                                                     int64_t n_vocab);
 
 }  // namespace awq

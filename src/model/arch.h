@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/gguf.h"
 #include "awq/model_config.h"
 
 namespace awq {
@@ -107,6 +108,10 @@ struct Architecture {
   void (*read_gguf)(const GgufFile& gguf, const std::string& prefix, ModelConfig& c) = nullptr;
   // Family keys written into config.json for a model that came from GGUF (may be null).
   void (*write_hf)(const ModelConfig& c, nlohmann::json& j) = nullptr;
+  // GGUF output: the general.architecture written (null: gguf_archs[0]; Mistral is written as
+  // "llama", as llama.cpp's converter does), and the family keys beyond the common ones.
+  const char* gguf_write_arch = nullptr;
+  void (*write_gguf)(const ModelConfig& c, const std::string& prefix, GgufMetadata& kv) = nullptr;
 };
 
 // The description of config.model_type; throws awq::Error listing the supported types.
@@ -118,6 +123,13 @@ const Architecture* FindGgufArchitecture(const std::string& gguf_arch);
 std::string SupportedModelTypes();
 // "gemma3, llama, ..." (GGUF general.architecture values) for messages.
 std::string SupportedGgufArchitectures();
+
+// The model's hyper-parameters as GGUF metadata (general.architecture and the "<arch>." keys
+// llama.cpp reads), checked by reading them back with ConfigFromGguf: a setting GGUF cannot
+// hold (a RoPE scaling other than linear, a Gemma 3 layer pattern or query scale llama.cpp does
+// not assume, a sliding window on a family whose GGUF form has none) is an awq::Error naming
+// `source`, the config key and its value.
+GgufMetadata GgufConfigMetadata(const ModelConfig& c, const std::string& source);
 
 // "model.layers.N." + name.
 std::string LayerPrefix(int64_t layer);

@@ -1,6 +1,8 @@
 // ModelConfig from GGUF metadata (<arch>.* keys, as llama.cpp's converter writes them).
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 
 #include "awq/gguf.h"
@@ -19,6 +21,144 @@ double ShortestFloat(double v) {
   return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
 }
 }  // namespace
+
+namespace {
+
+std::string Num(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+// The attention of layer l as the forward runs it: the window when it binds within the context,
+// else 0 (a window as long as the context changes nothing).
+int64_t EffectiveWindow(const ModelConfig& c, int64_t l) {
+  if (!c.IsSlidingLayer(l) || c.sliding_window >= c.max_position_embeddings) return 0;
+  return c.sliding_window;
+}
+
+// The first setting in which `back` (read from the GGUF form) computes another model than `c`,
+// as "key: value (GGUF holds: other)"; empty when they agree.
+std::string ConfigDifference(const ModelConfig& c, const ModelConfig& back) {
+  const auto differs = [](const char* key, const std::string& a, const std::string& b) {
+    return a == b ? std::string() : std::string(key) + " " + a + " (GGUF holds " + b + ")";
+  };
+  const auto f32 = [](double v) { return Num(static_cast<float>(v)); };
+  const double q = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : c.head_dim;
+  const double q_back = back.query_pre_attn_scalar > 0 ? back.query_pre_attn_scalar : back.head_dim;
+  const double local = c.rope_local_theta > 0 ? c.rope_local_theta : c.rope_theta;
+  const double local_back = back.rope_local_theta > 0 ? back.rope_local_theta : back.rope_theta;
+  const bool any_sliding = [&] {
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (EffectiveWindow(c, l) > 0) return true;
+    }
+    return false;
+  }();
+  std::string window, window_back;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    window += (l ? "," : "") + std::to_string(EffectiveWindow(c, l));
+    window_back += (l ? "," : "") + std::to_string(EffectiveWindow(back, l));
+  }
+  const std::string checks[] = {
+      differs("hidden_size", Num(c.hidden_size), Num(back.hidden_size)),
+      differs("intermediate_size", Num(c.intermediate_size), Num(back.intermediate_size)),
+      differs("num_hidden_layers", Num(c.num_hidden_layers), Num(back.num_hidden_layers)),
+      differs("num_attention_heads", Num(c.num_attention_heads), Num(back.num_attention_heads)),
+      differs("num_key_value_heads", Num(c.num_key_value_heads), Num(back.num_key_value_heads)),
+      differs("head_dim", Num(c.head_dim), Num(back.head_dim)),
+      differs("vocab_size", Num(c.vocab_size), Num(back.vocab_size)),
+      differs("rms_norm_eps", f32(c.rms_norm_eps), f32(back.rms_norm_eps)),
+      differs("rope_theta", f32(c.rope_theta), f32(back.rope_theta)),
+      differs("rope_scaling.rope_type", Num(static_cast<int>(c.rope_scaling.type)),
+              Num(static_cast<int>(back.rope_scaling.type))),
+      differs("rope_scaling.factor", f32(c.rope_scaling.factor), f32(back.rope_scaling.factor)),
+      differs("tie_word_embeddings", Num(c.tie_word_embeddings), Num(back.tie_word_embeddings)),
+      differs("attention_bias", Num(c.attention_bias), Num(back.attention_bias)),
+      differs("hidden_act", c.hidden_act, back.hidden_act),
+      differs("sliding_window (per layer)", window, window_back),
+      any_sliding ? differs("rope_local_base_freq", f32(local), f32(local_back)) : std::string(),
+      differs("query_pre_attn_scalar", Num(q), Num(q_back)),
+      differs("attn_logit_softcapping", Num(c.attn_logit_softcapping),
+              Num(back.attn_logit_softcapping)),
+      differs("final_logit_softcapping", Num(c.final_logit_softcapping),
+              Num(back.final_logit_softcapping)),
+  };
+  for (const std::string& d : checks) {
+    if (!d.empty()) return d;
+  }
+  return "";
+}
+
+const char* RopeTypeName(RopeScalingType t) {
+  switch (t) {
+    case RopeScalingType::kNone:
+      return "none";
+    case RopeScalingType::kLinear:
+      return "linear";
+    case RopeScalingType::kLlama3:
+      return "llama3";
+    case RopeScalingType::kYarn:
+      return "yarn";
+    default:
+      return "?";
+  }
+}
+
+}  // namespace
+
+GgufMetadata GgufConfigMetadata(const ModelConfig& c, const std::string& source) {
+  const Architecture& family = ArchitectureOf(c);
+  if (family.gguf_archs.empty()) {
+    throw Error(source + ": model_type '" + c.model_type + "' has no GGUF architecture");
+  }
+  if (c.rope_scaling.type != RopeScalingType::kNone &&
+      c.rope_scaling.type != RopeScalingType::kLinear) {
+    throw Error(source + ": rope_scaling type '" + RopeTypeName(c.rope_scaling.type) +
+                "' cannot be written to GGUF (awq.cpp reads back none and linear only)");
+  }
+  const std::string arch =
+      family.gguf_write_arch != nullptr ? family.gguf_write_arch : family.gguf_archs[0];
+  const std::string p = arch + ".";
+  const auto u32 = [](int64_t v) { return GgufU32(static_cast<uint32_t>(v)); };
+  GgufMetadata kv;
+  kv.emplace_back("general.architecture", GgufString(arch));
+  kv.emplace_back(p + "context_length", u32(c.max_position_embeddings));
+  kv.emplace_back(p + "embedding_length", u32(c.hidden_size));
+  kv.emplace_back(p + "block_count", u32(c.num_hidden_layers));
+  kv.emplace_back(p + "feed_forward_length", u32(c.intermediate_size));
+  kv.emplace_back(p + "attention.head_count", u32(c.num_attention_heads));
+  kv.emplace_back(p + "attention.head_count_kv", u32(c.num_key_value_heads));
+  kv.emplace_back(p + "rope.freq_base", GgufF32(static_cast<float>(c.rope_theta)));
+  kv.emplace_back(p + "attention.layer_norm_rms_epsilon",
+                  GgufF32(static_cast<float>(c.rms_norm_eps)));
+  kv.emplace_back(p + "attention.key_length", u32(c.head_dim));
+  kv.emplace_back(p + "attention.value_length", u32(c.head_dim));
+  kv.emplace_back(p + "rope.dimension_count", u32(c.head_dim));
+  kv.emplace_back(p + "vocab_size", u32(c.vocab_size));
+  if (c.rope_scaling.type == RopeScalingType::kLinear) {
+    kv.emplace_back(p + "rope.scaling.type", GgufString("linear"));
+    kv.emplace_back(p + "rope.scaling.factor", GgufF32(static_cast<float>(c.rope_scaling.factor)));
+  }
+  if (family.write_gguf != nullptr) family.write_gguf(c, p, kv);
+
+  // Read back as awq.cpp (and llama.cpp) will: the tensors whose presence the reader asks for.
+  GgufWriter w;
+  for (const auto& [key, value] : kv) w.AddMetadata(key, value);
+  const std::string f32(4, '\0');
+  if (!c.tie_word_embeddings) w.AddTensor("output.weight", GgmlType::kF32, {1}, f32);
+  if (c.attention_bias) w.AddTensor("blk.0.attn_q.bias", GgmlType::kF32, {1}, f32);
+  w.AddTensor("token_embd.weight", GgmlType::kF32, {1}, f32);
+  const std::string image = w.Serialize();
+  ModelConfig back = ConfigFromGguf(GgufFile::Parse(reinterpret_cast<const uint8_t*>(image.data()),
+                                                    image.size(), source + " (as GGUF)"));
+  const std::string diff = ConfigDifference(c, back);
+  if (!diff.empty()) {
+    throw Error(source + ": " + diff + ": llama.cpp's '" + arch +
+                "' GGUF metadata cannot hold this model's setting, so the file would compute "
+                "another model");
+  }
+  return kv;
+}
 
 ModelConfig ConfigFromGguf(const GgufFile& gguf) {
   ModelConfig c;

@@ -1,5 +1,6 @@
 // QuantizeToGguf: the in-memory pipeline (QuantizeModel) with ggml types as the quantizers, then
-// a GGUF file written tensor by tensor in the input file's order.
+// a GGUF file written tensor by tensor: a GGUF input's metadata and tensor order carried over, a
+// Hugging Face folder's config and tokenizer written as llama.cpp's converter writes them.
 #include "awq/gguf_export.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "awq/gguf.h"
 #include "awq/model.h"
 #include "awq/thread_pool.h"
+#include "awq/tokenizer.h"
 #include "model/arch.h"
 #include "quant/quantize_block.h"
 
@@ -49,6 +52,41 @@ std::vector<uint8_t> PermuteRows(const std::vector<uint8_t>& in,
   return out;
 }
 
+// A text whose ids tell tokenizers apart: digits, contractions, whitespace runs, accents,
+// CJK, emoji and newlines.
+constexpr const char* kTokenizerProbe =
+    "Hello world! It's 2026-12-04, and 1234567 apples cost $3.50.\n\n  Indented\tline; "
+    "caf\xC3\xA9 na\xC3\xAFve \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E "
+    "\xF0\x9F\x98\x80 I'LL we've   end.";
+
+// general.* keys, the config's keys and the tokenizer's, for a Hugging Face folder; both read
+// back (ConfigFromGguf in GgufConfigMetadata, Tokenizer::FromGguf here) before they are used.
+GgufMetadata FolderMetadata(const std::string& dir, const ModelConfig& c,
+                            const Tokenizer& tokenizer) {
+  GgufMetadata kv = GgufConfigMetadata(c, dir + "/config.json");
+  std::string name = fs::path(dir).lexically_normal().filename().string();
+  if (name.empty()) name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  kv.insert(kv.begin() + 1, {"general.type", GgufString("model")});
+  kv.insert(kv.begin() + 2, {"general.name", GgufString(name)});
+  const GgufMetadata tok = TokenizerGgufMetadata(tokenizer, c.vocab_size);
+  GgufWriter w;
+  for (const auto& [key, value] : kv) w.AddMetadata(key, value);
+  for (const auto& [key, value] : tok) w.AddMetadata(key, value);
+  const std::string image = w.Serialize();
+  const GgufFile back = GgufFile::Parse(reinterpret_cast<const uint8_t*>(image.data()),
+                                        image.size(), tokenizer.source() + " (as GGUF)");
+  const Tokenizer tok_back = Tokenizer::FromGguf(back);
+  for (const bool special : {false, true}) {
+    if (tokenizer.Encode(kTokenizerProbe, special) != tok_back.Encode(kTokenizerProbe, special)) {
+      throw Error(tokenizer.source() +
+                  ": the tokenizer's GGUF form (tokenizer.ggml.*) encodes text differently "
+                  "from the tokenizer itself; it cannot be written to GGUF");
+    }
+  }
+  kv.insert(kv.end(), tok.begin(), tok.end());
+  return kv;
+}
+
 }  // namespace
 
 QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& tokenizer,
@@ -65,15 +103,16 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   if (fs::exists(out_path) && !gguf.overwrite) {
     throw Error(out_path + ": exists; pass --overwrite to replace it");
   }
-  if (fs::is_directory(model_path)) {
-    throw Error(model_path +
-                ": GGUF output is written from GGUF inputs (their tokenizer and metadata carry "
-                "over); a Hugging Face folder cannot be converted to GGUF yet");
-  }
-  const GgufFile input = GgufFile::Open(model_path);
+  // A GGUF input keeps its metadata, tokenizer and tensor order; a Hugging Face folder's are
+  // written from its config and tokenizer, checked by reading them back before any work.
+  const bool from_gguf = !fs::is_directory(model_path);
+  std::optional<GgufFile> input;
+  if (from_gguf) input = GgufFile::Open(model_path);
   Model model = Model::Load(model_path, LoadOptions{.int4 = false});
   const ModelConfig& c = model.config();
   const Architecture& arch = ArchitectureOf(c);
+  GgufMetadata folder_kv;
+  if (!from_gguf) folder_kv = FolderMetadata(model_path, c, tokenizer);
   GgufRecipeModel rm;
   rm.n_layer = c.num_hidden_layers;
   rm.n_head = c.num_attention_heads;
@@ -100,8 +139,10 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   // The output's tensors by GGUF name.
   std::map<std::string, OutTensor> tensors;
   const ModelWeights& mw = model.weights();
+  std::vector<std::string> natural;  // the order added: llama.cpp's converter's order
   const auto add_matrix = [&](const std::string& name, GgmlType type, const float* x, int64_t rows,
                               int64_t cols) {
+    natural.push_back(name);
     OutTensor t;
     t.decl = {name, type, {cols, rows}, GgufTensorBytes(type, {cols, rows}, name)};
     t.bytes = [=] { return Encode(type, x, rows, cols); };
@@ -109,6 +150,7 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   };
   const auto add_vector = [&](const std::string& name, const float* x, int64_t n, float add,
                               const std::vector<int64_t>* order) {
+    natural.push_back(name);
     OutTensor t;
     t.decl = {name, GgmlType::kF32, {n}, static_cast<uint64_t>(n) * 4};
     t.bytes = [=] {
@@ -124,11 +166,6 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   const int64_t d = c.hidden_size;
   add_matrix("token_embd.weight", type_of("token_embd.weight", d, 2), mw.embed.data<float>(),
              c.vocab_size, d);
-  add_vector("output_norm.weight", mw.final_norm.data<float>(), d, norm_add, nullptr);
-  if (!c.tie_word_embeddings) {
-    add_matrix("output.weight", type_of("output.weight", d, 2), mw.lm_head.data<float>(),
-               c.vocab_size, d);
-  }
   // q/k row orders (kept alive for the lambdas).
   std::vector<int64_t> q_order, k_order;
   if (arch.gguf_permuted_qk) {
@@ -154,6 +191,7 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
       } else if (arch.gguf_permuted_qk && spec.slot == Slot::kQkv && spec.part == Part::kK) {
         order = &k_order;
       }
+      natural.push_back(name);
       const auto it = result.ggml_linears.find(hf);
       if (it != result.ggml_linears.end()) {
         const GgmlTensor* g = &it->second;
@@ -183,10 +221,17 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
     }
   }
 
+  add_vector("output_norm.weight", mw.final_norm.data<float>(), d, norm_add, nullptr);
+  if (!c.tie_word_embeddings) {
+    add_matrix("output.weight", type_of("output.weight", d, 2), mw.lm_head.data<float>(),
+               c.vocab_size, d);
+  }
+
   // The input's order (llama-quantize keeps it); every input tensor must have its counterpart.
   std::vector<GgufTensorDecl> decls;
   std::vector<std::string> order;
-  for (const GgufTensorInfo& info : input.tensors()) {
+  if (!from_gguf) order = natural;
+  for (const GgufTensorInfo& info : from_gguf ? input->tensors() : std::vector<GgufTensorInfo>{}) {
     const auto it = tensors.find(info.name);
     if (it == tensors.end()) {
       throw Error(model_path + ": tensor " + info.name +
@@ -210,8 +255,8 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   for (const std::string& name : order) decls.push_back(tensors[name].decl);
 
   // The input's metadata, re-typed.
-  std::vector<std::pair<std::string, GgufValue>> kv;
-  for (const auto& [key, value] : input.metadata()) {
+  GgufMetadata kv = std::move(folder_kv);
+  for (const auto& [key, value] : from_gguf ? input->metadata() : GgufMetadata{}) {
     if (key == "general.file_type" || key == "general.quantization_version" ||
         key == "general.alignment" || key.rfind("quantize.", 0) == 0 || key.rfind("awq.", 0) == 0) {
       continue;

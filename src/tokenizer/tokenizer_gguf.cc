@@ -1,8 +1,11 @@
 // Loads a tokenizer from GGUF metadata (tokenizer.ggml.*): byte-level BPE, mapping llama.cpp's
 // pre-tokenizer names to the regex chains Hugging Face ships for the same models, or
 // SentencePiece BPE from the pieces, scores and token types.
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "awq/error.h"
 #include "awq/gguf.h"
@@ -288,6 +291,113 @@ Tokenizer SentencePieceFromGguf(const GgufFile& gguf) {
 }
 
 }  // namespace
+
+namespace {
+
+// llama.cpp's name for a byte-level pre-tokenizer chain (the inverse of SetPreTokenizer).
+std::string PreTokenizerName(const tok::TokenizerSpec& spec) {
+  const std::vector<std::string>& p = spec.patterns;
+  if (p.size() == 2 && p[0] == tok::kDigitPattern && p[1] == tok::kGpt2Pattern) return "smollm";
+  if (p.size() == 1 && p[0] == tok::kGpt2Pattern) return "gpt-2";
+  if (p.size() == 1 && p[0] == tok::kLlama3Pattern) return "llama-bpe";
+  if (p.size() == 1 && p[0] == tok::kQwen2Pattern) return "qwen2";
+  std::string chain;
+  for (const std::string& s : p) chain += (chain.empty() ? "" : ", ") + ("/" + s + "/");
+  throw Error(spec.source + ": the pre-tokenizer (" + (chain.empty() ? "none" : chain) +
+              ") has no llama.cpp name (tokenizer.ggml.pre); GGUF output supports the chains of "
+              "smollm, gpt-2, llama-bpe and qwen2");
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, GgufValue>> TokenizerGgufMetadata(const Tokenizer& tokenizer,
+                                                                     int64_t n_vocab) {
+  const tok::TokenizerSpec& spec = tokenizer.impl().spec;
+  const int64_t n = static_cast<int64_t>(spec.vocab.size());
+  if (n_vocab < n) {
+    throw Error(spec.source + ": the tokenizer has " + std::to_string(n) +
+                " tokens but the model's embedding only " + std::to_string(n_vocab) + " rows");
+  }
+  const bool spm = spec.kind == tok::ModelKind::kSentencePieceBpe;
+  std::vector<std::string> tokens(static_cast<size_t>(n_vocab));
+  std::vector<int32_t> types(static_cast<size_t>(n_vocab), kUnused);
+  std::vector<float> scores;
+  if (spm) scores.assign(static_cast<size_t>(n_vocab), -1000.0f);
+  for (int64_t id = 0; id < n_vocab; ++id) {
+    const size_t i = static_cast<size_t>(id);
+    if (id >= n) {
+      tokens[i] = "[PAD" + std::to_string(id) + "]";
+      continue;
+    }
+    if (spm) {
+      types[i] = spec.piece_types[i];
+      scores[i] = spec.scores[i];
+      std::string piece = spec.vocab[i];
+      if (types[i] == kUserDefined) {
+        // The converter writes user-defined pieces with "▁" as spaces.
+        std::string spaced;
+        for (size_t k = 0; k < piece.size();) {
+          if (piece.compare(k, tok::kSpaceSymbol.size(), tok::kSpaceSymbol) == 0) {
+            spaced.push_back(' ');
+            k += tok::kSpaceSymbol.size();
+          } else {
+            spaced.push_back(piece[k++]);
+          }
+        }
+        piece = std::move(spaced);
+      }
+      tokens[i] = std::move(piece);
+    } else {
+      tokens[i] = tokenizer.impl().token_text[i];
+      types[i] = kNormal;
+      if (tokens[i].empty()) {
+        tokens[i] = "[PAD" + std::to_string(id) + "]";
+        types[i] = kUnused;
+      }
+    }
+  }
+  if (!spm) {
+    for (const tok::AddedToken& t : spec.added) {
+      types[static_cast<size_t>(t.id)] = t.special ? kControl : kUserDefined;
+    }
+  }
+
+  std::vector<std::pair<std::string, GgufValue>> kv;
+  kv.emplace_back("tokenizer.ggml.model", GgufString(spm ? "llama" : "gpt2"));
+  kv.emplace_back("tokenizer.ggml.pre", GgufString(spm ? "default" : PreTokenizerName(spec)));
+  kv.emplace_back("tokenizer.ggml.tokens", GgufStringArray(tokens));
+  if (spm) kv.emplace_back("tokenizer.ggml.scores", GgufF32Array(scores));
+  kv.emplace_back("tokenizer.ggml.token_type", GgufI32Array(types));
+  if (!spm) {
+    std::vector<std::string> merges;
+    merges.reserve(spec.merges.size());
+    for (const auto& [a, b] : spec.merges) merges.push_back(a + " " + b);
+    kv.emplace_back("tokenizer.ggml.merges", GgufStringArray(merges));
+  }
+  const auto add_id = [&](const char* key, int32_t id) {
+    if (id >= 0) kv.emplace_back(key, GgufU32(static_cast<uint32_t>(id)));
+  };
+  add_id("tokenizer.ggml.bos_token_id", spec.bos_id);
+  add_id("tokenizer.ggml.eos_token_id", spec.eos_id);
+  add_id("tokenizer.ggml.unknown_token_id", spec.unk_id);
+  add_id("tokenizer.ggml.padding_token_id", spec.pad_id);
+  for (const int32_t id : spec.extra_eos_ids) {
+    if (id != spec.eos_id) {
+      add_id("tokenizer.ggml.eot_token_id", id);
+      break;
+    }
+  }
+  const auto has = [](const std::vector<int32_t>& ids, int32_t id) {
+    return id >= 0 && std::find(ids.begin(), ids.end(), id) != ids.end();
+  };
+  kv.emplace_back("tokenizer.ggml.add_bos_token", GgufBool(has(spec.prefix_ids, spec.bos_id)));
+  kv.emplace_back("tokenizer.ggml.add_eos_token", GgufBool(has(spec.suffix_ids, spec.eos_id)));
+  kv.emplace_back("tokenizer.ggml.add_space_prefix", GgufBool(spm && spec.add_dummy_prefix));
+  if (!spec.chat_template.empty()) {
+    kv.emplace_back("tokenizer.chat_template", GgufString(spec.chat_template));
+  }
+  return kv;
+}
 
 Tokenizer Tokenizer::FromGguf(const GgufFile& gguf) {
   const std::string model = gguf.GetString("tokenizer.ggml.model");

@@ -62,6 +62,10 @@ void ReadGemma3Gguf(const GgufFile& gguf, const std::string& p, ModelConfig& c) 
   c.rms_norm_eps = gguf.GetFloat(p + "attention.layer_norm_rms_epsilon", 1e-6);
 }
 
+void WriteGemma3Gguf(const ModelConfig& c, const std::string& p, GgufMetadata& kv) {
+  kv.emplace_back(p + "attention.sliding_window", GgufU32(static_cast<uint32_t>(c.sliding_window)));
+}
+
 void WriteGemma3(const ModelConfig& c, nlohmann::json& j) {
   j.erase("hidden_act");
   j.erase("mlp_bias");
@@ -107,6 +111,7 @@ const Architecture& Gemma3Architecture() {
     a.read_hf = ReadGemma3;
     a.read_gguf = ReadGemma3Gguf;
     a.write_hf = WriteGemma3;
+    a.write_gguf = WriteGemma3Gguf;
     return a;
   }();
   return a;

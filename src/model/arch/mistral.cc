@@ -16,6 +16,7 @@ const Architecture& MistralArchitecture() {
     a.model_type = "mistral";
     a.hf_class = "MistralForCausalLM";
     a.gguf_archs = {"mistral"};
+    a.gguf_write_arch = "llama";  // as llama.cpp's converter writes MistralForCausalLM
     a.linears = kSeparateLinears;
     a.awq_groups = kStandardAwqGroups;
     a.gguf_permuted_qk = true;

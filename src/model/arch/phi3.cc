@@ -14,6 +14,18 @@ void ReadPhi3(const nlohmann::json& root, const std::string& source, ModelConfig
                 " is not supported (only 1.0: RoPE over the whole head)");
   }
 }
+
+// llama.cpp's phi3 keeps the window as attention.sliding_window (absent: none).
+void ReadPhi3Gguf(const GgufFile& gguf, const std::string& p, ModelConfig& c) {
+  c.sliding_window = static_cast<int64_t>(gguf.GetUint(p + "attention.sliding_window", 0));
+}
+
+void WritePhi3Gguf(const ModelConfig& c, const std::string& p, GgufMetadata& kv) {
+  if (c.sliding_window > 0) {
+    kv.emplace_back(p + "attention.sliding_window",
+                    GgufU32(static_cast<uint32_t>(c.sliding_window)));
+  }
+}
 }  // namespace
 
 const Architecture& Phi3Architecture() {
@@ -32,6 +44,8 @@ const Architecture& Phi3Architecture() {
     a.awq_groups = kStandardAwqGroups;
     a.read_hf = ReadPhi3;
     a.write_hf = arch_keys::WriteSlidingWindow;
+    a.read_gguf = ReadPhi3Gguf;
+    a.write_gguf = WritePhi3Gguf;
     return a;
   }();
   return a;

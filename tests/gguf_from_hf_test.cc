@@ -1,0 +1,155 @@
+// GGUF output from Hugging Face folders (QuantizeToGguf on a folder): the tiny random models of
+// each family (tests/data/tiny, made by transformers; a config key changed where llama.cpp's GGUF
+// cannot hold the original) written as F32 GGUF files load back as the same model (the same
+// logits) with the same tokenizer (the same ids), and settings llama.cpp's GGUF cannot hold are
+// refused before anything is written.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "awq/gguf.h"
+#include "awq/gguf_export.h"
+#include "awq/model.h"
+#include "awq/quantize.h"
+#include "awq/tokenizer.h"
+#include "test_util.h"
+
+namespace awq {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string TinyDir(const std::string& name) { return test::DataPath("tiny/" + name); }
+
+Tokenizer FolderTokenizer(const std::string& dir) {
+  return Tokenizer::FromHfJson(dir + "/tokenizer.json", dir + "/tokenizer_config.json");
+}
+
+std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids) {
+  const int64_t n = static_cast<int64_t>(ids.size()), d = m.config().hidden_size;
+  KvCache cache = m.NewCache(n);
+  std::vector<float> hidden(static_cast<size_t>(n * d));
+  m.Forward(ids.data(), n, cache, hidden.data());
+  std::vector<float> logits(static_cast<size_t>(n * m.config().vocab_size));
+  m.Logits(hidden.data(), n, logits.data());
+  return logits;
+}
+
+QuantizeOptions Rtn() {
+  QuantizeOptions o;
+  o.method = QuantMethod::kRtn;
+  return o;
+}
+
+// A copy of a tiny model with config.json keys replaced (a setting GGUF can hold).
+std::string PatchedCopy(const std::string& family, const nlohmann::json& patch) {
+  const std::string dir = test::MakeTempDir("gguf-from-hf-" + family) + "/" + family;
+  fs::copy(TinyDir(family), dir, fs::copy_options::recursive);
+  std::ifstream in(dir + "/config.json");
+  nlohmann::json config = nlohmann::json::parse(in);
+  in.close();
+  config.merge_patch(patch);
+  std::ofstream(dir + "/config.json") << config.dump(2);
+  return dir;
+}
+
+// The tiny model of `family`, made representable where it is not: Llama with plain RoPE,
+// Qwen2 without YaRN, Mistral without its 8-token window, Gemma 3 scaling queries by head_dim as
+// llama.cpp does.
+std::string ModelDir(const std::string& family) {
+  if (family == "llama") {
+    return PatchedCopy("llama3_rope",
+                       {{"rope_parameters", {{"rope_theta", 10000.0}, {"rope_type", "default"}}},
+                        {"rope_scaling", nullptr}});
+  }
+  if (family == "qwen2") {
+    return PatchedCopy("qwen2_yarn",
+                       {{"rope_parameters", {{"rope_theta", 10000.0}, {"rope_type", "default"}}},
+                        {"rope_scaling", nullptr}});
+  }
+  if (family == "mistral") return PatchedCopy("mistral", {{"sliding_window", nullptr}});
+  if (family == "gemma3") return PatchedCopy("gemma3", {{"query_pre_attn_scalar", 16}});
+  return TinyDir(family);
+}
+
+std::string WriteF32(const std::string& family, const std::string& out_dir,
+                     const std::string& dir_in = "") {
+  const std::string dir = dir_in.empty() ? TinyDir(family) : dir_in;
+  const std::string out = out_dir + "/" + family + ".gguf";
+  GgufExportOptions go;
+  go.file_type = GgufFileType::kF32;
+  QuantizeToGguf(dir, FolderTokenizer(dir), Rtn(), go, out);
+  return out;
+}
+
+constexpr const char* kText =
+    "The quick brown fox, 12345 times: it's <b>bold</b>!\n\n  Caf\xC3\xA9 \xE6\x97\xA5 end";
+
+class GgufFromHf : public ::testing::TestWithParam<const char*> {};
+
+// F32 weights go through unchanged, so the GGUF model must compute the folder's logits up to
+// summation order (measured below 1e-5 at these widths; a wrong q/k order, norm or rope moves
+// them by more than 0.1).
+TEST_P(GgufFromHf, F32FileComputesTheFolderModelWithItsTokenizer) {
+  const std::string family = GetParam();
+  const std::string dir = ModelDir(family);
+  const std::string out = WriteF32(family, test::MakeTempDir("gguf-from-hf"), dir);
+  const Model hf = Model::Load(dir, LoadOptions{.int4 = false});
+  const Model gg = Model::Load(out, LoadOptions{.int4 = false});
+  const Tokenizer tok = FolderTokenizer(dir);
+  const Tokenizer tok_back = Tokenizer::FromGguf(GgufFile::Open(out));
+  const std::vector<int32_t> ids = tok.Encode(kText, true, false);
+  EXPECT_EQ(tok_back.Encode(kText, true, false), ids);
+  EXPECT_EQ(tok_back.Encode(kText, true, true), tok.Encode(kText, true, true));
+  EXPECT_EQ(tok_back.vocab_size(), tok.vocab_size());
+  EXPECT_EQ(tok_back.chat_template(), tok.chat_template());
+
+  std::vector<int32_t> prompt(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 24));
+  const std::vector<float> a = PromptLogits(hf, prompt), b = PromptLogits(gg, prompt);
+  ASSERT_EQ(a.size(), b.size());
+  float worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  EXPECT_LT(worst, 1e-4f) << family;
+  std::printf("%s: %zu tokens, max |logit diff| %.3g\n", family.c_str(), prompt.size(), worst);
+
+  const GgufFile f = GgufFile::Open(out);
+  EXPECT_EQ(f.GetString("general.name"), fs::path(dir).filename().string());
+  EXPECT_EQ(f.GetString("tokenizer.ggml.pre"), "llama-bpe");
+  EXPECT_EQ(f.GetUint("general.file_type"), 0u);
+}
+
+// Llama and Mistral have llama.cpp's interleaved q/k rows, Qwen2 q/k/v biases, Gemma 3 its
+// 1 + w norms and sliding window key, Phi-3 its fused tensors.
+INSTANTIATE_TEST_SUITE_P(Families, GgufFromHf,
+                         ::testing::Values("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3"));
+
+// Settings llama.cpp's GGUF metadata has no room for are named, and nothing is written.
+TEST(GgufFromHfErrors, UnrepresentableSettingsAreRefusedBeforeWriting) {
+  const std::string dir = test::MakeTempDir("gguf-from-hf-errors");
+  const struct {
+    const char* family;
+    const char* message;
+  } cases[] = {
+      {"llama3_rope", "rope_scaling type 'llama3'"},
+      {"qwen2_yarn", "rope_scaling type 'yarn'"},
+      // Gemma 3 GGUF files scale queries by head_dim (16); this model by 24.
+      {"gemma3", "query_pre_attn_scalar 24 (GGUF holds 16)"},
+      // llama.cpp writes Mistral as "llama", which has no sliding window.
+      {"mistral", "sliding_window (per layer)"},
+  };
+  for (const auto& c : cases) {
+    const std::string out = dir + "/" + c.family + ".gguf";
+    test::ExpectError([&] { WriteF32(c.family, dir); }, {c.message});
+    EXPECT_FALSE(fs::exists(out)) << c.family;
+  }
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+}  // namespace
+}  // namespace awq

@@ -101,6 +101,15 @@ enum class Int4Kernel {
 bool Int4KernelAvailable(Int4Kernel k);
 const char* Int4KernelName(Int4Kernel k);
 
+// The kernel Int4Linear runs for `requested` and m rows of x, never kAuto or kAutoInt8: a concrete
+// `requested` is kept; for kAuto and kAutoInt8, `override_kernel` takes the automatic choice's
+// place unless it is kAuto (AWQ_INT4_KERNEL=auto-int8 makes every automatic choice kAutoInt8's),
+// then the automatic choice is made for this CPU (see Int4Linear).
+Int4Kernel ResolveInt4Kernel(Int4Kernel requested, int64_t m, Int4Kernel override_kernel);
+// The same with AWQ_INT4_KERNEL as the override. Throws awq::Error naming the variable when it
+// holds an unknown name or a kernel this CPU cannot run.
+Int4Kernel ResolveInt4Kernel(Int4Kernel requested, int64_t m);
+
 // Parses "auto", "reference", "avx2", "avx2-sgemm", "reference-int8", "avx2-int8",
 // "avx512-int8", "neon-int8", "auto-int8" (Int4KernelName's names);
 // anything else is an awq::Error listing them.
@@ -116,13 +125,14 @@ Int4Kernel ParseInt4Kernel(const std::string& name);
 //  - int8 activations (kReferenceInt8, kAvx2Int8, kAvx512Int8, kNeonInt8): each row of x is
 //    quantized to int8 per block of 16 inputs (symmetric, max |x| / 127; the whole group when
 //    the group is not a multiple of 16) and dotted with the codes in integers; one GEMV per row,
-//    except kAvx2Int8 with m >= 2, a GEMM over panels of 5 rows. Faster, at a small accuracy cost
-//    (docs/KERNELS.md has the perplexity figures).
+//    except kAvx2Int8 and kAvx512Int8 with m >= 2, which run kAvx2Int8's GEMM over panels of 5
+//    rows. Faster, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
 // kAuto runs, for m == 1, kAvx512Int8 where AVX-512 VNNI exists, else kAvx2Int8, and kNeonInt8 on
 // AArch64 with sdot; for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2; kReference where none
 // of these runs. kAutoInt8 is kAuto for m == 1 and kAvx2Int8 for m > 1 where AVX2 runs (else
-// kAuto's choice). The environment variable AWQ_INT4_KERNEL (a name above) replaces kAuto's choice
-// for every m. Call it from outside the pool's tasks (the pool is not re-entrant).
+// kAuto's choice). The environment variable AWQ_INT4_KERNEL (a name above) replaces the automatic
+// choice of kAuto and kAutoInt8 for every m (ResolveInt4Kernel); a kernel passed explicitly is
+// run as given. Call it from outside the pool's tasks (the pool is not re-entrant).
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                 bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);
 

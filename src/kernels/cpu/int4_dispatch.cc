@@ -9,17 +9,60 @@
 namespace awq {
 
 namespace {
-// AWQ_INT4_KERNEL, read once; kAuto when unset.
+// What a kernel needs of the CPU, for the message that refuses it.
+const char* Int4KernelNeeds(Int4Kernel k) {
+  switch (k) {
+    case Int4Kernel::kAvx2:
+    case Int4Kernel::kAvx2Sgemm:
+    case Int4Kernel::kAvx2Int8:
+      return "an x86-64 CPU with AVX2, FMA and F16C";
+    case Int4Kernel::kAvx512Int8:
+      return "an x86-64 CPU with AVX-512 F/BW and VNNI (and AVX2, FMA, F16C)";
+    case Int4Kernel::kNeonInt8:
+      return "an AArch64 CPU with the dot-product extension (asimddp)";
+    default:
+      return "nothing";
+  }
+}
+
+// The names this CPU runs, for error messages.
+std::string AvailableKernelNames() {
+  std::string names;
+  for (const Int4Kernel k :
+       {Int4Kernel::kAuto, Int4Kernel::kAutoInt8, Int4Kernel::kReference, Int4Kernel::kAvx2,
+        Int4Kernel::kAvx2Sgemm, Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8,
+        Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8}) {
+    if (Int4KernelAvailable(k))
+      names += (names.empty() ? "" : ", ") + std::string(Int4KernelName(k));
+  }
+  return names;
+}
+
+// AWQ_INT4_KERNEL, read and checked once: an unknown name or a kernel this CPU cannot run is an
+// error naming the variable, at the first product rather than deep inside a kernel. kAuto when
+// unset.
 Int4Kernel EnvKernel() {
   static const Int4Kernel k = [] {
     const char* env = std::getenv("AWQ_INT4_KERNEL");
-    return env == nullptr || *env == 0 ? Int4Kernel::kAuto : ParseInt4Kernel(env);
+    if (env == nullptr || *env == 0) return Int4Kernel::kAuto;
+    Int4Kernel parsed;
+    try {
+      parsed = ParseInt4Kernel(env);
+    } catch (const Error& e) {
+      throw Error(std::string("AWQ_INT4_KERNEL: ") + e.what());
+    }
+    if (!Int4KernelAvailable(parsed)) {
+      throw Error(std::string("AWQ_INT4_KERNEL=") + env + ": this CPU cannot run that kernel (it " +
+                  "needs " + Int4KernelNeeds(parsed) +
+                  "); kernels that run here: " + AvailableKernelNames());
+    }
+    return parsed;
   }();
   return k;
 }
 
+// kAuto's (int8_prompts false) or kAutoInt8's (true) choice for m rows on this CPU.
 Int4Kernel AutoKernel(int64_t m, bool int8_prompts) {
-  if (const Int4Kernel k = EnvKernel(); k != Int4Kernel::kAuto) return k;
   if (int8_prompts && m > 1 && CpuHasAvx2Fma16()) return Int4Kernel::kAvx2Int8;
   if (CpuHasNeonDot()) return m == 1 ? Int4Kernel::kNeonInt8 : Int4Kernel::kReference;
   if (!CpuHasAvx2Fma16()) return Int4Kernel::kReference;
@@ -27,6 +70,19 @@ Int4Kernel AutoKernel(int64_t m, bool int8_prompts) {
   return CpuHasAvx512() ? Int4Kernel::kAvx2Sgemm : Int4Kernel::kAvx2;
 }
 }  // namespace
+
+Int4Kernel ResolveInt4Kernel(Int4Kernel requested, int64_t m, Int4Kernel override_kernel) {
+  if (requested != Int4Kernel::kAuto && requested != Int4Kernel::kAutoInt8) return requested;
+  // The override takes the place of the automatic choice only. Its value kAutoInt8 is itself an
+  // automatic choice: resolved below like a caller's kAutoInt8, never passed on as a kernel.
+  if (override_kernel != Int4Kernel::kAuto) requested = override_kernel;
+  if (requested != Int4Kernel::kAuto && requested != Int4Kernel::kAutoInt8) return requested;
+  return AutoKernel(m, requested == Int4Kernel::kAutoInt8);
+}
+
+Int4Kernel ResolveInt4Kernel(Int4Kernel requested, int64_t m) {
+  return ResolveInt4Kernel(requested, m, EnvKernel());
+}
 
 bool Int4KernelAvailable(Int4Kernel k) {
   switch (k) {
@@ -90,12 +146,11 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
   AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));
   if (m == 0 || w.out == 0) return;
-  if (kernel == Int4Kernel::kAuto || kernel == Int4Kernel::kAutoInt8) {
-    kernel = AutoKernel(m, kernel == Int4Kernel::kAutoInt8);
-  }
+  kernel = ResolveInt4Kernel(kernel, m);
   if (!Int4KernelAvailable(kernel)) {
     throw Error(std::string("int4 kernels: the ") + Int4KernelName(kernel) +
-                " kernel does not run on this CPU");
+                " kernel does not run on this CPU (it needs " + Int4KernelNeeds(kernel) +
+                "); kernels that run here: " + AvailableKernelNames());
   }
   switch (kernel) {
 #if defined(__x86_64__)
@@ -109,7 +164,13 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
       Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
     case Int4Kernel::kAvx512Int8:
-      Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
+      // A GEMV: prompts go to the AVX2 int8 GEMM (the same int8 activations) rather than one
+      // pass over the weights per prompt row.
+      if (m >= 2) {
+        Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
+      } else {
+        Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
+      }
       return;
 #endif
 #if defined(__aarch64__)
@@ -120,10 +181,15 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
     case Int4Kernel::kReferenceInt8:
       Int4LinearInt8Ref(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
-    default:
+    case Int4Kernel::kReference:
       Int4LinearRef(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
+    default:
+      break;
   }
+  // Resolution never leaves kAuto/kAutoInt8, and an available kernel is compiled in: reaching
+  // here is a broken invariant, not a slow fallback to hide.
+  AWQ_CHECK(false && "int4 kernel resolved to one this build has no implementation of");
 }
 
 }  // namespace awq

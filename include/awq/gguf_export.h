@@ -29,8 +29,10 @@ struct GgufExportOptions {
 //  - from a Hugging Face folder, the metadata is written from its config (GgufConfigMetadata)
 //    and `tokenizer` (TokenizerGgufMetadata), each read back first: a setting GGUF cannot hold,
 //    or a tokenizer whose GGUF form encodes a probe text differently, is an error before any
-//    work; tensors go in llama.cpp's converter's order (embedding, blocks, final norm, head).
-// The file appears under `out_path` only when complete. options.ggml_types is filled here.
+//    work.
+// Streams: one block's fp32 weights in memory at a time, each block written as soon as it is
+// final, tensors in llama.cpp's converter's order. The file appears under `out_path` only when
+// complete. options.ggml_types is filled here.
 // Errors (an existing output without overwrite, the output equal to the input, a family or input
 // kind not supported, gptq) are awq::Error naming what is wrong.
 QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& tokenizer,

@@ -1,6 +1,7 @@
-// QuantizeToGguf: the in-memory pipeline (QuantizeModel) with ggml types as the quantizers, then
-// a GGUF file written tensor by tensor: a GGUF input's metadata and tensor order carried over, a
-// Hugging Face folder's config and tokenizer written as llama.cpp's converter writes them.
+// QuantizeToGguf: the block walk (QuantizeBlock) with ggml types as the quantizers, streaming: one
+// block's weights in memory at a time, each block written to the GGUF file as soon as it is
+// final. A GGUF input's metadata carries over; a Hugging Face folder's config and tokenizer are
+// written as llama.cpp's converter writes them.
 #include "awq/gguf_export.h"
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "awq/thread_pool.h"
 #include "awq/tokenizer.h"
 #include "model/arch.h"
+#include "model/weight_source.h"
 #include "quant/quantize_block.h"
 
 namespace awq {
@@ -33,6 +35,11 @@ struct OutTensor {
   GgufTensorDecl decl;
   std::function<std::vector<uint8_t>()> bytes;
 };
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // rows x cols fp32 values stored as `type`.
 std::vector<uint8_t> Encode(GgmlType type, const float* x, int64_t rows, int64_t cols) {
@@ -50,6 +57,20 @@ std::vector<uint8_t> PermuteRows(const std::vector<uint8_t>& in,
     std::memcpy(out.data() + i * row_bytes, in.data() + order[i] * row_bytes, row_bytes);
   }
   return out;
+}
+
+// An F32 vector, plus `add` (Gemma's 1 + w norms), in `order` when not null.
+OutTensor Vector(const std::string& name, const float* x, int64_t n, float add,
+                 const std::vector<int64_t>* order) {
+  OutTensor t;
+  t.decl = {name, GgmlType::kF32, {n}, static_cast<uint64_t>(n) * 4};
+  t.bytes = [=] {
+    std::vector<uint8_t> out(static_cast<size_t>(n) * 4);
+    auto* f = reinterpret_cast<float*>(out.data());
+    for (int64_t i = 0; i < n; ++i) f[i] = x[order != nullptr ? (*order)[i] : i] + add;
+    return out;
+  };
+  return t;
 }
 
 // A text whose ids tell tokenizers apart: digits, contractions, whitespace runs, accents,
@@ -87,11 +108,49 @@ GgufMetadata FolderMetadata(const std::string& dir, const ModelConfig& c,
   return kv;
 }
 
+// The input GGUF's metadata less the keys this file sets anew: the file type, the quantization
+// version, the alignment, and the keys of an earlier quantization (quantize.*, awq.*).
+GgufMetadata InputMetadata(const GgufFile& input) {
+  GgufMetadata kv;
+  for (const auto& [key, value] : input.metadata()) {
+    if (key == "general.file_type" || key == "general.quantization_version" ||
+        key == "general.alignment" || key.rfind("quantize.", 0) == 0 || key.rfind("awq.", 0) == 0) {
+      continue;
+    }
+    kv.emplace_back(key, value);
+  }
+  return kv;
+}
+
+// Every tensor of a GGUF input has its counterpart, of the same shape, in the output and back.
+void CheckSameTensors(const std::string& path, const GgufFile& input,
+                      const std::vector<GgufTensorDecl>& decls) {
+  std::map<std::string, const GgufTensorDecl*> out;
+  for (const GgufTensorDecl& t : decls) out[t.name] = &t;
+  for (const GgufTensorInfo& info : input.tensors()) {
+    const auto it = out.find(info.name);
+    if (it == out.end()) {
+      throw Error(path + ": tensor " + info.name +
+                  " has no counterpart in awq.cpp's model of this family; GGUF output would "
+                  "drop it");
+    }
+    if (it->second->ne != info.ne) {
+      throw Error(path + ": tensor " + info.name + " has another shape than the model's");
+    }
+    out.erase(it);
+  }
+  if (!out.empty()) {
+    throw Error(path + ": tensor " + out.begin()->first +
+                " of the model is missing from the input");
+  }
+}
+
 }  // namespace
 
 QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& tokenizer,
                               QuantizeOptions options, const GgufExportOptions& gguf,
                               const std::string& out_path) {
+  const auto t_start = Clock::now();
   if (options.method != QuantMethod::kAwq && options.method != QuantMethod::kRtn) {
     throw Error(std::string("--method ") + QuantMethodName(options.method) +
                 " cannot write GGUF files; use awq or rtn");
@@ -103,16 +162,17 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   if (fs::exists(out_path) && !gguf.overwrite) {
     throw Error(out_path + ": exists; pass --overwrite to replace it");
   }
-  // A GGUF input keeps its metadata, tokenizer and tensor order; a Hugging Face folder's are
-  // written from its config and tokenizer, checked by reading them back before any work.
+  // A GGUF input keeps its metadata and tokenizer; a Hugging Face folder's are written from its
+  // config and tokenizer, checked by reading them back before any work.
   const bool from_gguf = !fs::is_directory(model_path);
   std::optional<GgufFile> input;
   if (from_gguf) input = GgufFile::Open(model_path);
-  Model model = Model::Load(model_path, LoadOptions{.int4 = false});
+  // One block's weights in memory at a time, read from the mapped input.
+  Model model = Model::OpenStreaming(model_path);
+  const WeightSource& src = *model.source();
   const ModelConfig& c = model.config();
   const Architecture& arch = ArchitectureOf(c);
-  GgufMetadata folder_kv;
-  if (!from_gguf) folder_kv = FolderMetadata(model_path, c, tokenizer);
+  GgufMetadata kv = from_gguf ? InputMetadata(*input) : FolderMetadata(model_path, c, tokenizer);
   GgufRecipeModel rm;
   rm.n_layer = c.num_hidden_layers;
   rm.n_head = c.num_attention_heads;
@@ -124,166 +184,161 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
                                                   : GgmlType::kF32;
   };
 
-  // Every linear's type, for the searches and the final rounding.
+  // Every linear's type, for the searches and the final rounding; F32 where the config leaves
+  // it unconverted (modules_to_not_convert).
   options.ggml_types.clear();
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     for (const LinearSpec& spec : arch.linears) {
       const std::string hf = LayerPrefix(l) + spec.name;
-      if (!options.config.ParamsFor(hf)) continue;  // modules_to_not_convert: stays F32
+      if (!options.config.ParamsFor(hf)) continue;
       const RowRange r = SlotRows(c, spec.slot, spec.part);
       options.ggml_types[hf] = type_of(GgufTensorName(arch, hf + ".weight"), r.in, 2);
     }
   }
-  QuantizeResult result = QuantizeModel(model, tokenizer, options);
+  CheckLinearShapes(c, options);
+  const auto linear_type = [&](const std::string& hf) {
+    const auto it = options.ggml_types.find(hf);
+    return it == options.ggml_types.end() ? GgmlType::kF32 : it->second;
+  };
 
-  // The output's tensors by GGUF name.
-  std::map<std::string, OutTensor> tensors;
-  const ModelWeights& mw = model.weights();
-  std::vector<std::string> natural;  // the order added: llama.cpp's converter's order
-  const auto add_matrix = [&](const std::string& name, GgmlType type, const float* x, int64_t rows,
-                              int64_t cols) {
-    natural.push_back(name);
-    OutTensor t;
-    t.decl = {name, type, {cols, rows}, GgufTensorBytes(type, {cols, rows}, name)};
-    t.bytes = [=] { return Encode(type, x, rows, cols); };
-    tensors[name] = std::move(t);
-  };
-  const auto add_vector = [&](const std::string& name, const float* x, int64_t n, float add,
-                              const std::vector<int64_t>* order) {
-    natural.push_back(name);
-    OutTensor t;
-    t.decl = {name, GgmlType::kF32, {n}, static_cast<uint64_t>(n) * 4};
-    t.bytes = [=] {
-      std::vector<uint8_t> out(static_cast<size_t>(n) * 4);
-      auto* f = reinterpret_cast<float*>(out.data());
-      for (int64_t i = 0; i < n; ++i) f[i] = x[order != nullptr ? (*order)[i] : i] + add;
-      return out;
-    };
-    tensors[name] = std::move(t);
-  };
-  // Gemma's norms are stored as 1 + w.
-  const float norm_add = arch.gguf_norm_plus_one ? 1.0f : 0.0f;
-  const int64_t d = c.hidden_size;
-  add_matrix("token_embd.weight", type_of("token_embd.weight", d, 2), mw.embed.data<float>(),
-             c.vocab_size, d);
-  // q/k row orders (kept alive for the lambdas).
+  // q/k row orders of llama.cpp's interleaved rope.
   std::vector<int64_t> q_order, k_order;
   if (arch.gguf_permuted_qk) {
     q_order = GgufQkRowOrder(SlotRows(c, Slot::kQkv, Part::kQ).rows, c.num_attention_heads);
     k_order = GgufQkRowOrder(SlotRows(c, Slot::kQkv, Part::kK).rows, c.num_key_value_heads);
   }
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = mw.layers[static_cast<size_t>(l)];
+  const auto row_order = [&](const LinearSpec& spec) -> const std::vector<int64_t>* {
+    if (!arch.gguf_permuted_qk || spec.slot != Slot::kQkv) return nullptr;
+    if (spec.part == Part::kQ) return &q_order;
+    if (spec.part == Part::kK) return &k_order;
+    return nullptr;
+  };
+  // Gemma's norms are stored as 1 + w.
+  const float norm_add = arch.gguf_norm_plus_one ? 1.0f : 0.0f;
+  const int64_t d = c.hidden_size;
+
+  // A block's tensors in llama.cpp's converter's order (norms, then each linear with its bias),
+  // their bytes made from the block's weights (`lw`, loaded) and the quantizer's blocks.
+  QuantizeResult result;
+  result.method = options.method;
+  const auto block_tensors = [&](int64_t l, const LayerWeights& lw) {
+    std::vector<OutTensor> out;
     const std::string p = LayerPrefix(l);
     for (const auto& [name, t] : BlockNorms(arch, lw)) {
       if (*name == '\0' || t->empty()) continue;
-      add_vector(GgufTensorName(arch, p + name + ".weight"), t->data<float>(), t->numel(), norm_add,
-                 nullptr);
+      out.push_back(Vector(GgufTensorName(arch, p + name + ".weight"), t->data<float>(), t->numel(),
+                           norm_add, nullptr));
     }
     const Tensor* slots[] = {&lw.wqkv, &lw.wo, &lw.w_gate_up, &lw.w_down};
     for (const LinearSpec& spec : arch.linears) {
       const std::string hf = p + spec.name;
       const std::string name = GgufTensorName(arch, hf + ".weight");
       const RowRange r = SlotRows(c, spec.slot, spec.part);
-      const std::vector<int64_t>* order = nullptr;
-      if (arch.gguf_permuted_qk && spec.slot == Slot::kQkv && spec.part == Part::kQ) {
-        order = &q_order;
-      } else if (arch.gguf_permuted_qk && spec.slot == Slot::kQkv && spec.part == Part::kK) {
-        order = &k_order;
-      }
-      natural.push_back(name);
-      const auto it = result.ggml_linears.find(hf);
-      if (it != result.ggml_linears.end()) {
-        const GgmlTensor* g = &it->second;
-        OutTensor t;
-        t.decl = {name, g->type, {r.in, r.rows}, g->bytes.size()};
-        t.bytes = [g, order] {
-          return order != nullptr ? PermuteRows(g->bytes, *order) : g->bytes;
-        };
-        tensors[name] = std::move(t);
-      } else {
-        // Left in full precision (modules_to_not_convert).
-        const float* w = slots[static_cast<size_t>(spec.slot)]->data<float>() + r.row0 * r.in;
-        OutTensor t;
-        t.decl = {name, GgmlType::kF32, {r.in, r.rows}, static_cast<uint64_t>(r.in * r.rows) * 4};
-        const int64_t rows = r.rows, in = r.in;
-        t.bytes = [=] {
-          std::vector<uint8_t> raw(static_cast<size_t>(rows * in) * 4);
-          std::memcpy(raw.data(), w, raw.size());
-          return order != nullptr ? PermuteRows(raw, *order) : raw;
-        };
-        tensors[name] = std::move(t);
-      }
+      const std::vector<int64_t>* order = row_order(spec);
+      const GgmlType type = linear_type(hf);
+      OutTensor t;
+      t.decl = {name, type, {r.in, r.rows}, GgufTensorBytes(type, {r.in, r.rows}, name)};
+      const Tensor* slot = slots[static_cast<size_t>(spec.slot)];
+      t.bytes = [&result, hf, type, slot, r, order] {
+        // The quantizer's blocks where it stored them (block types), else the weights encoded.
+        std::vector<uint8_t> bytes;
+        const auto it = result.ggml_linears.find(hf);
+        if (it != result.ggml_linears.end()) {
+          bytes = std::move(it->second.bytes);
+          result.ggml_linears.erase(it);
+        } else {
+          bytes = Encode(type, slot->data<float>() + r.row0 * r.in, r.rows, r.in);
+        }
+        return order != nullptr ? PermuteRows(bytes, *order) : bytes;
+      };
+      out.push_back(std::move(t));
       if (spec.slot == Slot::kQkv && !lw.bqkv.empty()) {
-        add_vector(GgufTensorName(arch, hf + ".bias"), lw.bqkv.data<float>() + r.row0, r.rows, 0.0f,
-                   order);
+        out.push_back(Vector(GgufTensorName(arch, hf + ".bias"), lw.bqkv.data<float>() + r.row0,
+                             r.rows, 0.0f, order));
       }
     }
-  }
+    return out;
+  };
 
-  add_vector("output_norm.weight", mw.final_norm.data<float>(), d, norm_add, nullptr);
-  if (!c.tie_word_embeddings) {
-    add_matrix("output.weight", type_of("output.weight", d, 2), mw.lm_head.data<float>(),
-               c.vocab_size, d);
-  }
-
-  // The input's order (llama-quantize keeps it); every input tensor must have its counterpart.
+  // Every tensor is declared up front (the header comes first); block 0's layout (which norms
+  // and biases the model has) stands for every block's.
+  const ModelWeights& mw = model.weights();
+  const GgmlType embd_type = type_of("token_embd.weight", d, 2);
+  const GgmlType out_type = type_of("output.weight", d, 2);
   std::vector<GgufTensorDecl> decls;
-  std::vector<std::string> order;
-  if (!from_gguf) order = natural;
-  for (const GgufTensorInfo& info : from_gguf ? input->tensors() : std::vector<GgufTensorInfo>{}) {
-    const auto it = tensors.find(info.name);
-    if (it == tensors.end()) {
-      throw Error(model_path + ": tensor " + info.name +
-                  " has no counterpart in awq.cpp's model of this family; GGUF output would "
-                  "drop it");
-    }
-    if (it->second.decl.ne.size() != info.ne.size() ||
-        !std::equal(info.ne.begin(), info.ne.end(), it->second.decl.ne.begin())) {
-      throw Error(model_path + ": tensor " + info.name + " has another shape than the model's");
-    }
-    order.push_back(info.name);
+  decls.push_back({"token_embd.weight",
+                   embd_type,
+                   {d, c.vocab_size},
+                   GgufTensorBytes(embd_type, {d, c.vocab_size}, "token_embd.weight")});
+  model.LoadBlock(0);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    for (const OutTensor& t : block_tensors(l, mw.layers[0])) decls.push_back(t.decl);
   }
-  if (order.size() != tensors.size()) {
-    std::set<std::string> seen(order.begin(), order.end());
-    for (const auto& [name, t] : tensors) {
-      if (!seen.count(name)) {
-        throw Error(model_path + ": tensor " + name + " of the model is missing from the input");
-      }
-    }
+  model.ReleaseBlock(0);
+  decls.push_back({"output_norm.weight", GgmlType::kF32, {d}, static_cast<uint64_t>(d) * 4});
+  if (!c.tie_word_embeddings) {
+    decls.push_back({"output.weight",
+                     out_type,
+                     {d, c.vocab_size},
+                     GgufTensorBytes(out_type, {d, c.vocab_size}, "output.weight")});
   }
-  for (const std::string& name : order) decls.push_back(tensors[name].decl);
+  if (from_gguf) CheckSameTensors(model_path, *input, decls);
 
-  // The input's metadata, re-typed.
-  GgufMetadata kv = std::move(folder_kv);
-  for (const auto& [key, value] : from_gguf ? input->metadata() : GgufMetadata{}) {
-    if (key == "general.file_type" || key == "general.quantization_version" ||
-        key == "general.alignment" || key.rfind("quantize.", 0) == 0 || key.rfind("awq.", 0) == 0) {
-      continue;
-    }
-    kv.emplace_back(key, value);
+  CalibrationActivations acts;
+  if (options.method != QuantMethod::kRtn) {
+    const auto t0 = Clock::now();
+    acts = BuildCalibration(c, tokenizer, options);
+    result.calib_blocks = acts.n_seq;
+    result.calib_tokens = acts.n_seq * acts.seq_len;
+    result.seconds.calibration = Since(t0);
   }
   kv.emplace_back("general.quantization_version", GgufU32(2));
   kv.emplace_back("general.file_type", GgufU32(static_cast<uint32_t>(ft)));
   kv.emplace_back("awq.method", GgufString(QuantMethodName(options.method)));
   if (options.method == QuantMethod::kAwq) {
     kv.emplace_back("awq.calib_samples", GgufU32(static_cast<uint32_t>(result.calib_blocks)));
-    kv.emplace_back("awq.calib_seq_len",
-                    GgufU32(static_cast<uint32_t>(result.calib_tokens /
-                                                  std::max<int64_t>(1, result.calib_blocks))));
+    kv.emplace_back("awq.calib_seq_len", GgufU32(static_cast<uint32_t>(acts.seq_len)));
     kv.emplace_back("awq.duo_scaling", GgufBool(options.config.duo_scaling));
     kv.emplace_back("awq.apply_clip", GgufBool(options.config.apply_clip));
   }
 
-  const auto t0 = std::chrono::steady_clock::now();
+  // The file: header, embedding, each block as soon as it is final, final norm and head.
   GgufStreamWriter w(out_path, kv, decls);
-  for (const std::string& name : order) {
-    const std::vector<uint8_t> bytes = tensors[name].bytes();
+  const auto write = [&](const std::string& name, const std::vector<uint8_t>& bytes) {
+    const auto t0 = Clock::now();
     w.Write(name, bytes.data(), bytes.size());
+    result.seconds.write += Since(t0);
+  };
+  write("token_embd.weight", Encode(embd_type, mw.embed.data<float>(), c.vocab_size, d));
+  if (options.method != QuantMethod::kRtn) {
+    const auto t0 = Clock::now();
+    EmbedCalibration(model, acts);
+    result.seconds.calibration += Since(t0);
   }
+  src.ReleasePages("model.embed_tokens.weight");
+  std::map<std::string, QuantizedLinear> codes;  // integer codes: none with ggml types
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    model.LoadBlock(l);
+    QuantizeBlock(model, l, options, acts, codes, result);
+    for (const OutTensor& t : block_tensors(l, mw.layers[static_cast<size_t>(l)])) {
+      write(t.decl.name, t.bytes());
+    }
+    model.ReleaseBlock(l);
+    if (options.progress) options.progress(l + 1, c.num_hidden_layers);
+  }
+  acts = {};
+  const OutTensor norm =
+      Vector("output_norm.weight", mw.final_norm.data<float>(), d, norm_add, nullptr);
+  write(norm.decl.name, norm.bytes());
+  if (!c.tie_word_embeddings) {
+    const Tensor head = src.GetF32("lm_head.weight");
+    write("output.weight", Encode(out_type, head.data<float>(), c.vocab_size, d));
+  }
+  const auto t0 = Clock::now();
   w.Finish();
-  result.seconds.write +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  result.seconds.write += Since(t0);
+  result.seconds.total = Since(t_start);
+  result.peak_rss_bytes = PeakRssBytes();
   return result;
 }
 

@@ -92,11 +92,6 @@ inline __m256i Dot16(__m256i v0, __m256i v1, __m256i x0, __m256i x1, __m256i x2,
 // them in memory: a store-to-load chain per step that halved the throughput).
 #define AWQ_UNROLL _Pragma("GCC unroll 8")
 
-// How far ahead of each stream the GEMV asks for its codes: 512 bytes, 8 lines. With the
-// activations compact (below), 256-1024 all stream at 92-98% of the read loop from DRAM;
-// 2 KiB, the distance tuned while the activations were 8x larger, 84-91%.
-constexpr int kGemvPrefetchBytes = 512;
-
 // Row blocks b, b + step, ..., b + (R - 1) * step at once (R = 1, 2 or 4). The activations are
 // the compact words (xw, in / 4) and block scales (xs, in / 16), broadcast to vectors by the
 // loads themselves (vpbroadcastd and vbroadcastss from memory cost what a vector load costs):
@@ -137,6 +132,17 @@ void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, cons
       y[r] = _mm256_fmadd_ps(s, _mm256_fnmadd_ps(z, gsum, dot[r]), y[r]);
     }
   }
+}
+
+// Row blocks [b0, b1) on blocks of 16 inputs, four streams per core.
+void GemvRangeInt8Block16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
+                          const float* xs, const float* group_sum, float* y, bool accumulate) {
+  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
+                            [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                              __m256 r[rows];
+                              GemvRowBlocksInt8Block16<rows>(w, b, step, xw, xs, group_sum, r);
+                              for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+                            });
 }
 
 // Blocks other than 16 inputs (weight groups that are not a multiple of 16): one row block at a
@@ -347,6 +353,11 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
   // Two or more rows: the GEMM reads each weight row block once per panel chunk instead of once
   // per row of x.
   if (m >= 2) return GemmInt8(w, x, ldx, m, y, ldy, accumulate, pool);
+  GemvInt8Block16(w, x, y, accumulate, pool, GemvRangeInt8Block16);
+}
+
+void GemvInt8Block16(const Int4Matrix& w, const float* x, float* y, bool accumulate,
+                     ThreadPool& pool, Int8Block16RangeKernel range) {
   // The quantizer writes into this thread's reused scratch: the scalar quantizer and a fresh
   // allocation per call had cost 3 us per 576 inputs, a few percent of SmolLM2's decode.
   const int64_t n_words = w.in / 4, n_blocks = w.in / 16;
@@ -360,29 +371,20 @@ void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_
   // with one chunk per thread than with four (interleaved probe, docs/KERNELS.md).
   const int chunks_per_thread = static_cast<int>(
       std::clamp<int64_t>(w.bytes() / (static_cast<int64_t>(pool.size()) * (512 << 10)), 1, 4));
-  for (int64_t i = 0; i < m; ++i) {
-    QuantizeInt8Block16Avx2(x + i * ldx, w.in, w.group_size, xw, xs, group_sum);
-    float* yi = y + i * ldy;
-    pool.ParallelForDynamic(
-        w.row_blocks(),
-        [&](int64_t b0, int64_t b1, int) {
-          // The first lines of the chunk's four streams (ForRowBlocksInLockstep's quarters),
-          // requested together rather than each after the previous stream's first load.
-          const int64_t quarter = (b1 - b0) / 4;
-          for (int j = 0; j < 4; ++j) {
-            const char* p = reinterpret_cast<const char*>(w.group(b0 + j * quarter, 0));
-            for (int l = 0; l < kGemvPrefetchBytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
-          }
-          ForRowBlocksInLockstep<4>(
-              w, b0, b1, yi, accumulate,
-              [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
-                __m256 r[rows];
-                GemvRowBlocksInt8Block16<rows>(w, b, step, xw, xs, group_sum, r);
-                for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
-              });
-        },
-        2, chunks_per_thread);
-  }
+  QuantizeInt8Block16Avx2(x, w.in, w.group_size, xw, xs, group_sum);
+  pool.ParallelForDynamic(
+      w.row_blocks(),
+      [&](int64_t b0, int64_t b1, int) {
+        // The first lines of the chunk's four streams (ForRowBlocksInLockstep's quarters),
+        // requested together rather than each after the previous stream's first load.
+        const int64_t quarter = (b1 - b0) / 4;
+        for (int j = 0; j < 4; ++j) {
+          const char* p = reinterpret_cast<const char*>(w.group(b0 + j * quarter, 0));
+          for (int l = 0; l < kGemvPrefetchBytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+        }
+        range(w, b0, b1, xw, xs, group_sum, y, accumulate);
+      },
+      2, chunks_per_thread);
 }
 
 }  // namespace awq

@@ -14,6 +14,7 @@
 #endif
 
 #include "awq/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int4_layout.h"
 
 namespace awq {
@@ -54,16 +55,17 @@ inline __m512i DotNibbles(__m512i acc, __m512i v, __m512i even, __m512i odd) {
 #define AWQ_UNROLL _Pragma("GCC unroll 8")
 
 // y[r] (8 rows each) for row blocks b, b + step, ..., b + (R - 1) * step: per activation block
-// (any whole number of slots; a lone last slot fills the low half of the register), lanes r and
-// r + 8 hold the two slots' partial dots of row r and are added once per group.
+// of bs inputs (any whole number of slots; a lone last slot fills the low half of the register),
+// lanes r and r + 8 hold the two slots' partial dots of row r and are added once per group.
+// Activations: interleaved words xw [in / 4], block scales xscale [in / bs], group sums
+// gsums [n_groups].
 template <int R>
-void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
-               const Int8Activations& xa, __m256* y) {
-  const int64_t gs = w.group_size, ng = w.n_groups(), bs = xa.block;
+void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, const float* xscale,
+               const float* gsums, int64_t bs, __m256* y) {
+  const int64_t gs = w.group_size, ng = w.n_groups();
   const int64_t slots = bs / kInt4Inputs, blocks = gs / bs;
   const int64_t stride = w.slots_per_block() * step;  // between the R row blocks, in slots
   AWQ_UNROLL for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
-  const float* xscale = xa.scale.data();
   const Int4Codes* hdr = w.group(b, 0);
   for (int64_t g = 0; g < ng; ++g, hdr += w.slots_per_group()) {
     const Int4Codes* codes = hdr + 1;
@@ -96,7 +98,7 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
         dot[r] = _mm512_fmadd_ps(ToFloat(acc[r]), sc, dot[r]);
       }
     }
-    const __m256 gsum = _mm256_set1_ps(xa.group_sum[g]);
+    const __m256 gsum = _mm256_set1_ps(gsums[g]);
     AWQ_UNROLL for (int r = 0; r < R; ++r) {
       const __m256 d =
           _mm256_add_ps(_mm512_castps512_ps256(dot[r]),
@@ -109,21 +111,43 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
   }
 }
 
-// Row blocks [b0, b1), four streams per core.
-void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
-           const Int8Activations& xa, float* y, bool accumulate) {
+// Row blocks [b0, b1) with blocks of bs inputs, four streams per core.
+void RangeOf(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw, const float* xs,
+             const float* group_sum, int64_t bs, float* y, bool accumulate) {
   ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
                             [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
                               __m256 r[rows];
-                              RowBlocks<rows>(w, b, step, xw, xa, r);
+                              RowBlocks<rows>(w, b, step, xw, xs, group_sum, bs, r);
                               for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
                             });
+}
+
+// For GemvInt8Rows (any block size).
+void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
+           const Int8Activations& xa, float* y, bool accumulate) {
+  RangeOf(w, b0, b1, xw, xa.scale.data(), xa.group_sum.data(), xa.block, y, accumulate);
+}
+
+// For GemvInt8Block16 (blocks of 16).
+void RangeBlock16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw, const float* xs,
+                  const float* group_sum, float* y, bool accumulate) {
+  RangeOf(w, b0, b1, xw, xs, group_sum, 16, y, accumulate);
 }
 
 }  // namespace
 
 void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                           int64_t ldy, bool accumulate, ThreadPool& pool) {
+#if defined(__x86_64__)
+  // A decode step on blocks of 16 goes through the AVX2 GEMV's driver: the vectorized quantizer
+  // into reused scratch, chunks sized by the matrix, the streams' first lines requested together
+  // (the scalar quantizer with fresh vectors per call alone cost the AVX2 GEMV 1.3-1.4x on
+  // SmolLM2's shapes). The SIMDe build, which the tests run on any CPU, takes this path too where
+  // AVX2 runs.
+  if (m == 1 && Int8BlockFor(w.group_size) == 16 && CpuHasAvx2Fma16()) {
+    return GemvInt8Block16(w, x, y, accumulate, pool, RangeBlock16);
+  }
+#endif
   GemvInt8Rows(w, x, ldx, m, y, ldy, accumulate, pool, Range);
 }
 

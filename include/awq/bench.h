@@ -55,6 +55,10 @@ struct BenchOptions {
   // host's bandwidth drifts by a quarter within a minute, so a share of one figure measured
   // minutes apart says as much about the drift as about the kernels.
   bool measure_bandwidth = false;
+  // Before the timed runs, one untimed prefill of the prompt and one decode step per model (as
+  // llama-bench warms up), so the first timed run does not pay for first-touch page faults of
+  // scratch buffers; matters when reps is 1, as in bench/peers' interleaved runs.
+  bool warmup = false;
 };
 
 struct BenchResult {

@@ -34,6 +34,8 @@ struct BenchArgs {
   bool int8_lm_head = false;
   bool fp32_prompt = false;
   bool skip_memory = false;
+  bool memory_only = false;
+  bool warmup = false;
   bool json = false;
 };
 
@@ -89,7 +91,26 @@ BandwidthSummary Summarize(const std::vector<Entry>& entries, bool triad) {
   return {v[v.size() / 2], v.front(), v.back()};
 }
 
+// --memory-only: the read and triad loops of every benchmark run, alone, so that a script timing
+// another program (bench/peers) divides by the same bandwidth figure.
+int RunMemoryOnly(const BenchArgs& a) {
+  ThreadPool& pool = ThreadPool::Global();
+  const MemoryBandwidth bw = MeasureMemoryBandwidth(pool, 256ll << 20, std::max(a.reps, 1));
+  if (a.json) {
+    const nlohmann::json j = {{"threads", pool.size()},
+                              {"bytes_per_array", bw.bytes_per_array},
+                              {"triad_gb_per_s", bw.triad_gb_per_s},
+                              {"read_gb_per_s", bw.read_gb_per_s}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("threads: %d, 256 MiB arrays, best of %d: triad %.1f GB/s, read %.1f GB/s\n",
+                pool.size(), std::max(a.reps, 1), bw.triad_gb_per_s, bw.read_gb_per_s);
+  }
+  return 0;
+}
+
 int RunBench(const BenchArgs& a) {
+  if (a.memory_only) return RunMemoryOnly(a);
   if (a.model.empty() == a.synthetic.empty()) {
     throw Error("bench: give either a MODEL path or --synthetic llama2-7b");
   }
@@ -103,12 +124,18 @@ int RunBench(const BenchArgs& a) {
     throw Error(a.model + ": no such file or folder");
   }
   ThreadPool& pool = ThreadPool::Global();
-  const char* kernel = Int4KernelAvailable(Int4Kernel::kAvx2) ? "avx2" : "reference";
+  // The kernels the int4 model's products will run (AWQ_INT4_KERNEL included), so that a forced
+  // or mistaken choice shows next to its figures.
+  const std::string kernel =
+      std::string(Int4KernelName(ResolveInt4Kernel(
+          a.fp32_prompt ? Int4Kernel::kAuto : Int4Kernel::kAutoInt8, a.prompt_tokens))) +
+      " prompt, " + Int4KernelName(ResolveInt4Kernel(Int4Kernel::kAutoInt8, 1)) + " decode";
   BenchOptions o;
   o.prompt_tokens = a.prompt_tokens;
   o.gen_tokens = a.gen_tokens;
   o.reps = a.reps;
   o.measure_bandwidth = !a.skip_memory;
+  o.warmup = a.warmup;
   const std::string subject = a.synthetic.empty() ? a.model
                                                   : "synthetic " + a.synthetic + ", " +
                                                         std::to_string(a.layers) + " layers";
@@ -127,9 +154,9 @@ int RunBench(const BenchArgs& a) {
     // The int4 model runs as awq generate does: int8 activations for the prompt too, unless
     // --fp32-prompt (then exactly as awq eval).
     if (m->uses_int4() && !a.fp32_prompt) m->set_int4_kernel(Int4Kernel::kAutoInt8);
-    std::string what = m->uses_int4() ? "int4 (" + std::string(kernel) +
-                                            (a.fp32_prompt ? ", fp32 prompt)" : ", int8 act.)")
-                                      : "fp32";
+    std::string what = m->uses_int4()
+                           ? std::string(a.fp32_prompt ? "int4 (fp32 prompt)" : "int4 (int8 act.)")
+                           : "fp32";
     if (m->weights().lm_head8 != nullptr) what += ", int8 head";
     std::fprintf(stderr, "%s %s: %lld parameters, %.1f MB of weights per token, ready in %.1fs\n",
                  baseline ? "baseline" : "model", what.c_str(),
@@ -168,7 +195,8 @@ int RunBench(const BenchArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("model: %s\nthreads: %d, int4 kernel: %s\n", subject.c_str(), pool.size(), kernel);
+  std::printf("model: %s\nthreads: %d, int4 kernels: %s\n", subject.c_str(), pool.size(),
+              kernel.c_str());
   if (!a.skip_memory) {
     std::printf(
         "memory bandwidth (256 MiB arrays, measured before the first run and after every run): "
@@ -233,6 +261,11 @@ Runner AddBenchCommand(CLI::App& app) {
                 "Run the 4-bit model's prompt with fp32 activations (as awq eval) instead of "
                 "int8 ones (as awq generate)");
   sub->add_flag("--no-memory", args->skip_memory, "Skip the memory bandwidth measurement");
+  sub->add_flag("--warmup", args->warmup,
+                "One untimed prefill and decode step per model before the timed runs");
+  sub->add_flag("--memory-only", args->memory_only,
+                "Only measure the memory bandwidth (best of --reps rounds of the read and triad "
+                "loops) and exit");
   sub->add_flag("--json", args->json, "Print the results as JSON");
   return [args] { return RunBench(*args); };
 }

@@ -136,6 +136,7 @@ MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array
 namespace {
 
 // One repetition: prefill of the prompt, then gen_tokens greedy decode steps; appends the runs.
+// With r null (the warm-up) nothing is recorded.
 void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_t>& prompt,
              BenchResult* r) {
   const ModelConfig& c = model.config();
@@ -146,7 +147,7 @@ void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_
   Clock::time_point t0 = Clock::now();
   model.Forward(prompt.data(), o.prompt_tokens, cache, hidden.data());
   model.Logits(hidden.data() + (o.prompt_tokens - 1) * d, 1, logits.data());
-  r->prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
+  if (r != nullptr) r->prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
   t0 = Clock::now();
   for (int64_t i = 0; i < o.gen_tokens; ++i) {
     const int32_t next =
@@ -154,7 +155,7 @@ void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_
     model.Forward(&next, 1, cache, hidden.data());
     model.Logits(hidden.data(), 1, logits.data());
   }
-  r->decode_runs.push_back(static_cast<double>(o.gen_tokens) / Seconds(t0));
+  if (r != nullptr) r->decode_runs.push_back(static_cast<double>(o.gen_tokens) / Seconds(t0));
 }
 
 }  // namespace
@@ -183,6 +184,11 @@ std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
     const double mean_positions = static_cast<double>(o.prompt_tokens) + (o.gen_tokens + 1) / 2.0;
     results[i].kv_bytes_per_token = static_cast<int64_t>(
         mean_positions * 2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2.0);
+  }
+  if (o.warmup) {
+    BenchOptions w = o;
+    w.gen_tokens = 1;
+    for (size_t i = 0; i < models.size(); ++i) RunOnce(*models[i], w, prompts[i], nullptr);
   }
   std::unique_ptr<BandwidthProbe> probe;
   MemoryBandwidth before;

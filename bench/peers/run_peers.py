@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""awq.cpp against llama.cpp on the same shapes, threads and host, in one interleaved run.
+
+Subjects:
+  - Llama-2-7B layer shapes, 8 layers: llama.cpp Q4_0 and Q4_K_M (random F16 weights written by
+    make_llama2_gguf.py, then llama-quantize) against `awq bench --synthetic llama2-7b --layers 8`
+    (random int4 g128 weights, fp16 LM head; the same shapes).
+  - SmolLM2-135M: llama.cpp Q4_0 requantized from the F32 GGUF against awq.cpp's AWQ w4 g64
+    checkpoint (fp16 LM head).
+Every round runs each subject once, in an order that alternates between rounds, with the read
+and triad loops of `awq bench --memory-only` between consecutive runs; each run's decode is
+divided by the better of the two bandwidth figures around it. llama-bench runs -p 512 -n 128 at
+every thread count of --threads and llama.cpp's best count is taken per round and per phase.
+awq.cpp runs with AWQ_NUM_THREADS set to the largest of --threads. Ratios are medians over
+rounds of the same round's awq.cpp / llama.cpp Q4_0 figures.
+
+Prints one table and writes JSON (--json). Python 3 standard library only, except the first
+build of the 7B-shaped GGUF (numpy and llama.cpp's gguf-py; --python names an interpreter with
+numpy). Files are cached in --cache (default out/peers/, git-ignored).
+
+  python3 bench/peers/run_peers.py                      # 3 rounds, threads 1,2 (~15-20 min)
+  python3 bench/peers/run_peers.py --rounds 1 --threads 2 --only 7b
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, env=None, capture=True):
+    log("+ " + " ".join(cmd))
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run(cmd, env=full_env, stdout=subprocess.PIPE if capture else None,
+                       stderr=subprocess.PIPE if capture else None, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr or ''}")
+    return p.stdout
+
+
+# --- GGUF header: which tensors a decode step reads, and their sizes --------------------------
+
+def gguf_tensor_bytes(path):
+    """{name: bytes} for every tensor of a GGUF file (v2/v3), from its header and offsets."""
+    with open(path, "rb") as f:
+        def rd(fmt):
+            n = struct.calcsize(fmt)
+            return struct.unpack("<" + fmt, f.read(n))
+
+        def rd_str():
+            (n,) = rd("Q")
+            return f.read(n).decode("utf-8", "replace")
+
+        scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
+                  12: "d"}
+
+        def skip_value(t):
+            if t in scalar:
+                rd(scalar[t])
+            elif t == 8:
+                rd_str()
+            elif t == 9:
+                (et,) = rd("I")
+                (n,) = rd("Q")
+                if et in scalar:
+                    f.seek(n * struct.calcsize(scalar[et]), 1)
+                else:
+                    for _ in range(n):
+                        skip_value(et)
+            else:
+                raise ValueError(f"{path}: unknown GGUF value type {t}")
+
+        magic = f.read(4)
+        if magic != b"GGUF":
+            raise ValueError(f"{path}: not a GGUF file")
+        (version,) = rd("I")
+        n_tensors, n_kv = rd("QQ")
+        alignment = 32
+        for _ in range(n_kv):
+            key = rd_str()
+            (t,) = rd("I")
+            if key == "general.alignment" and t == 4:
+                (alignment,) = rd("I")
+            else:
+                skip_value(t)
+        infos = []
+        for _ in range(n_tensors):
+            name = rd_str()
+            (nd,) = rd("I")
+            rd("Q" * nd)
+            (_ggml_type,) = rd("I")
+            (offset,) = rd("Q")
+            infos.append((offset, name))
+        data_start = (f.tell() + alignment - 1) // alignment * alignment
+    size = os.path.getsize(path) - data_start
+    infos.sort()
+    # Each tensor runs to the next one's offset (padding to the alignment, < 32 bytes, included).
+    return {name: (infos[i + 1][0] if i + 1 < len(infos) else size) - off
+            for i, (off, name) in enumerate(infos)}
+
+
+def llama_decode_bytes(path):
+    """Bytes of weights one llama.cpp decode step reads: every tensor but the token embedding
+    (one row of it is read), which is the output matrix too when there is no output.weight."""
+    t = gguf_tensor_bytes(path)
+    total = sum(v for k, v in t.items() if k != "token_embd.weight")
+    if "output.weight" not in t:
+        total += t.get("token_embd.weight", 0)
+    return total
+
+
+# --- host -------------------------------------------------------------------------------------
+
+def cpu_model():
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if ":" in line:
+                    k, v = (s.strip() for s in line.split(":", 1))
+                    info.setdefault(k, v)
+    except OSError:
+        return platform.processor()
+    flags = set(info.get("flags", "").split())
+    isa = [x for x in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+           if x in flags]
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}, {os.cpu_count()} CPUs, {' '.join(isa)})")
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.strip()
+    except OSError:
+        return "?"
+
+
+# --- preparing the files ----------------------------------------------------------------------
+
+def python_with_numpy(explicit):
+    for exe in [explicit, sys.executable, os.environ.get("PEERS_PYTHON")]:
+        if exe and subprocess.run([exe, "-c", "import numpy"], stderr=subprocess.DEVNULL).returncode == 0:
+            return exe
+    raise SystemExit("writing the 7B-shaped GGUF needs numpy: pass --python /path/to/python with "
+                     "numpy (or set PEERS_PYTHON)")
+
+
+def prepare(a):
+    bin_dir = a.llama_bin
+    if not os.path.exists(os.path.join(bin_dir, "llama-bench")):
+        log("llama.cpp tools missing: building them (tools/build_llamacpp.sh)")
+        run(["bash", os.path.join(ROOT, "tools", "build_llamacpp.sh")], capture=False)
+    os.makedirs(a.cache, exist_ok=True)
+    files = {}
+    if "7b" in a.only:
+        f16 = os.path.join(a.cache, "llama2-7b-8l.F16.gguf")
+        for qt in ("Q4_0", "Q4_K_M"):
+            out = os.path.join(a.cache, f"llama2-7b-8l.{qt}.gguf")
+            if not os.path.exists(out):
+                if not os.path.exists(f16):
+                    py = python_with_numpy(a.python)
+                    env = {"PYTHONPATH": os.path.join(a.llama_src, "gguf-py")}
+                    run([py, os.path.join(ROOT, "bench", "peers", "make_llama2_gguf.py"),
+                         f16 + ".part", "--layers", "8"], env=env, capture=False)
+                    os.replace(f16 + ".part", f16)
+                run([os.path.join(bin_dir, "llama-quantize"), f16, out + ".part", qt, "2"])
+                os.replace(out + ".part", out)
+            files[f"7b/{qt}"] = out
+    if "smol" in a.only:
+        out = os.path.join(a.cache, "smollm2.Q4_0.gguf")
+        if not os.path.exists(out):
+            if not os.path.exists(a.smol_f32):
+                raise SystemExit(f"{a.smol_f32}: missing; it is the F32 GGUF that "
+                                 "tools/llamacpp_reference.py writes (or pass --smol-f32)")
+            run([os.path.join(bin_dir, "llama-quantize"), a.smol_f32, out + ".part", "Q4_0", "2"])
+            os.replace(out + ".part", out)
+        files["smol/Q4_0"] = out
+        if not os.path.exists(os.path.join(a.smol_awq, "config.json")):
+            run([a.awq, "quantize", a.smol_source, a.smol_awq, "--w-bit", "4",
+                 "--q-group-size", "64"], capture=False)
+    return files
+
+
+# --- the runs ---------------------------------------------------------------------------------
+
+def memory(a):
+    out = run([a.awq, "bench", "--memory-only", "--json"],
+              env={"AWQ_NUM_THREADS": str(max(a.threads))})
+    j = json.loads(out)
+    return {"read": j["read_gb_per_s"], "triad": j["triad_gb_per_s"]}
+
+
+def llama_bench(a, path):
+    out = run([os.path.join(a.llama_bin, "llama-bench"), "-m", path, "-p", str(a.prompt),
+               "-n", str(a.gen), "-t", ",".join(map(str, a.threads)), "-r", "1", "-o", "json"])
+    tests = json.loads(out)
+    best = {"prefill": (0.0, 0), "decode": (0.0, 0)}
+    by_threads = []
+    commit = None
+    for t in tests:
+        phase = "prefill" if t["n_prompt"] > 0 else "decode"
+        by_threads.append({"phase": phase, "threads": t["n_threads"], "tok_s": t["avg_ts"]})
+        if t["avg_ts"] > best[phase][0]:
+            best[phase] = (t["avg_ts"], t["n_threads"])
+        commit = t.get("build_commit")
+    return {"prefill": best["prefill"][0], "prefill_threads": best["prefill"][1],
+            "decode": best["decode"][0], "decode_threads": best["decode"][1],
+            "by_threads": by_threads, "build_commit": commit}
+
+
+def awq_bench(a, target):
+    args = ["--synthetic", "llama2-7b", "--layers", "8"] if target == "7b" else [a.smol_awq]
+    out = run([a.awq, "bench", *args, "--prompt-tokens", str(a.prompt), "--gen-tokens",
+               str(a.gen), "--reps", "1", "--warmup", "--no-memory", "--json"],
+              env={"AWQ_NUM_THREADS": str(max(a.threads))})
+    j = json.loads(out)
+    r = j["results"][0]
+    return {"prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
+            "weight_bytes": r["weight_bytes_per_token"], "threads": j["threads"],
+            "kernels": j.get("int4_kernel", "?")}
+
+
+def median(v):
+    return statistics.median(v) if v else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", default="1,2", help="llama-bench thread counts (best is taken)")
+    ap.add_argument("--only", default="7b,smol", help="subjects: 7b, smol or both")
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--awq", default=os.path.join(ROOT, "build-bench", "awq"))
+    ap.add_argument("--llama-bin", default=os.path.join(ROOT, "assets/peers/llama.cpp-build/bin"))
+    ap.add_argument("--llama-src", default=os.path.join(ROOT, "assets/peers/llama.cpp-src"))
+    ap.add_argument("--cache", default=os.path.join(ROOT, "out/peers"))
+    ap.add_argument("--smol-f32",
+                    default=os.path.join(ROOT, "out/llamacpp_reference/smollm2/smollm2.F32.gguf"))
+    ap.add_argument("--smol-awq", default=os.path.join(ROOT, "out/peers/smol-awq-w4g64"))
+    ap.add_argument("--smol-source",
+                    default=os.path.join(ROOT, "assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--python", help="interpreter with numpy, for writing the 7B-shaped GGUF")
+    ap.add_argument("--json", default=os.path.join(ROOT, "out/peers/results.json"))
+    a = ap.parse_args()
+    a.threads = [int(t) for t in a.threads.split(",")]
+    a.only = a.only.split(",")
+    if not os.path.exists(a.awq):
+        raise SystemExit(f"{a.awq}: missing; build it (cmake --build build-bench --target awq) "
+                         "or pass --awq")
+
+    files = prepare(a)
+    # (key, model label, engine label, how to run it)
+    subjects = []
+    if "7b" in a.only:
+        subjects += [("7b/llama/Q4_0", "Llama-2-7B shapes, 8 layers", "llama.cpp Q4_0",
+                      lambda: llama_bench(a, files["7b/Q4_0"])),
+                     ("7b/llama/Q4_K_M", "Llama-2-7B shapes, 8 layers", "llama.cpp Q4_K_M",
+                      lambda: llama_bench(a, files["7b/Q4_K_M"])),
+                     ("7b/awq", "Llama-2-7B shapes, 8 layers", "awq.cpp int4 g128",
+                      lambda: awq_bench(a, "7b"))]
+    if "smol" in a.only:
+        subjects += [("smol/llama/Q4_0", "SmolLM2-135M", "llama.cpp Q4_0",
+                      lambda: llama_bench(a, files["smol/Q4_0"])),
+                     ("smol/awq", "SmolLM2-135M", "awq.cpp AWQ w4 g64",
+                      lambda: awq_bench(a, "smol"))]
+    weight_bytes = {k: llama_decode_bytes(files[k.replace("/llama", "")])
+                    for k, *_ in subjects if "/llama/" in k}
+
+    host = {"cpu": cpu_model(), "loadavg_start": os.getloadavg(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "awq_commit": git_commit()}
+    log(f"host: {host['cpu']}, load average {host['loadavg_start']}")
+    runs = {k: [] for k, *_ in subjects}
+    before = memory(a)
+    t_start = time.time()
+    for r in range(a.rounds):
+        order = subjects if r % 2 == 0 else subjects[::-1]
+        for key, _, _, fn in order:
+            res = fn()
+            after = memory(a)
+            res["read"] = max(before["read"], after["read"])
+            res["triad"] = max(before["triad"], after["triad"])
+            res["loadavg"] = os.getloadavg()[0]
+            before = after
+            runs[key].append(res)
+            log(f"round {r + 1}/{a.rounds} {key}: prefill {res['prefill']:.1f}, decode "
+                f"{res['decode']:.2f} tok/s, read {res['read']:.1f} GB/s")
+    host["loadavg_end"] = os.getloadavg()
+    host["minutes"] = (time.time() - t_start) / 60
+
+    rows = []
+    for key, model, engine, _ in subjects:
+        rs = runs[key]
+        wb = rs[0]["weight_bytes"] if "weight_bytes" in rs[0] else weight_bytes[key]
+        gbs = [wb * x["decode"] / 1e9 for x in rs]
+        row = {"key": key, "model": model, "engine": engine, "weight_bytes_per_token": wb,
+               "prefill_tok_s": median([x["prefill"] for x in rs]),
+               "decode_tok_s": median([x["decode"] for x in rs]),
+               "decode_gb_s": median(gbs),
+               "share_of_read": median([g / x["read"] for g, x in zip(gbs, rs)]),
+               "share_of_triad": median([g / x["triad"] for g, x in zip(gbs, rs)]),
+               "runs": rs}
+        if "/llama/" in key:
+            # The count that won most rounds.
+            row["threads"] = "/".join(str(statistics.mode([x[p + "_threads"] for x in rs]))
+                                      for p in ("prefill", "decode"))
+        else:
+            row["threads"] = str(rs[0]["threads"])
+        base = key.split("/")[0] + "/llama/Q4_0"
+        if "/awq" in key and base in runs:
+            row["prefill_ratio"] = median([x["prefill"] / y["prefill"]
+                                           for x, y in zip(rs, runs[base])])
+            row["decode_ratio"] = median([x["decode"] / y["decode"]
+                                          for x, y in zip(rs, runs[base])])
+        rows.append(row)
+    reads = [x["read"] for k in runs for x in runs[k]]
+    triads = [x["triad"] for k in runs for x in runs[k]]
+    llama_commit = next((x.get("build_commit") for k in runs for x in runs[k]
+                         if x.get("build_commit")), "?")
+
+    print(f"host: {host['cpu']}")
+    print(f"awq.cpp {host['awq_commit']}, llama.cpp {llama_commit}; {a.rounds} interleaved rounds, "
+          f"{host['minutes']:.0f} min; load average {host['loadavg_start'][0]:.2f} at start, "
+          f"{host['loadavg_end'][0]:.2f} at end")
+    print(f"memory (awq bench --memory-only, {max(a.threads)} threads, around every run): read "
+          f"{median(reads):.1f} GB/s ({min(reads):.1f}-{max(reads):.1f}), triad "
+          f"{median(triads):.1f} GB/s ({min(triads):.1f}-{max(triads):.1f})")
+    print()
+    hdr = ("| model | engine | threads (prefill/decode) | prefill tok/s | decode tok/s | "
+           "weights MB/token | decode GB/s | of read | awq/llama.cpp Q4_0 prefill | decode |")
+    print(hdr)
+    print("|" + "---|" * hdr.count(" | ") + "---|")
+    for row in rows:
+        ratio = (f"{row['prefill_ratio']:.2f}x | {row['decode_ratio']:.2f}x"
+                 if "prefill_ratio" in row else " | ")
+        print(f"| {row['model']} | {row['engine']} | {row['threads']} | "
+              f"{row['prefill_tok_s']:.1f} | {row['decode_tok_s']:.2f} | "
+              f"{row['weight_bytes_per_token'] / 1e6:.1f} | {row['decode_gb_s']:.2f} | "
+              f"{100 * row['share_of_read']:.0f}% | {ratio} |")
+    print()
+    print(f"(-p {a.prompt} -n {a.gen}; medians over rounds; ratios: median of the same round's "
+          "ratios; llama.cpp: its best of threads " + ",".join(map(str, a.threads)) +
+          " per round; of read: decode weight GB/s over the read loop's GB/s measured just "
+          f"before/after the run, the better of the two; awq.cpp decodes after its {a.prompt}-token "
+          "prompt (KV cache read too, not counted), llama-bench's tg from an empty context)")
+    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump({"host": host, "llama_commit": llama_commit, "rounds": a.rounds,
+                   "threads": a.threads, "prompt": a.prompt, "gen": a.gen,
+                   "memory": {"read_median": median(reads), "read_runs": reads,
+                              "triad_median": median(triads), "triad_runs": triads},
+                   "rows": rows}, f, indent=1)
+    log(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -309,7 +309,12 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
     w.Write(name, bytes.data(), bytes.size());
     result.seconds.write += Since(t0);
   };
-  write("token_embd.weight", Encode(embd_type, mw.embed.data<float>(), c.vocab_size, d));
+  // The streaming model keeps the embedding as stored (a view of an F16/BF16 file).
+  write("token_embd.weight",
+        Encode(embd_type,
+               mw.embed.dtype() == DType::kF32 ? mw.embed.data<float>()
+                                               : mw.embed.ToF32().data<float>(),
+               c.vocab_size, d));
   if (options.method != QuantMethod::kRtn) {
     const auto t0 = Clock::now();
     EmbedCalibration(model, acts);

@@ -15,8 +15,10 @@
 
 #include "awq/gguf.h"
 #include "awq/gguf_export.h"
+#include "awq/half.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
+#include "awq/safetensors.h"
 #include "awq/tokenizer.h"
 #include "test_util.h"
 
@@ -78,6 +80,25 @@ std::string ModelDir(const std::string& family) {
   return TinyDir(family);
 }
 
+// The tiny Llama with its weights stored as BF16, as most published checkpoints are: the
+// streaming writer reads such tensors as views of the file.
+std::string Bf16Copy() {
+  const std::string dir = ModelDir("llama");
+  const SafetensorsFile f = SafetensorsFile::Open(dir + "/model.safetensors");
+  SafetensorsWriter w;
+  for (const std::string& name : f.names()) {
+    const Tensor x = f.GetF32(name);
+    Tensor b(DType::kBF16, x.shape());
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      b.data<uint16_t>()[i] = Fp32ToBf16(x.data<float>()[i]);
+    }
+    w.Add(name, std::move(b));
+  }
+  fs::remove(dir + "/model.safetensors");
+  w.WriteFile(dir + "/model.safetensors");
+  return dir;
+}
+
 std::string WriteF32(const std::string& family, const std::string& out_dir,
                      const std::string& dir_in = "") {
   const std::string dir = dir_in.empty() ? TinyDir(family) : dir_in;
@@ -98,7 +119,7 @@ class GgufFromHf : public ::testing::TestWithParam<const char*> {};
 // them by more than 0.1).
 TEST_P(GgufFromHf, F32FileComputesTheFolderModelWithItsTokenizer) {
   const std::string family = GetParam();
-  const std::string dir = ModelDir(family);
+  const std::string dir = family == "llama-bf16" ? Bf16Copy() : ModelDir(family);
   const std::string out = WriteF32(family, test::MakeTempDir("gguf-from-hf"), dir);
   const Model hf = Model::Load(dir, LoadOptions{.int4 = false});
   const Model gg = Model::Load(out, LoadOptions{.int4 = false});
@@ -125,9 +146,10 @@ TEST_P(GgufFromHf, F32FileComputesTheFolderModelWithItsTokenizer) {
 }
 
 // Llama and Mistral have llama.cpp's interleaved q/k rows, Qwen2 q/k/v biases, Gemma 3 its
-// 1 + w norms and sliding window key, Phi-3 its fused tensors.
+// 1 + w norms and sliding window key, Phi-3 its fused tensors; llama-bf16 is stored as BF16.
 INSTANTIATE_TEST_SUITE_P(Families, GgufFromHf,
-                         ::testing::Values("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3"));
+                         ::testing::Values("llama", "llama-bf16", "mistral", "qwen2", "qwen3",
+                                           "phi3", "gemma3"));
 
 // Settings llama.cpp's GGUF metadata has no room for are named, and nothing is written.
 TEST(GgufFromHfErrors, UnrepresentableSettingsAreRefusedBeforeWriting) {

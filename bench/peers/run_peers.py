@@ -11,7 +11,7 @@ Every round runs each subject once, in an order that alternates between rounds, 
 and triad loops of `awq bench --memory-only` between consecutive runs; each run's decode is
 divided by the better of the two bandwidth figures around it. llama-bench runs -p 512 -n 128 at
 every thread count of --threads and llama.cpp's best count is taken per round and per phase.
-awq.cpp runs with AWQ_NUM_THREADS set to the largest of --threads. Ratios are medians over
+awq.cpp runs at the same thread counts (AWQ_NUM_THREADS), its best taken the same way. Ratios are medians over
 rounds of the same round's awq.cpp / llama.cpp Q4_0 figures.
 
 Prints one table and writes JSON (--json). Python 3 standard library only, except the first
@@ -52,8 +52,9 @@ def run(cmd, env=None, capture=True):
 
 # --- GGUF header: which tensors a decode step reads, and their sizes --------------------------
 
-def gguf_tensor_bytes(path):
-    """{name: bytes} for every tensor of a GGUF file (v2/v3), from its header and offsets."""
+def gguf_header(path):
+    """({name: bytes} for every tensor, {key: value} for the integer metadata) of a GGUF file
+    (v2/v3), from its header and tensor offsets."""
     with open(path, "rb") as f:
         def rd(fmt):
             n = struct.calcsize(fmt)
@@ -87,14 +88,15 @@ def gguf_tensor_bytes(path):
             raise ValueError(f"{path}: not a GGUF file")
         (version,) = rd("I")
         n_tensors, n_kv = rd("QQ")
-        alignment = 32
+        ints = {}
         for _ in range(n_kv):
             key = rd_str()
             (t,) = rd("I")
-            if key == "general.alignment" and t == 4:
-                (alignment,) = rd("I")
+            if t in (0, 1, 2, 3, 4, 5, 10, 11):
+                (ints[key],) = rd(scalar[t])
             else:
                 skip_value(t)
+        alignment = ints.get("general.alignment", 32)
         infos = []
         for _ in range(n_tensors):
             name = rd_str()
@@ -107,18 +109,25 @@ def gguf_tensor_bytes(path):
     size = os.path.getsize(path) - data_start
     infos.sort()
     # Each tensor runs to the next one's offset (padding to the alignment, < 32 bytes, included).
-    return {name: (infos[i + 1][0] if i + 1 < len(infos) else size) - off
-            for i, (off, name) in enumerate(infos)}
+    return ({name: (infos[i + 1][0] if i + 1 < len(infos) else size) - off
+             for i, (off, name) in enumerate(infos)}, ints)
 
 
-def llama_decode_bytes(path):
-    """Bytes of weights one llama.cpp decode step reads: every tensor but the token embedding
-    (one row of it is read), which is the output matrix too when there is no output.weight."""
-    t = gguf_tensor_bytes(path)
+def llama_decode_bytes(path, positions):
+    """(weights, KV cache) bytes one llama.cpp decode step reads, the cache at `positions`
+    positions in f16 (llama-bench's default). Weights: every tensor but the token embedding (one
+    row of it is read), which is the output matrix too when there is no output.weight."""
+    t, kv = gguf_header(path)
     total = sum(v for k, v in t.items() if k != "token_embd.weight")
     if "output.weight" not in t:
         total += t.get("token_embd.weight", 0)
-    return total
+    arch = "llama"
+    layers = kv.get(f"{arch}.block_count", 0)
+    heads = kv.get(f"{arch}.attention.head_count", 1)
+    kv_heads = kv.get(f"{arch}.attention.head_count_kv", heads)
+    head_dim = kv.get(f"{arch}.attention.key_length",
+                      kv.get(f"{arch}.embedding_length", 0) // heads)
+    return total, int(positions * layers * 2 * kv_heads * head_dim * 2)
 
 
 # --- host -------------------------------------------------------------------------------------
@@ -167,7 +176,7 @@ def prepare(a):
     files = {}
     if "7b" in a.only:
         f16 = os.path.join(a.cache, "llama2-7b-8l.F16.gguf")
-        for qt in ("Q4_0", "Q4_K_M"):
+        for qt in a.llama_types.split(","):
             out = os.path.join(a.cache, f"llama2-7b-8l.{qt}.gguf")
             if not os.path.exists(out):
                 if not os.path.exists(f16):
@@ -221,16 +230,26 @@ def llama_bench(a, path):
             "by_threads": by_threads, "build_commit": commit}
 
 
-def awq_bench(a, target):
+def awq_bench(a, target, kernel):
+    """awq bench at every thread count of --threads (as llama-bench's -t), the best per phase."""
     args = ["--synthetic", "llama2-7b", "--layers", "8"] if target == "7b" else [a.smol_awq]
-    out = run([a.awq, "bench", *args, "--prompt-tokens", str(a.prompt), "--gen-tokens",
-               str(a.gen), "--reps", "1", "--warmup", "--no-memory", "--json"],
-              env={"AWQ_NUM_THREADS": str(max(a.threads))})
-    j = json.loads(out)
-    r = j["results"][0]
-    return {"prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
-            "weight_bytes": r["weight_bytes_per_token"], "threads": j["threads"],
-            "kernels": j.get("int4_kernel", "?")}
+    res = {"prefill": 0.0, "decode": 0.0, "by_threads": []}
+    for threads in a.threads:
+        env = {"AWQ_NUM_THREADS": str(threads)}
+        if kernel != "auto":
+            env["AWQ_INT4_KERNEL"] = kernel
+        out = run([a.awq, "bench", *args, "--prompt-tokens", str(a.prompt), "--gen-tokens",
+                   str(a.gen), "--reps", "1", "--warmup", "--no-memory", "--json"], env=env)
+        j = json.loads(out)
+        r = j["results"][0]
+        res.update(weight_bytes=r["weight_bytes_per_token"],
+                   kv_bytes=r["kv_cache_bytes_per_token"], kernels=j.get("int4_kernel", "?"))
+        for phase, value in (("prefill", r["prefill_tokens_per_s"]),
+                             ("decode", r["decode_tokens_per_s"])):
+            res["by_threads"].append({"phase": phase, "threads": threads, "tok_s": value})
+            if value > res[phase]:
+                res[phase], res[phase + "_threads"] = value, threads
+    return res
 
 
 def median(v):
@@ -253,11 +272,17 @@ def main():
     ap.add_argument("--smol-awq", default=os.path.join(ROOT, "out/peers/smol-awq-w4g64"))
     ap.add_argument("--smol-source",
                     default=os.path.join(ROOT, "assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--llama-types", default="Q4_0,Q4_K_M",
+                    help="llama.cpp types on the 7B shapes (Q4_0 is the ratios' baseline)")
+    ap.add_argument("--awq-kernels", default="auto",
+                    help="AWQ_INT4_KERNEL values to run awq.cpp under, one row each (auto: "
+                         "unset), e.g. auto,avx2-int8,avx512-int8 to measure a host's choice")
     ap.add_argument("--python", help="interpreter with numpy, for writing the 7B-shaped GGUF")
     ap.add_argument("--json", default=os.path.join(ROOT, "out/peers/results.json"))
     a = ap.parse_args()
     a.threads = [int(t) for t in a.threads.split(",")]
     a.only = a.only.split(",")
+    a.awq_kernels = a.awq_kernels.split(",")
     if not os.path.exists(a.awq):
         raise SystemExit(f"{a.awq}: missing; build it (cmake --build build-bench --target awq) "
                          "or pass --awq")
@@ -265,20 +290,24 @@ def main():
     files = prepare(a)
     # (key, model label, engine label, how to run it)
     subjects = []
+    def awq_subjects(target, model, engine):
+        return [(f"{target}/awq" + ("" if k == "auto" else f"/{k}"), model,
+                 engine + ("" if k == "auto" else f", {k}"),
+                 lambda k=k: awq_bench(a, target, k)) for k in a.awq_kernels]
+
     if "7b" in a.only:
-        subjects += [("7b/llama/Q4_0", "Llama-2-7B shapes, 8 layers", "llama.cpp Q4_0",
-                      lambda: llama_bench(a, files["7b/Q4_0"])),
-                     ("7b/llama/Q4_K_M", "Llama-2-7B shapes, 8 layers", "llama.cpp Q4_K_M",
-                      lambda: llama_bench(a, files["7b/Q4_K_M"])),
-                     ("7b/awq", "Llama-2-7B shapes, 8 layers", "awq.cpp int4 g128",
-                      lambda: awq_bench(a, "7b"))]
+        model = "Llama-2-7B shapes, 8 layers"
+        subjects += [(f"7b/llama/{qt}", model, f"llama.cpp {qt}",
+                      lambda qt=qt: llama_bench(a, files[f"7b/{qt}"]))
+                     for qt in a.llama_types.split(",")]
+        subjects += awq_subjects("7b", model, "awq.cpp int4 g128")
     if "smol" in a.only:
         subjects += [("smol/llama/Q4_0", "SmolLM2-135M", "llama.cpp Q4_0",
-                      lambda: llama_bench(a, files["smol/Q4_0"])),
-                     ("smol/awq", "SmolLM2-135M", "awq.cpp AWQ w4 g64",
-                      lambda: awq_bench(a, "smol"))]
-    weight_bytes = {k: llama_decode_bytes(files[k.replace("/llama", "")])
-                    for k, *_ in subjects if "/llama/" in k}
+                      lambda: llama_bench(a, files["smol/Q4_0"]))]
+        subjects += awq_subjects("smol", "SmolLM2-135M", "awq.cpp AWQ w4 g64")
+    # llama-bench's tg decodes from an empty context: on average (gen + 1) / 2 cached positions.
+    llama_bytes = {k: llama_decode_bytes(files[k.replace("/llama", "")], (a.gen + 1) / 2)
+                   for k, *_ in subjects if "/llama/" in k}
 
     host = {"cpu": cpu_model(), "loadavg_start": os.getloadavg(),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -305,21 +334,24 @@ def main():
     rows = []
     for key, model, engine, _ in subjects:
         rs = runs[key]
-        wb = rs[0]["weight_bytes"] if "weight_bytes" in rs[0] else weight_bytes[key]
+        wb, kvb = ((rs[0]["weight_bytes"], rs[0]["kv_bytes"]) if "weight_bytes" in rs[0]
+                   else llama_bytes[key])
         gbs = [wb * x["decode"] / 1e9 for x in rs]
+        all_gbs = [(wb + kvb) * x["decode"] / 1e9 for x in rs]
         row = {"key": key, "model": model, "engine": engine, "weight_bytes_per_token": wb,
+               "kv_bytes_per_token": kvb,
                "prefill_tok_s": median([x["prefill"] for x in rs]),
                "decode_tok_s": median([x["decode"] for x in rs]),
                "decode_gb_s": median(gbs),
                "share_of_read": median([g / x["read"] for g, x in zip(gbs, rs)]),
                "share_of_triad": median([g / x["triad"] for g, x in zip(gbs, rs)]),
+               "share_of_read_with_kv": median([g / x["read"] for g, x in zip(all_gbs, rs)]),
                "runs": rs}
-        if "/llama/" in key:
-            # The count that won most rounds.
-            row["threads"] = "/".join(str(statistics.mode([x[p + "_threads"] for x in rs]))
-                                      for p in ("prefill", "decode"))
-        else:
-            row["threads"] = str(rs[0]["threads"])
+        # The count that won most rounds.
+        row["threads"] = "/".join(str(statistics.mode([x[p + "_threads"] for x in rs]))
+                                  for p in ("prefill", "decode"))
+        if "kernels" in rs[0]:
+            row["kernels"] = rs[0]["kernels"]
         base = key.split("/")[0] + "/llama/Q4_0"
         if "/awq" in key and base in runs:
             row["prefill_ratio"] = median([x["prefill"] / y["prefill"]
@@ -341,7 +373,8 @@ def main():
           f"{median(triads):.1f} GB/s ({min(triads):.1f}-{max(triads):.1f})")
     print()
     hdr = ("| model | engine | threads (prefill/decode) | prefill tok/s | decode tok/s | "
-           "weights MB/token | decode GB/s | of read | awq/llama.cpp Q4_0 prefill | decode |")
+           "MB/token weights + KV | weight GB/s | of read: weights (+ KV) | "
+           "awq/llama.cpp Q4_0 prefill | decode |")
     print(hdr)
     print("|" + "---|" * hdr.count(" | ") + "---|")
     for row in rows:
@@ -349,14 +382,19 @@ def main():
                  if "prefill_ratio" in row else " | ")
         print(f"| {row['model']} | {row['engine']} | {row['threads']} | "
               f"{row['prefill_tok_s']:.1f} | {row['decode_tok_s']:.2f} | "
-              f"{row['weight_bytes_per_token'] / 1e6:.1f} | {row['decode_gb_s']:.2f} | "
-              f"{100 * row['share_of_read']:.0f}% | {ratio} |")
+              f"{row['weight_bytes_per_token'] / 1e6:.1f} + {row['kv_bytes_per_token'] / 1e6:.1f} | "
+              f"{row['decode_gb_s']:.2f} | {100 * row['share_of_read']:.0f}% "
+              f"({100 * row['share_of_read_with_kv']:.0f}%) | {ratio} |")
     print()
+    for row in rows:
+        if "kernels" in row:
+            print(f"{row['engine']} on {row['model']}: {row['kernels']}")
     print(f"(-p {a.prompt} -n {a.gen}; medians over rounds; ratios: median of the same round's "
-          "ratios; llama.cpp: its best of threads " + ",".join(map(str, a.threads)) +
-          " per round; of read: decode weight GB/s over the read loop's GB/s measured just "
-          f"before/after the run, the better of the two; awq.cpp decodes after its {a.prompt}-token "
-          "prompt (KV cache read too, not counted), llama-bench's tg from an empty context)")
+          "ratios; each engine: its best of threads " + ",".join(map(str, a.threads)) +
+          " per round and phase; of read: decode weight GB/s over the read loop's GB/s measured just "
+          f"before/after the run, the better of the two; (+ KV): counting the f16 KV cache each decode "
+          f"step reads too: awq.cpp decodes after its {a.prompt}-token prompt, llama-bench's tg "
+          "from an empty context)")
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
         json.dump({"host": host, "llama_commit": llama_commit, "rounds": a.rounds,

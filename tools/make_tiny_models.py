@@ -13,7 +13,9 @@ with seeded random weights and writes a Hugging Face folder:
                                         computed with model(input_ids), eager attention, after
                                         reloading the saved folder; config facts; checks
 
-Families: qwen3, mistral, phi3, llama3_rope, qwen2_yarn, gemma3, gemma2 (format:
+Families: qwen3, mistral, phi3, llama3_rope, qwen2_yarn, gemma3, gemma2, and the mixtures of
+experts mixtral, qwen3_moe, qwen2_moe (transformers 5 fuses experts in memory but saves them
+under the per-expert names published checkpoints use) (format:
 docs/GOLDEN.md, "Tiny random models"). Every run with the same library versions rewrites the
 same bytes (seeded weights, fixed prompts, no timestamps).
 
@@ -98,7 +100,41 @@ def family_specs():
             "alternating sliding (window 8) / full layers; attention logits soft-capped at 50 "
             "(50 * tanh(s / 50)), final logits at 30; query scale 24**-0.5; norms apply "
             "(1 + w)"),
+        "mixtral": ("MixtralForCausalLM", "MixtralConfig", dict(
+            COMMON, intermediate_size=72, num_hidden_layers=2, head_dim=16,
+            num_local_experts=4, num_experts_per_tok=2, rope_theta=10000.0,
+            sliding_window=None, tie_word_embeddings=False), 108,
+            "mixture of experts on every layer: router block_sparse_moe.gate over 4 experts "
+            "(w1/w3/w2, width 72), top-2, the two probabilities renormalised to sum 1"),
+        "qwen3_moe": ("Qwen3MoeForCausalLM", "Qwen3MoeConfig", dict(
+            COMMON, intermediate_size=96, moe_intermediate_size=40, num_hidden_layers=2,
+            head_dim=24, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
+            decoder_sparse_step=1, mlp_only_layers=[], rope_theta=1_000_000.0,
+            tie_word_embeddings=False, attention_bias=False), 109,
+            "mixture of experts on every layer: router mlp.gate over 4 experts "
+            "(gate/up/down_proj, width 40), top-2, norm_topk_prob true; q_norm/k_norm; "
+            "head_dim 24"),
+        "qwen2_moe": ("Qwen2MoeForCausalLM", "Qwen2MoeConfig", dict(
+            COMMON, intermediate_size=96, moe_intermediate_size=40,
+            shared_expert_intermediate_size=56, num_hidden_layers=3, num_experts=4,
+            num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1,
+            mlp_only_layers=[1], rope_theta=10000.0, tie_word_embeddings=False), 110,
+            "layers 0 and 2 mixtures of 4 experts (width 40), top-2 probabilities not "
+            "renormalised, plus a shared expert (width 56) scaled by "
+            "sigmoid(shared_expert_gate x); layer 1 in mlp_only_layers keeps a dense MLP "
+            "(width 96); q/k/v biases"),
     }
+
+
+# Router weights ~ N(0, ROUTER_STD) (router logits ~ N(0, 1.6) on the normed hidden state): the
+# experts mix without the softmax saturating, and the k-th and (k+1)-th router logits of every
+# token differ by far more than fp32 noise (checks.min_router_topk_logit_margin), so an engine
+# that agrees with transformers to 1e-5 picks the same experts.
+ROUTER_STD = 0.2
+
+
+def is_router(name):
+    return name.endswith("mlp.gate.weight") or name.endswith("block_sparse_moe.gate.weight")
 
 
 def log(msg):
@@ -138,6 +174,8 @@ def init_weights(model, seed):
                 std, mean = NORM_STD, (0.0 if gemma else 1.0)
             elif "embed_tokens" in name:
                 std, mean = EMBED_STD, 0.0
+            elif is_router(name):
+                std, mean = ROUTER_STD, 0.0
             else:  # linear weights and biases
                 std, mean = LINEAR_STD, 0.0
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * std + mean)
@@ -148,7 +186,20 @@ def make_config(cls_name, kwargs):
 
     cfg = getattr(transformers, cls_name)(**kwargs)
     cfg._attn_implementation = "eager"
+    if "num_experts_per_tok" in kwargs:
+        # The per-expert loop, not grouped_mm: the plain reference, and it runs in float64 too.
+        cfg._experts_implementation = "eager"
     return cfg
+
+
+def load_kwargs(folder):
+    """from_pretrained's arguments: fp32, eager attention, eager experts for a MoE model."""
+    import torch
+
+    with open(os.path.join(folder, "config.json")) as f:
+        moe = "num_experts_per_tok" in json.load(f)
+    return dict(dtype=torch.float32, attn_implementation="eager",
+                **({"experts_implementation": "eager"} if moe else {}))
 
 
 def logits_of(model, ids, **kw):
@@ -258,11 +309,45 @@ def checks(name, model, ps):
                 c.rope_parameters["full_attention"]["rope_theta"]
         out["max_abs_diff_with_local_rope_base_eq_global"] = max_diffs(
             model, variant(model, one_base), ps)
+    if getattr(cfg, "num_experts_per_tok", None):
+        out["min_router_topk_logit_margin"] = router_margins(model, ps)
+        if getattr(cfg, "norm_topk_prob", None) is not None and cfg.model_type != "mixtral":
+            def flip_norm(c):
+                c.norm_topk_prob = not c.norm_topk_prob
+            out["max_abs_diff_with_norm_topk_prob_flipped"] = max_diffs(
+                model, variant(model, flip_norm), ps)
     # fp32 versus fp64: the noise floor of the stored logits
     m64 = copy.deepcopy(model).to(torch.float64)
     out["max_abs_diff_fp32_vs_fp64"] = [
         float("%.3g" % float((logits_of(model, p).double() - logits_of(m64, p)).abs().max()))
         for p in ps]
+    return out
+
+
+def router_margins(model, ps):
+    """Per prompt, the smallest gap between the k-th and (k+1)-th router logit of any token in
+    any sparse layer (the router's input captured, its product recomputed in fp64): the choice
+    of experts is stable where this is far above fp32 noise (~1e-6)."""
+    import torch
+
+    k = model.config.num_experts_per_tok
+    routers = [(n, m) for n, m in model.named_modules()
+               if n.endswith("mlp.gate") or n.endswith("block_sparse_moe.gate")]
+    out = []
+    for p in ps:
+        seen = []
+        hooks = [m.register_forward_pre_hook(
+            lambda mod, args, seen=seen: seen.append(
+                (args[0].reshape(-1, args[0].shape[-1]).double(), mod.weight.double())))
+            for _, m in routers]
+        logits_of(model, p)
+        for h in hooks:
+            h.remove()
+        worst = math.inf
+        for x, w in seen:
+            top = (x @ w.T).topk(k + 1, dim=-1).values
+            worst = min(worst, float((top[:, k - 1] - top[:, k]).min()))
+        out.append(float("%.3g" % worst))
     return out
 
 
@@ -318,7 +403,10 @@ def golden(name, model, cls_name, seed, notes, ps):
         "rms_norm_eps": cfg.rms_norm_eps,
     }
     for k in ("query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
-              "hidden_activation", "hidden_act", "attention_bias", "partial_rotary_factor"):
+              "hidden_activation", "hidden_act", "attention_bias", "partial_rotary_factor",
+              "num_local_experts", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+              "norm_topk_prob", "shared_expert_intermediate_size", "decoder_sparse_step",
+              "mlp_only_layers", "qkv_bias"):
         if hasattr(cfg, k):
             facts[k] = getattr(cfg, k)
     from safetensors import safe_open
@@ -327,8 +415,10 @@ def golden(name, model, cls_name, seed, notes, ps):
         "name": name,
         "notes": notes,
         "seed": seed,
-        "init": {"linear_std": LINEAR_STD, "embed_std": EMBED_STD, "norm_std": NORM_STD,
-                 "norm_mean": 0.0 if is_gemma(cfg.model_type) else 1.0},
+        "init": dict({"linear_std": LINEAR_STD, "embed_std": EMBED_STD, "norm_std": NORM_STD,
+                      "norm_mean": 0.0 if is_gemma(cfg.model_type) else 1.0},
+                     **({"router_std": ROUTER_STD}
+                        if getattr(cfg, "num_experts_per_tok", None) else {})),
         "versions": versions(),
         "dtype": "float32",
         "attn_implementation": "eager",
@@ -362,8 +452,8 @@ def build(name, spec, out_dir, ps):
     for f in TOKENIZER_FILES:
         shutil.copyfile(os.path.join(TOKENIZER_DIR, f), os.path.join(folder, f))
     # The golden comes from the folder as written (checks the save/load round trip).
-    loaded = transformers.AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch.float32, attn_implementation="eager").eval()
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(folder,
+                                                               **load_kwargs(folder)).eval()
     assert type(loaded).__name__ == cls_name, type(loaded).__name__
     for p in ps:
         assert torch.equal(logits_of(model, p), logits_of(loaded, p)), "reload changed logits"
@@ -385,8 +475,8 @@ def verify(name, out_dir, ps):
     folder = os.path.join(out_dir, name)
     with open(os.path.join(folder, "golden.json")) as f:
         g = json.load(f)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch.float32, attn_implementation="eager").eval()
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder,
+                                                              **load_kwargs(folder)).eval()
     worst = 0.0
     for row, p in zip(g["prompts"], ps):
         assert row["ids"] == p, "prompt ids changed"

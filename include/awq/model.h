@@ -53,6 +53,14 @@ struct LayerWeights {
   Tensor post_ffn_norm;   // [D] or empty: MLP output normed before the residual (Gemma)
   Tensor w_gate_up;       // [2 * I, D]: gate rows, then up rows
   Tensor w_down;          // [D, I]
+  // A mixture-of-experts MLP (ModelConfig::IsMoeLayer; w_gate_up and w_down then stay empty),
+  // Ie = moe_intermediate_size, Is = shared_expert_intermediate_size:
+  Tensor router;              // [E, D]
+  Tensor experts_gate_up;     // [E, 2 * Ie, D]: each expert's gate rows, then its up rows
+  Tensor experts_down;        // [E, D, Ie]
+  Tensor shared_gate_up;      // [2 * Is, D] or empty (Qwen2-MoE's shared expert)
+  Tensor shared_down;         // [D, Is] or empty
+  Tensor shared_expert_gate;  // [1, D] or empty: the shared expert's output times sigmoid(g . x)
   // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
   // Model::UseInt4Kernels; the fp32 tensors above then hold the same weights dequantized, or are
   // empty when Model::Load dropped them (LoadOptions::int4).
@@ -202,6 +210,9 @@ class Model {
                  int64_t pos0, KvCache* cache, float* ctx, float* out, bool accumulate) const;
   void Mlp(int64_t layer, const float* w_gate_up, const float* w_down, const float* x, int64_t n,
            float* act, float* out, bool accumulate) const;
+  // A mixture-of-experts MLP on n rows x [n, D]: out [n, D] (+)= the routed experts' outputs
+  // weighted by their (renormalised) top-k router probabilities, plus the gated shared expert.
+  void MoeMlp(int64_t layer, const float* x, int64_t n, float* out, bool accumulate) const;
   // The block walk behind BlockForward and BlockForwardBatch (cache null: a fresh sequence).
   void Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
             const BlockObserver* observe, int64_t row0) const;

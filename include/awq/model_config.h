@@ -66,6 +66,19 @@ struct ModelConfig {
   // score = cap * tanh(score / cap) before the softmax, logits likewise (Gemma 2); 0: off.
   double attn_logit_softcapping = 0;
   double final_logit_softcapping = 0;
+  // Mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE; 0 experts: a dense model). A sparse
+  // layer's MLP is a router [num_experts, D] choosing num_experts_per_tok SiLU-gated experts of
+  // width moe_intermediate_size per token by softmax, their outputs summed with the top-k
+  // probabilities, renormalised to sum 1 when norm_topk_prob (Mixtral always). Qwen2-MoE adds a
+  // shared expert of width shared_expert_intermediate_size on every token, scaled by
+  // sigmoid(shared_expert_gate x). Layers listed in dense_mlp_layers (Qwen's mlp_only_layers and
+  // decoder_sparse_step) keep the dense MLP of intermediate_size.
+  int64_t num_experts = 0;
+  int64_t num_experts_per_tok = 0;
+  int64_t moe_intermediate_size = 0;
+  bool norm_topk_prob = false;
+  int64_t shared_expert_intermediate_size = 0;
+  std::vector<int64_t> dense_mlp_layers;
   // The model's config.json as read (empty for GGUF): written back, with quantization_config
   // added, so that keys this project does not model survive a quantization.
   std::string source_json;
@@ -75,6 +88,15 @@ struct ModelConfig {
     if (sliding_window <= 0) return false;
     if (layer_types.empty()) return true;
     return layer_types[static_cast<size_t>(l)] == LayerAttention::kSliding;
+  }
+
+  // True when layer `l`'s MLP is a mixture of experts.
+  bool IsMoeLayer(int64_t l) const {
+    if (num_experts <= 0) return false;
+    for (int64_t d : dense_mlp_layers) {
+      if (d == l) return false;
+    }
+    return true;
   }
 
   // Throws awq::Error naming `source` and the offending field and value: non-positive sizes,

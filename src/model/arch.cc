@@ -2,6 +2,8 @@
 // slots, the standard AWQ groups, linear names and config-key helpers.
 #include "model/arch.h"
 
+#include <algorithm>
+
 #include "awq/error.h"
 #include "awq/model.h"
 
@@ -24,16 +26,17 @@ const std::vector<LinearSpec> kSeparateLinears = {
     {"mlp.down_proj", "ffn_down", Slot::kDown, Part::kAll},
 };
 
+const std::vector<LinearSpec> kAttentionLinears(kSeparateLinears.begin(),
+                                                kSeparateLinears.begin() + 4);
+
 namespace {
 
 const Architecture* const* Registry() {
-  static const Architecture* const kAll[] = {&Gemma3Architecture(),
-                                             &LlamaArchitecture(),
-                                             &MistralArchitecture(),
-                                             &Phi3Architecture(),
-                                             &Qwen2Architecture(),
-                                             &Qwen3Architecture(),
-                                             nullptr};
+  static const Architecture* const kAll[] = {&Gemma3Architecture(),   &LlamaArchitecture(),
+                                             &MistralArchitecture(),  &MixtralArchitecture(),
+                                             &Phi3Architecture(),     &Qwen2Architecture(),
+                                             &Qwen2MoeArchitecture(), &Qwen3Architecture(),
+                                             &Qwen3MoeArchitecture(), nullptr};
   return kAll;
 }
 
@@ -186,6 +189,43 @@ void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j) {
 
 void WriteSlidingWindow(const ModelConfig& c, nlohmann::json& j) {
   j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
+}
+
+void ReadMoe(const nlohmann::json& root, const std::string& source, const char* experts_key,
+             int64_t expert_width, ModelConfig& c) {
+  const char* other =
+      std::string(experts_key) == "num_experts" ? "num_local_experts" : "num_experts";
+  c.num_experts = Int(root, source, experts_key, Int(root, source, other, 0));
+  if (c.num_experts <= 0) {
+    throw Error(source + ": " + experts_key + ": a mixture-of-experts model needs experts, got " +
+                std::to_string(c.num_experts));
+  }
+  c.num_experts_per_tok = Int(root, source, "num_experts_per_tok", 2);
+  c.moe_intermediate_size = Int(root, source, "moe_intermediate_size", expert_width);
+  c.shared_expert_intermediate_size = Int(root, source, "shared_expert_intermediate_size", 0);
+  // transformers (Qwen2-MoE, Qwen3-MoE): layer l is sparse unless listed in mlp_only_layers or
+  // (l + 1) is not a multiple of decoder_sparse_step.
+  const int64_t step = Int(root, source, "decoder_sparse_step", 1);
+  if (step <= 0) {
+    throw Error(source + ": decoder_sparse_step: must be positive, got " + std::to_string(step));
+  }
+  std::vector<int64_t> only;
+  if (Has(root, "mlp_only_layers")) {
+    const nlohmann::json& v = root.at("mlp_only_layers");
+    if (!v.is_array()) throw Error(source + ": mlp_only_layers: expected a list, got " + v.dump());
+    for (const nlohmann::json& e : v) {
+      if (!e.is_number_integer()) {
+        throw Error(source + ": mlp_only_layers: expected layer numbers, got " + e.dump());
+      }
+      only.push_back(e.get<int64_t>());
+    }
+  }
+  c.dense_mlp_layers.clear();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (std::find(only.begin(), only.end(), l) != only.end() || (l + 1) % step != 0) {
+      c.dense_mlp_layers.push_back(l);
+    }
+  }
 }
 
 }  // namespace arch_keys

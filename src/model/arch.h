@@ -78,6 +78,8 @@ struct AwqGroupSpec {
 extern const std::vector<AwqGroupSpec> kStandardAwqGroups;
 // q, k, v, o, gate, up, down as separate checkpoint linears (every family but Phi-3).
 extern const std::vector<LinearSpec> kSeparateLinears;
+// q, k, v, o alone (Mixtral, whose every MLP is a mixture of experts).
+extern const std::vector<LinearSpec> kAttentionLinears;
 
 // How the block walk runs a family's layer (gemma.cpp's per-layer config struct).
 struct BlockRecipe {
@@ -88,13 +90,30 @@ struct BlockRecipe {
   bool scale_embedding = false;  // embeddings multiplied by sqrt(hidden_size) (Gemma)
 };
 
+// The tensors of a mixture-of-experts MLP, as Hugging Face names them under "model.layers.N."
+// (llama.cpp's GGUF layout of experts is not read). Expert e's linears are
+// experts + "e." + gate/up/down; a family without a shared expert leaves those names empty.
+struct MoeNames {
+  const char* router = "";       // [num_experts, D]: "block_sparse_moe.gate", "mlp.gate"
+  const char* experts = "";      // "block_sparse_moe.experts.", "mlp.experts."
+  const char* gate = "";         // [moe_I, D]: "w1", "gate_proj"
+  const char* up = "";           // [moe_I, D]: "w3", "up_proj"
+  const char* down = "";         // [D, moe_I]: "w2", "down_proj"
+  const char* shared = "";       // Qwen2-MoE "mlp.shared_expert" (its gate/up/down_proj)
+  const char* shared_gate = "";  // [1, D]: "mlp.shared_expert_gate"
+};
+
 struct Architecture {
   const char* model_type;               // config.json "model_type"
   const char* hf_class;                 // "architectures"[0] written for it
   std::vector<const char*> gguf_archs;  // GGUF general.architecture values
   BlockRecipe recipe;
   NormNames norms;
-  std::vector<LinearSpec> linears;  // checkpoint order
+  // Dense linears, checkpoint order. A mixture-of-experts family lists its attention linears
+  // and, where some layers keep a dense MLP (Qwen's mlp_only_layers), the dense MLP's; a sparse
+  // layer fetches its experts by `moe` instead of the gate/up and down slots.
+  std::vector<LinearSpec> linears;
+  MoeNames moe;  // empty names: a dense family
   std::vector<AwqGroupSpec> awq_groups;
   // Modules AutoAWQ never quantizes for this family (QuantConfig::modules_to_not_convert).
   std::vector<std::string> default_not_convert;
@@ -149,6 +168,9 @@ const Architecture& Qwen2Architecture();
 const Architecture& Qwen3Architecture();
 const Architecture& Phi3Architecture();
 const Architecture& Gemma3Architecture();
+const Architecture& MixtralArchitecture();
+const Architecture& Qwen2MoeArchitecture();
+const Architecture& Qwen3MoeArchitecture();
 
 // Helpers the descriptions share for reading config keys (errors name source, key and value).
 namespace arch_keys {
@@ -162,6 +184,12 @@ void ReadLayerTypes(const nlohmann::json& root, const std::string& source, Model
 void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j);
 // "sliding_window": the window on every layer, or null (Mistral, Phi-3).
 void WriteSlidingWindow(const ModelConfig& c, nlohmann::json& j);
+// The mixture-of-experts keys: `experts_key` (num_local_experts for Mixtral, num_experts for
+// Qwen; the other spelling is accepted too), num_experts_per_tok, moe_intermediate_size
+// (`expert_width` when absent: Mixtral's experts are intermediate_size wide),
+// shared_expert_intermediate_size, and Qwen's mlp_only_layers / decoder_sparse_step.
+void ReadMoe(const nlohmann::json& root, const std::string& source, const char* experts_key,
+             int64_t expert_width, ModelConfig& c);
 }  // namespace arch_keys
 
 }  // namespace awq

@@ -215,6 +215,87 @@ void Model::Mlp(int64_t layer, const float* w_gate_up, const float* w_down, cons
   }
 }
 
+void Model::MoeMlp(int64_t layer, const float* x, int64_t n, float* out, bool accumulate) const {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t d = c.hidden_size, n_experts = c.num_experts, k = c.num_experts_per_tok,
+                ie = c.moe_intermediate_size;
+  ThreadPool& pool = *pool_;
+  if (!accumulate) std::fill(out, out + n * d, 0.0f);
+
+  // The router: softmax over the experts' logits, the k most probable experts per token (equal
+  // probabilities: the lower expert, as torch.topk returns them), their probabilities divided by
+  // their sum when the family renormalises. Tokens are then grouped by expert, so each expert
+  // runs one product over the rows it received (decode: k products of one row).
+  std::vector<float> logits(static_cast<size_t>(n * n_experts));
+  LinearF32(x, d, w.router.data<float>(), d, logits.data(), n_experts, n, n_experts, d, false,
+            pool);
+  struct Route {
+    int64_t token;
+    float weight;
+  };
+  std::vector<std::vector<Route>> routed(static_cast<size_t>(n_experts));
+  std::vector<int64_t> order(static_cast<size_t>(n_experts));
+  for (int64_t t = 0; t < n; ++t) {
+    float* p = logits.data() + t * n_experts;
+    const float mx = *std::max_element(p, p + n_experts);
+    float sum = 0;
+    for (int64_t e = 0; e < n_experts; ++e) sum += (p[e] = std::exp(p[e] - mx));
+    for (int64_t e = 0; e < n_experts; ++e) p[e] /= sum;
+    for (int64_t e = 0; e < n_experts; ++e) order[static_cast<size_t>(e)] = e;
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [p](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float top = 0;
+    for (int64_t i = 0; i < k; ++i) top += p[order[static_cast<size_t>(i)]];
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t e = order[static_cast<size_t>(i)];
+      routed[static_cast<size_t>(e)].push_back({t, c.norm_topk_prob ? p[e] / top : p[e]});
+    }
+  }
+
+  // out[token] += weight * down_e(silu(gate_e x) * up_e x), expert by expert.
+  const int64_t rows = std::max<int64_t>(ie, c.shared_expert_intermediate_size);
+  std::vector<float> xin, gate_up(static_cast<size_t>(n * 2 * rows)),
+      act(static_cast<size_t>(n * rows)), y(static_cast<size_t>(n * d));
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const std::vector<Route>& r = routed[static_cast<size_t>(e)];
+    const int64_t m = static_cast<int64_t>(r.size());
+    if (m == 0) continue;
+    xin.resize(static_cast<size_t>(m * d));
+    for (int64_t i = 0; i < m; ++i) {
+      std::memcpy(xin.data() + i * d, x + r[static_cast<size_t>(i)].token * d,
+                  static_cast<size_t>(d) * sizeof(float));
+    }
+    LinearF32(xin.data(), d, w.experts_gate_up.data<float>() + e * 2 * ie * d, d, gate_up.data(),
+              2 * ie, m, 2 * ie, d, false, pool);
+    SiluMulRows(gate_up.data(), 2 * ie, act.data(), ie, m, ie);
+    LinearF32(act.data(), ie, w.experts_down.data<float>() + e * d * ie, ie, y.data(), d, m, d, ie,
+              false, pool);
+    for (int64_t i = 0; i < m; ++i) {
+      const Route& route = r[static_cast<size_t>(i)];
+      float* o = out + route.token * d;
+      const float* yi = y.data() + i * d;
+      for (int64_t j = 0; j < d; ++j) o[j] += route.weight * yi[j];
+    }
+  }
+
+  // Qwen2-MoE's shared expert: out += sigmoid(g . x) * down(silu(gate x) * up x) on every token.
+  if (!w.shared_gate_up.empty()) {
+    const int64_t is = c.shared_expert_intermediate_size;
+    LinearF32(x, d, w.shared_gate_up.data<float>(), d, gate_up.data(), 2 * is, n, 2 * is, d, false,
+              pool);
+    SiluMulRows(gate_up.data(), 2 * is, act.data(), is, n, is);
+    LinearF32(act.data(), is, w.shared_down.data<float>(), is, y.data(), d, n, d, is, false, pool);
+    const float* g = w.shared_expert_gate.data<float>();
+    for (int64_t t = 0; t < n; ++t) {
+      float dot = 0;
+      for (int64_t j = 0; j < d; ++j) dot += g[j] * x[t * d + j];
+      const float s = 1.0f / (1.0f + std::exp(-dot));
+      for (int64_t j = 0; j < d; ++j) out[t * d + j] += s * y[t * d + j];
+    }
+  }
+}
+
 namespace {
 // Calls the observer when there is one.
 inline void Tell(const BlockObserver* observe, BlockPoint p, int64_t row0, const float* rows,
@@ -271,8 +352,13 @@ void Model::Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cach
   // MLP: x += [post-norm](down(act(gate(x')) * up(x'))), x' = norm(x).
   NormRowsOf(recipe.norm, x, d, w.ffn_norm.data<float>(), normed, d, n, d, eps, pool);
   Tell(observe, BlockPoint::kMlpIn, row0, normed, n, d);
-  Mlp(layer, nullptr, nullptr, normed, n, side, out, direct);
-  Tell(observe, BlockPoint::kMlpAct, row0, side, n, inter);
+  if (c.IsMoeLayer(layer)) {
+    // No single down_proj input to observe: kMlpAct is not told.
+    MoeMlp(layer, normed, n, out, direct);
+  } else {
+    Mlp(layer, nullptr, nullptr, normed, n, side, out, direct);
+    Tell(observe, BlockPoint::kMlpAct, row0, side, n, inter);
+  }
   Tell(observe, BlockPoint::kMlpOut, row0, out, n, d);
   if (!direct) {
     if (recipe.post_norms) {
@@ -295,6 +381,7 @@ void Model::AttentionBatch(int64_t layer, const float* wqkv, const float* wo, co
 
 void Model::MlpBatch(int64_t layer, const float* w_gate_up, const float* w_down, const float* x,
                      int64_t n, float* act, float* out) const {
+  AWQ_CHECK(!config_.IsMoeLayer(layer));
   Mlp(layer, w_gate_up, w_down, x, n, act, out, false);
 }
 

@@ -169,6 +169,13 @@ ModelConfig ConfigFromGguf(const GgufFile& gguf) {
                 "'; supported: " + SupportedGgufArchitectures());
   }
   const std::string p = arch + ".";
+  // llama.cpp writes Mixtral as "llama" with experts (blk.N.ffn_gate_exps): those tensors are
+  // not read, so such a file is refused here rather than reported missing ffn_gate later.
+  if (gguf.GetUint(p + "expert_count", 0) > 0) {
+    throw Error(gguf.path() + ": " + p + "expert_count is " +
+                std::to_string(gguf.GetUint(p + "expert_count")) +
+                ": mixture-of-experts GGUF files are not supported (load the Hugging Face folder)");
+  }
   c.model_type = family->model_type;
   c.architecture = family->hf_class;
   c.hidden_size = static_cast<int64_t>(gguf.GetUint(p + "embedding_length"));

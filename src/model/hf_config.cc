@@ -222,6 +222,17 @@ void ModelConfig::Validate(const std::string& source) const {
     fail(attn_logit_softcapping > 0 ? "attn_logit_softcapping" : "final_logit_softcapping",
          "logit soft-capping (Gemma 2) is not supported");
   }
+  if (num_experts > 0) {
+    positive("moe_intermediate_size", moe_intermediate_size);
+    if (num_experts_per_tok <= 0 || num_experts_per_tok > num_experts) {
+      fail("num_experts_per_tok", "must be between 1 and the " + std::to_string(num_experts) +
+                                      " experts, got " + std::to_string(num_experts_per_tok));
+    }
+    if (shared_expert_intermediate_size < 0) {
+      fail("shared_expert_intermediate_size",
+           "must be positive or absent, got " + std::to_string(shared_expert_intermediate_size));
+    }
+  }
   if (query_pre_attn_scalar < 0 || !std::isfinite(query_pre_attn_scalar)) {
     fail("query_pre_attn_scalar", "must be positive, got " + std::to_string(query_pre_attn_scalar));
   }

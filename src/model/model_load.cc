@@ -47,6 +47,39 @@ Tensor StackRows(const std::vector<Tensor>& parts) {
 
 namespace {
 
+// A sparse layer's router and experts, each expert's gate and up rows stacked into one
+// [2 * Ie, D] matrix as the dense MLP's are, all experts in one [E, ...] tensor; Qwen2-MoE's
+// shared expert likewise.
+void FetchMoe(const WeightSource& src, const ModelConfig& c, const MoeNames& names,
+              const std::string& p, LayerWeights& lw) {
+  const int64_t d = c.hidden_size, n_experts = c.num_experts, ie = c.moe_intermediate_size;
+  if (*names.router == '\0') {
+    throw Error(src.path() + ": model_type " + c.model_type +
+                " has no mixture-of-experts layers, but the config sets " +
+                std::to_string(n_experts) + " experts");
+  }
+  lw.router = Fetch(src, p + names.router + ".weight", {n_experts, d});
+  lw.experts_gate_up = Tensor(DType::kF32, {n_experts, 2 * ie, d});
+  lw.experts_down = Tensor(DType::kF32, {n_experts, d, ie});
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const std::string x = p + names.experts + std::to_string(e) + ".";
+    const Tensor gate_up = StackRows({Fetch(src, x + names.gate + ".weight", {ie, d}),
+                                      Fetch(src, x + names.up + ".weight", {ie, d})});
+    const Tensor down = Fetch(src, x + names.down + ".weight", {d, ie});
+    std::memcpy(lw.experts_gate_up.data<float>() + e * 2 * ie * d, gate_up.data<float>(),
+                gate_up.nbytes());
+    std::memcpy(lw.experts_down.data<float>() + e * d * ie, down.data<float>(), down.nbytes());
+  }
+  const int64_t is = c.shared_expert_intermediate_size;
+  if (*names.shared != '\0' && is > 0) {
+    const std::string s = p + names.shared + ".";
+    lw.shared_gate_up = StackRows(
+        {Fetch(src, s + "gate_proj.weight", {is, d}), Fetch(src, s + "up_proj.weight", {is, d})});
+    lw.shared_down = Fetch(src, s + "down_proj.weight", {d, is});
+    lw.shared_expert_gate = Fetch(src, p + names.shared_gate + ".weight", {1, d});
+  }
+}
+
 // One decoder block's tensors: norms, biases and (when `dense_linears`) the fused fp32 slot
 // matrices, the slot's linears stacked in the description's order, which must tile its rows
 // (q, k, v; gate, up; or one fused checkpoint tensor).
@@ -81,12 +114,16 @@ LayerWeights FetchLayer(const WeightSource& src, const ModelConfig& c, const Arc
     lw.q_norm = norm(arch.norms.q, hd);
     lw.k_norm = norm(arch.norms.k, hd);
   }
+  const bool moe = c.IsMoeLayer(l);
   if (dense_linears) {
     lw.wqkv = slot(Slot::kQkv, ".weight", false);
     lw.wo = slot(Slot::kO, ".weight", false);
-    lw.w_gate_up = slot(Slot::kGateUp, ".weight", false);
-    lw.w_down = slot(Slot::kDown, ".weight", false);
+    if (!moe) {
+      lw.w_gate_up = slot(Slot::kGateUp, ".weight", false);
+      lw.w_down = slot(Slot::kDown, ".weight", false);
+    }
   }
+  if (moe) FetchMoe(src, c, arch.moe, p, lw);
   if (c.attention_bias) lw.bqkv = slot(Slot::kQkv, ".bias", true);
   return lw;
 }
@@ -217,7 +254,10 @@ Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   const std::unique_ptr<WeightSource> src = OpenWeights(path);
   const char* env = std::getenv("AWQ_INT4");
   const bool int4 = options.int4 && (env == nullptr || std::string(env) != "0");
-  if (!int4 || !std::filesystem::is_directory(path)) return Build(*src, true);
+  // The int4 kernels have no expert path yet: a mixture-of-experts model runs in fp32.
+  if (!int4 || !std::filesystem::is_directory(path) || src->config().num_experts > 0) {
+    return Build(*src, true);
+  }
 
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::Open(path);
   const std::map<std::string, QuantizedLinear> linears = ReadInt4Linears(path, ckpt, src->config());
@@ -242,11 +282,20 @@ int64_t ParameterCount(const ModelConfig& c) {
   int64_t n = c.vocab_size * d * (c.tie_word_embeddings ? 1 : 2) + d;
   int64_t per_layer =
       2 * d + (arch.recipe.post_norms ? 2 * d : 0) + (arch.recipe.qk_norm ? 2 * c.head_dim : 0);
-  for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
+  for (Slot s : {Slot::kQkv, Slot::kO}) {
     const RowRange r = SlotRows(c, s, Part::kAll);
     per_layer += r.rows * r.in + (s == Slot::kQkv && c.attention_bias ? r.rows : 0);
   }
-  return n + per_layer * c.num_hidden_layers;
+  n += per_layer * c.num_hidden_layers;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (!c.IsMoeLayer(l)) {
+      n += 3 * d * c.intermediate_size;
+      continue;
+    }
+    n += c.num_experts * (d + 3 * d * c.moe_intermediate_size);  // router rows and experts
+    if (*arch.moe.shared != '\0') n += 3 * d * c.shared_expert_intermediate_size + d;
+  }
+  return n;
 }
 
 int64_t Model::ParameterCount() const {
@@ -255,6 +304,8 @@ int64_t Model::ParameterCount() const {
   for (const LayerWeights& l : weights_.layers) {
     n += l.attn_norm.numel() + l.bqkv.numel() + l.ffn_norm.numel() + l.q_norm.numel() +
          l.k_norm.numel() + l.post_attn_norm.numel() + l.post_ffn_norm.numel();
+    n += l.router.numel() + l.experts_gate_up.numel() + l.experts_down.numel() +
+         l.shared_gate_up.numel() + l.shared_down.numel() + l.shared_expert_gate.numel();
     if (l.qkv4 != nullptr) {
       for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
         n += w->out * w->in;

@@ -777,6 +777,14 @@ uint64_t Fnv1a64(const void* data, size_t n) {
 }  // namespace
 
 void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options) {
+  // Every quantization entry (QuantizeModel, QuantizeToFolder, QuantizeToGguf) passes here first.
+  // The AWQ groups of experts (AutoAWQ's mixtral.py / qwen3_moe.py) are not implemented: an
+  // expert would be left unquantized or quantized without its scales, so the run is refused.
+  if (config.num_experts > 0) {
+    throw Error("model_type " + config.model_type + " (" + config.architecture + ") is a " +
+                "mixture of experts (" + std::to_string(config.num_experts) +
+                " experts): awq.cpp runs it in fp32 but cannot quantize it yet");
+  }
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     Linears(config, nullptr, l, options.config, options.ggml_types);
   }

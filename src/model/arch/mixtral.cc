@@ -1,0 +1,40 @@
+// Mixtral: the Mistral block whose MLP is a mixture of experts (block_sparse_moe: a router over
+// num_local_experts SiLU-gated experts w1/w3/w2, top num_experts_per_tok, weights renormalised).
+#include "model/arch.h"
+
+namespace awq {
+
+namespace {
+void ReadMixtral(const nlohmann::json& root, const std::string& source, ModelConfig& c) {
+  c.sliding_window = arch_keys::Int(root, source, "sliding_window", 0);
+  // Every expert is intermediate_size wide, and transformers' MixtralSparseMoeBlock always
+  // divides the top-k probabilities by their sum (there is no norm_topk_prob key).
+  arch_keys::ReadMoe(root, source, "num_local_experts", c.intermediate_size, c);
+  c.norm_topk_prob = true;
+}
+}  // namespace
+
+const Architecture& MixtralArchitecture() {
+  static const Architecture a = [] {
+    Architecture a;
+    a.model_type = "mixtral";
+    a.hf_class = "MixtralForCausalLM";
+    // llama.cpp writes Mixtral as "llama" with expert_count; its expert tensors are not read.
+    a.gguf_archs = {};
+    a.linears = kAttentionLinears;
+    a.moe = {.router = "block_sparse_moe.gate",
+             .experts = "block_sparse_moe.experts.",
+             .gate = "w1",
+             .up = "w3",
+             .down = "w2"};
+    // The attention groups only: AWQ on experts (AutoAWQ's mixtral.py) is not implemented, and
+    // quantizing a mixture-of-experts model is refused (CheckLinearShapes).
+    a.awq_groups = {kStandardAwqGroups[0], kStandardAwqGroups[1]};
+    a.read_hf = ReadMixtral;
+    a.write_hf = arch_keys::WriteSlidingWindow;
+    return a;
+  }();
+  return a;
+}
+
+}  // namespace awq

@@ -205,6 +205,55 @@ INSTANTIATE_TEST_SUITE_P(Families, ArchGolden,
                                            "gemma3", "mixtral", "qwen3_moe", "qwen2_moe"),
                          [](const auto& info) { return std::string(info.param); });
 
+// A copy of a tiny folder whose config.json has `key` set to `value`.
+std::string EditedCopy(const std::string& name, const std::string& key,
+                       const nlohmann::json& value) {
+  const std::string dir = test::MakeTempDir("arch_golden_" + name);
+  for (const auto& f : std::filesystem::directory_iterator(TinyDir(name))) {
+    std::filesystem::copy_file(f.path(), dir + "/" + f.path().filename().string(),
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  std::ifstream in(dir + "/config.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  in.close();
+  j[key] = value;
+  std::ofstream(dir + "/config.json") << j.dump(2);
+  return dir;
+}
+
+TEST(ArchGolden, MixtureOfExpertsConfigErrorsNameTheKey) {
+  test::ExpectError(
+      [] {
+        Model::Load(EditedCopy("mixtral", "num_experts_per_tok", 5), LoadOptions{.int4 = false});
+      },
+      {"config.json", "num_experts_per_tok", "4 experts", "5"});
+  test::ExpectError(
+      [] {
+        Model::Load(EditedCopy("mixtral", "num_local_experts", 0), LoadOptions{.int4 = false});
+      },
+      {"config.json", "num_local_experts", "0"});
+  // More experts than the checkpoint holds: the first missing tensor is named.
+  test::ExpectError(
+      [] {
+        Model::Load(EditedCopy("qwen3_moe", "num_local_experts", 5), LoadOptions{.int4 = false});
+      },
+      {"model.layers.0.mlp"});
+  // A dense layer where the checkpoint has experts: its missing MLP linear is named.
+  test::ExpectError(
+      [] {
+        Model::Load(EditedCopy("qwen3_moe", "mlp_only_layers", nlohmann::json::array({1})),
+                    LoadOptions{.int4 = false});
+      },
+      {"model.layers.1.mlp.gate_proj.weight"});
+}
+
+TEST(ArchGolden, MixtureOfExpertsLinearNamesSkipTheExperts) {
+  const Model m = Model::Load(TinyDir("qwen2_moe"), LoadOptions{.int4 = false});
+  EXPECT_EQ(LinearNames(m.config(), 0).size(), 4u);  // sparse: q, k, v, o
+  EXPECT_EQ(LinearNames(m.config(), 1).size(), 7u);  // mlp_only_layers: the dense MLP too
+  EXPECT_EQ(m.ParameterCount(), ParameterCount(m.config()));
+}
+
 TEST(ArchGolden, UnsupportedFamilyFeaturesAreClearErrors) {
   // Gemma 2 (logit soft-capping) has no description: loading says so, naming file, key, value.
   test::ExpectError([] { Model::Load(TinyDir("gemma2"), LoadOptions{.int4 = false}); },

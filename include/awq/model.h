@@ -102,7 +102,8 @@ struct SyntheticOptions {
 
 // The Hugging Face names of a decoder layer's linears ("model.layers.3.self_attn.q_proj"), in
 // the checkpoint order of the family's description (q, k, v, o, gate, up, down for most; Phi-3's
-// qkv_proj, o_proj, gate_up_proj, down_proj).
+// qkv_proj, o_proj, gate_up_proj, down_proj). A mixture-of-experts layer lists its attention
+// linears only.
 std::vector<std::string> LinearNames(const ModelConfig& config, int64_t layer);
 
 // Llama-2-7B's shapes (d 4096, 32 heads, MLP 11008, vocabulary 32000) with `layers` decoder

@@ -131,7 +131,11 @@ std::string LayerPrefix(int64_t layer) { return "model.layers." + std::to_string
 std::vector<std::string> LinearNames(const ModelConfig& c, int64_t layer) {
   const std::string p = LayerPrefix(layer);
   std::vector<std::string> names;
-  for (const LinearSpec& l : ArchitectureOf(c).linears) names.push_back(p + l.name);
+  for (const LinearSpec& l : ArchitectureOf(c).linears) {
+    // A sparse layer has experts where a dense one has its MLP linears.
+    if (c.IsMoeLayer(layer) && (l.slot == Slot::kGateUp || l.slot == Slot::kDown)) continue;
+    names.push_back(p + l.name);
+  }
   return names;
 }
 

@@ -9,3 +9,6 @@ bash scripts/setup.sh
 jobs=$(nproc)
 echo "== running the test suite (ctest -j${jobs}) =="
 ctest --test-dir build --output-on-failure -j"${jobs}" "$@"
+# The Python package's tests (docs/PYTHON.md): opt-in with AWQ_PYTHON_TESTS=1, because
+# `pip install .` compiles the library a second time; they also run when awqcpp is installed.
+bash scripts/test_python.sh

@@ -252,6 +252,15 @@ TEST(ArchGolden, MixtureOfExpertsLinearNamesSkipTheExperts) {
   EXPECT_EQ(LinearNames(m.config(), 0).size(), 4u);  // sparse: q, k, v, o
   EXPECT_EQ(LinearNames(m.config(), 1).size(), 7u);  // mlp_only_layers: the dense MLP too
   EXPECT_EQ(m.ParameterCount(), ParameterCount(m.config()));
+  // Decode reads top-k of the E experts per token: the untied embedding is not read, and half of
+  // the experts' weights (2 of 4) on average.
+  const Model mx = Model::Load(TinyDir("mixtral"), LoadOptions{.int4 = false});
+  const ModelConfig& c = mx.config();
+  const int64_t experts =
+      c.num_hidden_layers * c.num_experts * 3 * c.hidden_size * c.moe_intermediate_size;
+  EXPECT_EQ(mx.DecodeWeightBytes(),
+            4 * (mx.ParameterCount() - c.vocab_size * c.hidden_size -
+                 experts * (c.num_experts - c.num_experts_per_tok) / c.num_experts));
 }
 
 TEST(ArchGolden, UnsupportedFamilyFeaturesAreClearErrors) {

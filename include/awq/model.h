@@ -158,7 +158,8 @@ class Model {
   // embedding): what module-level analysis of the weights needs (Load with LoadOptions{false}).
   void RequireFp32Weights(const std::string& what) const;
   // Bytes of weights one decode step reads: every decoder linear (int4 or fp32 as it runs), the
-  // norms and the LM head (the embedding row read per token is negligible and not counted).
+  // norms and the LM head (the embedding row read per token is negligible and not counted); of a
+  // mixture of experts, the router, the shared expert and the average top-k share of the experts.
   int64_t DecodeWeightBytes() const;
 
   // Runs n tokens at positions cache.size() .. cache.size() + n - 1, appends their keys and

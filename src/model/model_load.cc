@@ -347,6 +347,13 @@ int64_t Model::DecodeWeightBytes() const {
       n += static_cast<int64_t>(l.wqkv.nbytes() + l.wo.nbytes() + l.w_gate_up.nbytes() +
                                 l.w_down.nbytes());
     }
+    // A mixture of experts reads its router and shared expert and, per token, k of its E experts.
+    n += static_cast<int64_t>(l.router.nbytes() + l.shared_gate_up.nbytes() +
+                              l.shared_down.nbytes() + l.shared_expert_gate.nbytes());
+    if (!l.experts_gate_up.empty()) {
+      n += static_cast<int64_t>(l.experts_gate_up.nbytes() + l.experts_down.nbytes()) *
+           config_.num_experts_per_tok / config_.num_experts;
+    }
   }
   return n;
 }

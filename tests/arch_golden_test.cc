@@ -51,17 +51,6 @@ std::vector<Prompt> ReadGolden(const std::string& dir) {
 
 std::string TinyDir(const std::string& name) { return test::DataPath("tiny/" + name); }
 
-// logits [n, V] of ids at positions 0..n-1 in one prompt pass.
-std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids) {
-  const int64_t n = static_cast<int64_t>(ids.size()), d = m.config().hidden_size;
-  KvCache cache = m.NewCache(n);
-  std::vector<float> hidden(static_cast<size_t>(n * d));
-  m.Forward(ids.data(), n, cache, hidden.data());
-  std::vector<float> logits(static_cast<size_t>(n * m.config().vocab_size));
-  m.Logits(hidden.data(), n, logits.data());
-  return logits;
-}
-
 class ArchGolden : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ArchGolden, PromptLogitsMatchTransformers) {
@@ -69,7 +58,7 @@ TEST_P(ArchGolden, PromptLogitsMatchTransformers) {
   const int64_t v = m.config().vocab_size;
   float worst = 0;
   for (const Prompt& p : ReadGolden(TinyDir(GetParam()))) {
-    const std::vector<float> logits = PromptLogits(m, p.ids);
+    const std::vector<float> logits = test::PromptLogits(m, p.ids);
     for (size_t t = 0; t < p.ids.size(); ++t) {
       ASSERT_EQ(static_cast<int64_t>(p.logits[t].size()), v);
       for (int64_t j = 0; j < v; ++j) {
@@ -168,14 +157,14 @@ TEST_P(ArchGolden, AwqQuantizeSaveAndReload) {
     return;
   }
   const Prompt p = ReadGolden(src).back();
-  const std::vector<float> before = PromptLogits(m, p.ids);
+  const std::vector<float> before = test::PromptLogits(m, p.ids);
   const QuantizeResult r = QuantizeModel(m, tok, o);
   EXPECT_EQ(r.linears.size(),
             7u * static_cast<size_t>(m.config().num_hidden_layers) -
                 (std::string(GetParam()) == "phi3" ? 3u * m.config().num_hidden_layers : 0u));
   EXPECT_FALSE(r.blocks.empty());
   EXPECT_FALSE(r.blocks[0].groups.empty());
-  const std::vector<float> quantized = PromptLogits(m, p.ids);
+  const std::vector<float> quantized = test::PromptLogits(m, p.ids);
   // 4-bit weights move the logits, but not beyond recognition.
   double num = 0, den = 0;
   for (size_t i = 0; i < before.size(); ++i) {
@@ -190,7 +179,7 @@ TEST_P(ArchGolden, AwqQuantizeSaveAndReload) {
   for (bool int4 : {false, true}) {
     const Model back = Model::Load(out, LoadOptions{.int4 = int4});
     EXPECT_EQ(back.config().model_type, m.config().model_type);
-    const std::vector<float> again = PromptLogits(back, p.ids);
+    const std::vector<float> again = test::PromptLogits(back, p.ids);
     for (size_t i = 0; i < again.size(); ++i) {
       // The checkpoint stores fp16 scales and norms: the dequantized weights round-trip exactly
       // except the fp16 rounding of the folded norms and of the embeddings.

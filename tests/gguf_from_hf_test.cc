@@ -33,16 +33,6 @@ Tokenizer FolderTokenizer(const std::string& dir) {
   return Tokenizer::FromHfJson(dir + "/tokenizer.json", dir + "/tokenizer_config.json");
 }
 
-std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids) {
-  const int64_t n = static_cast<int64_t>(ids.size()), d = m.config().hidden_size;
-  KvCache cache = m.NewCache(n);
-  std::vector<float> hidden(static_cast<size_t>(n * d));
-  m.Forward(ids.data(), n, cache, hidden.data());
-  std::vector<float> logits(static_cast<size_t>(n * m.config().vocab_size));
-  m.Logits(hidden.data(), n, logits.data());
-  return logits;
-}
-
 QuantizeOptions Rtn() {
   QuantizeOptions o;
   o.method = QuantMethod::kRtn;
@@ -132,7 +122,7 @@ TEST_P(GgufFromHf, F32FileComputesTheFolderModelWithItsTokenizer) {
   EXPECT_EQ(tok_back.chat_template(), tok.chat_template());
 
   std::vector<int32_t> prompt(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 24));
-  const std::vector<float> a = PromptLogits(hf, prompt), b = PromptLogits(gg, prompt);
+  const std::vector<float> a = test::PromptLogits(hf, prompt), b = test::PromptLogits(gg, prompt);
   ASSERT_EQ(a.size(), b.size());
   float worst = 0;
   for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "awq/error.h"
+#include "awq/model.h"
 
 namespace awq::test {
 
@@ -120,6 +121,16 @@ void ExpectTokenStream(const std::vector<int32_t>& ids, size_t count,
   EXPECT_EQ(std::vector<int32_t>(ids.end() - static_cast<long>(last.size()), ids.end()), last)
       << name;
   EXPECT_EQ(Hex64(Fnv1a64(ids)), fnv1a64_hex) << name;
+}
+
+std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids) {
+  const int64_t n = static_cast<int64_t>(ids.size()), d = m.config().hidden_size;
+  KvCache cache = m.NewCache(n);
+  std::vector<float> hidden(static_cast<size_t>(n * d));
+  m.Forward(ids.data(), n, cache, hidden.data());
+  std::vector<float> logits(static_cast<size_t>(n * m.config().vocab_size));
+  m.Logits(hidden.data(), n, logits.data());
+  return logits;
 }
 
 }  // namespace awq::test

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+namespace awq {
+class Model;
+}
+
 namespace awq::test {
 
 // <repo>/assets, or $AWQ_ASSETS_DIR when set.
@@ -38,6 +42,9 @@ std::string Hex64(uint64_t v);
 void ExpectTokenStream(const std::vector<int32_t>& ids, size_t count,
                        const std::vector<int32_t>& first, const std::vector<int32_t>& last,
                        const std::string& fnv1a64_hex, const std::string& name);
+
+// The fp32 logits [n, V] of `ids` at positions 0..n-1, in one prompt pass from an empty cache.
+std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids);
 
 // n draws of N(0, scale^2) from mt19937_64 seeded with `seed`.
 std::vector<float> RandomNormal(size_t n, uint64_t seed, float scale = 1.0f);

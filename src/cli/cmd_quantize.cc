@@ -27,6 +27,7 @@
 #include "cli/commands.h"
 #include "cli/load.h"
 #include "cli/progress.h"
+#include "core/output_guard.h"
 
 namespace awq::cli {
 
@@ -138,6 +139,9 @@ int RunQuantizeGguf(const QuantizeArgs& a, const QuantizeOptions& opt, const Tok
 int RunQuantize(const QuantizeArgs& a) {
   namespace fs = std::filesystem;
   const auto t0 = std::chrono::steady_clock::now();
+  CheckOutputIsNotInput(a.model, a.out);
+  // Held until the output is complete: a second run on the same output refuses at once.
+  const OutputLock lock(a.out);
   if (fs::exists(a.out) && !a.overwrite) {
     throw Error(a.out + ": output exists; pass --overwrite to replace it");
   }

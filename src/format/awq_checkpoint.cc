@@ -17,6 +17,7 @@
 #include "awq/half.h"
 #include "awq/tokenizer.h"
 #include "core/mapped_file.h"
+#include "core/output_guard.h"
 
 namespace awq {
 
@@ -330,6 +331,7 @@ void AwqCheckpointWriter::Write(const std::string& dir_in, const std::string& co
                                 const QuantConfig& qc, const Tokenizer* tokenizer,
                                 uint64_t max_shard_bytes, bool overwrite) const {
   const std::string dir = DirNoTrailingSlash(dir_in);
+  const OutputLock lock(dir);
   qc.Validate();
   const char* torch_dtype = TorchDtypeName(dtype);
   std::error_code ec;

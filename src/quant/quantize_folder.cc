@@ -33,6 +33,7 @@
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
 #include "core/mapped_file.h"
+#include "core/output_guard.h"
 #include "model/weight_source.h"
 #include "quant/quantize_block.h"
 
@@ -300,6 +301,8 @@ QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& 
   }
   std::string out = out_in;
   while (out.size() > 1 && out.back() == '/') out.pop_back();
+  CheckOutputIsNotInput(model_path, out);
+  const OutputLock output_lock(out);
   Model model = Model::OpenStreaming(model_path);
   const ModelConfig& c = model.config();
   CheckLinearShapes(c, options);

@@ -88,6 +88,7 @@ class GgufWeights final : public WeightSource {
                   hf_name + ") is missing");
     }
     Tensor t = file_.ReadF32(g);
+    CheckFiniteWeights(file_.path(), g + " (Hugging Face name " + hf_name + ")", t);
     if (arch_.gguf_norm_plus_one && EndsWith(g, "norm.weight")) {
       // llama.cpp's converter stores Gemma's norms as 1 + w so that its RMSNorm multiplies by
       // them directly; the model here keeps Hugging Face's w.

@@ -26,7 +26,11 @@ class HfWeights final : public WeightSource {
   Tensor GetStored(const std::string& hf_name) const override {
     if (ckpt_.Has(hf_name)) {
       const DType t = ckpt_.dtype(hf_name);
-      if (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16) return ckpt_.Get(hf_name);
+      if (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16) {
+        Tensor stored = ckpt_.Get(hf_name);
+        CheckFiniteWeights(ckpt_.FileOf(hf_name).source(), hf_name, stored);
+        return stored;
+      }
     }
     return GetF32(hf_name);
   }
@@ -38,11 +42,16 @@ class HfWeights final : public WeightSource {
       Tensor t = ckpt_.GetF32(hf_name);
       // The copy is made: the mapped bytes need not stay resident.
       ckpt_.FileOf(hf_name).ReleasePages(hf_name);
+      CheckFiniteWeights(ckpt_.FileOf(hf_name).source(), hf_name, t);
       return t;
     }
     // AWQ checkpoints store "<module>.qweight/.qzeros/.scales" instead of "<module>.weight".
     const std::string module = QuantizedModule(hf_name);
-    if (!module.empty()) return DequantizeAwqWeight(ckpt_, module, *awq_);
+    if (!module.empty()) {
+      Tensor t = DequantizeAwqWeight(ckpt_, module, *awq_);
+      CheckFiniteWeights(dir_, hf_name + " (dequantized from " + module + ".scales)", t);
+      return t;
+    }
     throw Error(dir_ + ": tensor " + hf_name + " is missing");
   }
 

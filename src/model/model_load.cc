@@ -1,5 +1,6 @@
 // Loading a model's weights into the fused fp32 layout, from any WeightSource, by the tensor
 // lists of the family's description.
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <optional>
 
 #include "awq/awq_checkpoint.h"
+#include "awq/half.h"
 #include "awq/model.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
@@ -198,6 +200,52 @@ void Model::InitRuntime() {
   }
   pool_ = &ThreadPool::Global();
   arch_ = &ArchitectureOf(config_);
+}
+
+void CheckFiniteWeights(const std::string& file, const std::string& name, const Tensor& t) {
+  // A float is NaN or infinite exactly when its exponent bits are all ones; OR-ing the masked
+  // words first keeps the common, clean case one vectorizable pass.
+  const auto first_bad = [&t](auto word, auto mask) -> int64_t {
+    using W = decltype(word);
+    const W* p = static_cast<const W*>(t.raw());
+    const int64_t n = t.numel();
+    W any = 0;
+    for (int64_t i = 0; i < n; ++i) any |= static_cast<W>((p[i] & mask) == mask);
+    if (!any) return -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if ((p[i] & mask) == mask) return i;
+    }
+    return -1;
+  };
+  int64_t bad = -1;
+  float value = 0;
+  switch (t.dtype()) {
+    case DType::kF32:
+      bad = first_bad(uint32_t{0}, uint32_t{0x7f800000});
+      if (bad >= 0) value = t.data<float>()[bad];
+      break;
+    case DType::kF16:
+      bad = first_bad(uint16_t{0}, uint16_t{0x7c00});
+      if (bad >= 0) value = Fp16ToFp32(t.data<uint16_t>()[bad]);
+      break;
+    case DType::kBF16:
+      bad = first_bad(uint16_t{0}, uint16_t{0x7f80});
+      if (bad >= 0) value = Bf16ToFp32(t.data<uint16_t>()[bad]);
+      break;
+    default:
+      return;
+  }
+  if (bad < 0) return;
+  std::string where = "element " + std::to_string(bad);
+  if (t.ndim() == 2) {
+    where += " (row " + std::to_string(bad / t.dim(1)) + ", column " +
+             std::to_string(bad % t.dim(1)) + ")";
+  }
+  const std::string what = std::isnan(value) ? "NaN" : (value > 0 ? "+inf" : "-inf");
+  throw Error(file + ": tensor " + name + " holds " + what + " at " + where + " (shape " +
+              ShapeToString(t.shape()) +
+              "); awq.cpp refuses non-finite weights: the checkpoint is damaged or was saved in "
+              "a dtype that overflowed");
 }
 
 std::unique_ptr<WeightSource> OpenWeights(const std::string& path) {

@@ -29,6 +29,12 @@ class WeightSource {
   virtual void ReleasePages(const std::string& /*hf_name*/) const {}
 };
 
+// Throws awq::Error naming `file`, the tensor, the element (row and column for a matrix) and the
+// value when float tensor `t` (F32, F16 or BF16) holds a NaN or an infinity: such a weight makes
+// every activation after it NaN, and the quantizer would write a checkpoint of NaN scales. The
+// weight sources call it on every float tensor they hand out; other dtypes pass.
+void CheckFiniteWeights(const std::string& file, const std::string& name, const Tensor& t);
+
 // A GGUF file of a Llama-family model.
 std::unique_ptr<WeightSource> OpenGgufWeights(const std::string& path);
 // A Hugging Face folder: config.json and model.safetensors or a sharded index.

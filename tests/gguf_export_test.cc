@@ -16,6 +16,7 @@
 #include "awq/quantize.h"
 #include "awq/tokenizer.h"
 #include "core/mapped_file.h"
+#include "model/arch.h"
 #include "test_util.h"
 
 namespace awq {
@@ -75,7 +76,14 @@ TEST(GgufExport, RtnFileHoldsLlamaCppTypesAndReadsBackAsTheQuantizedModel) {
   Model mem = Model::Load(test::ModelPath(), LoadOptions{.int4 = false});
   QuantizeOptions o = Options(QuantMethod::kRtn);
   o.ggml_types = {};
-  for (const auto& [name, g] : r.ggml_linears) o.ggml_types[name] = g.type;
+  // Each linear's type as the file stores it, by its Hugging Face name.
+  for (int64_t l = 0; l < 30; ++l) {
+    for (const std::string& name : LinearNames(mem.config(), l)) {
+      const GgmlType t =
+          file.FindTensor(GgufTensorName(ArchitectureOf(mem.config()), name + ".weight"))->type;
+      o.ggml_types[name] = t;
+    }
+  }
   QuantizeModel(mem, f.tok, o);
   const double ppl_mem = f.Ppl(mem);
   const double ppl_file = f.Ppl(Model::Load(out));

@@ -134,8 +134,8 @@ TEST_P(ArchGolden, AwqQuantizeSaveAndReload) {
   const std::string tmp = test::MakeTempDir("arch_golden");
   const QuantizeOptions o = TinyAwqOptions(tmp);
   if (m.config().num_experts > 0) {
-    // AWQ on experts is not implemented: every entry refuses, naming the model type, before
-    // writing anything.
+    // Mixture-of-experts models are refused by every entry, naming the model type, before
+    // anything is written.
     const std::vector<std::string> why = {m.config().model_type, "mixture of experts",
                                           "cannot quantize"};
     const auto expect = [&](const std::function<void()>& fn) {

@@ -778,8 +778,8 @@ uint64_t Fnv1a64(const void* data, size_t n) {
 
 void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options) {
   // Every quantization entry (QuantizeModel, QuantizeToFolder, QuantizeToGguf) passes here first.
-  // The AWQ groups of experts (AutoAWQ's mixtral.py / qwen3_moe.py) are not implemented: an
-  // expert would be left unquantized or quantized without its scales, so the run is refused.
+  // Mixture-of-experts models are refused: the families describe no AWQ groups for experts, so
+  // an expert would be left unquantized or quantized without its scales.
   if (config.num_experts > 0) {
     throw Error("model_type " + config.model_type + " (" + config.architecture + ") is a " +
                 "mixture of experts (" + std::to_string(config.num_experts) +

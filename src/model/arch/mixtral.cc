@@ -27,8 +27,8 @@ const Architecture& MixtralArchitecture() {
              .gate = "w1",
              .up = "w3",
              .down = "w2"};
-    // The attention groups only: AWQ on experts (AutoAWQ's mixtral.py) is not implemented, and
-    // quantizing a mixture-of-experts model is refused (CheckLinearShapes).
+    // The attention groups only; the experts have no groups, and quantizing a mixture-of-experts
+    // model is refused (CheckLinearShapes).
     a.awq_groups = {kStandardAwqGroups[0], kStandardAwqGroups[1]};
     a.read_hf = ReadMixtral;
     a.write_hf = arch_keys::WriteSlidingWindow;

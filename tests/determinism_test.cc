@@ -19,26 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::map<std::string, std::string> ReadTree(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) {
-      files[fs::relative(e.path(), dir).string()] = ReadFileToString(e.path().string());
-    }
-  }
-  return files;
-}
-
-void ExpectSameTree(const std::string& a, const std::string& b) {
-  const auto ta = ReadTree(a), tb = ReadTree(b);
-  ASSERT_FALSE(ta.empty()) << a;
-  ASSERT_EQ(ta.size(), tb.size()) << a << " vs " << b;
-  for (const auto& [name, bytes] : ta) {
-    ASSERT_TRUE(tb.count(name)) << name << " missing from " << b;
-    EXPECT_TRUE(bytes == tb.at(name)) << name << " differs between " << a << " and " << b;
-  }
-}
-
 struct Setting {
   std::string name;
   std::vector<std::string> env;
@@ -65,7 +45,7 @@ void ExpectSameCheckpoint(const std::string& method, const std::vector<Setting>&
     if (first.empty()) {
       first = out;
     } else {
-      ExpectSameTree(first, out);
+      test::ExpectSameTree(first, out);
     }
   }
 }

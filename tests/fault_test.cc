@@ -27,17 +27,6 @@ namespace fs = std::filesystem;
 using test::ChildOptions;
 using test::RunAwq;
 
-// Every regular file under `dir` by relative path, with its bytes.
-std::map<std::string, std::string> ReadTree(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) {
-      files[fs::relative(e.path(), dir).string()] = ReadFileToString(e.path().string());
-    }
-  }
-  return files;
-}
-
 // Names in `dir` that start with `prefix`.
 std::vector<std::string> Siblings(const std::string& dir, const std::string& prefix) {
   std::vector<std::string> names;
@@ -92,7 +81,7 @@ TEST(Faults, DiskFullLeavesNothingUnderTheFinalName) {
 
   const test::ChildResult r2 = RunAwq(Rtn(model, out), tmp);
   ASSERT_EQ(r2.status, 0) << r2.output;
-  EXPECT_TRUE(ReadTree(ref) == ReadTree(out)) << "the resumed output differs";
+  EXPECT_TRUE(test::ReadTree(ref) == test::ReadTree(out)) << "the resumed output differs";
   EXPECT_FALSE(fs::exists(out + ".partial"));
 
   const std::string out2 = tmp + "/out2";
@@ -109,7 +98,7 @@ TEST(Faults, DiskFullLeavesNothingUnderTheFinalName) {
 TEST(Faults, OutputOverlappingTheInputIsRefused) {
   const std::string tmp = test::MakeTempDir("fault-overlap");
   const std::string model = test::MakeRandomQwen3(tmp + "/model", 1, 64, 96);
-  const auto before = ReadTree(model);
+  const auto before = test::ReadTree(model);
   fs::create_symlink(model, tmp + "/link");
   struct Case {
     std::string out;
@@ -126,7 +115,7 @@ TEST(Faults, OutputOverlappingTheInputIsRefused) {
     EXPECT_EQ(r.status, 1) << r.output;
     EXPECT_NE(r.output.find(c.why), std::string::npos) << r.output;
   }
-  EXPECT_TRUE(ReadTree(model) == before) << "the input changed";
+  EXPECT_TRUE(test::ReadTree(model) == before) << "the input changed";
   EXPECT_FALSE(fs::exists(model + "/q"));
   EXPECT_TRUE(Siblings(model, "q").empty());
 
@@ -216,12 +205,12 @@ TEST(Faults, KillDuringOverwriteKeepsTheOldOutput) {
   const std::string calib = test::WriteCalibrationIds(tmp, 8, 128);
   const std::string out = tmp + "/out", fresh = tmp + "/fresh";
   ASSERT_EQ(RunAwq(Rtn(model, out), tmp).status, 0);
-  const auto old_tree = ReadTree(out);
+  const auto old_tree = test::ReadTree(out);
   const auto t0 = std::chrono::steady_clock::now();
   const test::ChildResult r_ref = RunAwq(Awq(model, fresh, calib), tmp);
   ASSERT_EQ(r_ref.status, 0) << r_ref.output;
   const double ref_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const auto new_tree = ReadTree(fresh);
+  const auto new_tree = test::ReadTree(fresh);
 
   std::vector<std::string> args = Awq(model, out, calib);
   args.push_back("--overwrite");
@@ -245,24 +234,25 @@ TEST(Faults, KillDuringOverwriteKeepsTheOldOutput) {
     killed += status == -SIGKILL;
     SCOPED_TRACE("kill " + std::to_string(k) + ", status " + std::to_string(status));
     if (status == 0) {
-      EXPECT_TRUE(ReadTree(out) == new_tree);
+      EXPECT_TRUE(test::ReadTree(out) == new_tree);
       break;  // replaced before the kill: nothing old is left to protect
     }
     if (fs::exists(out)) {
-      EXPECT_TRUE(ReadTree(out) == old_tree) << "the old output changed";
+      EXPECT_TRUE(test::ReadTree(out) == old_tree) << "the old output changed";
     } else {
       // Killed between moving the old folder aside and renaming the new one in: the old output
       // is whole under its aside name.
       const std::string aside = out + ".old-" + std::to_string(pid);
       ASSERT_TRUE(fs::exists(aside)) << "neither the output nor its old copy exists";
-      EXPECT_TRUE(ReadTree(aside) == old_tree);
+      EXPECT_TRUE(test::ReadTree(aside) == old_tree);
       fs::rename(aside, out);
     }
   }
   EXPECT_GE(killed, 1) << "every run ended before its kill (" << ref_s << " s each)";
   const test::ChildResult r = RunAwq(args, tmp);
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(ReadTree(out) == new_tree) << "the completed run differs from an unhindered one";
+  EXPECT_TRUE(test::ReadTree(out) == new_tree)
+      << "the completed run differs from an unhindered one";
   EXPECT_FALSE(fs::exists(OutputLock::LockPath(out)));
   EXPECT_TRUE(Siblings(tmp, "out.tmp-").empty());
   EXPECT_TRUE(Siblings(tmp, "out.old-").empty());

@@ -32,16 +32,6 @@ Tokenizer TinyTokenizer() {
   return Tokenizer::FromHfJson(src + "/tokenizer.json", src + "/tokenizer_config.json");
 }
 
-QuantizeOptions TinyAwq(const std::string& calib) {
-  QuantizeOptions o;
-  o.method = QuantMethod::kAwq;
-  o.config.q_group_size = 32;
-  o.config.max_calib_samples = 8;
-  o.config.max_calib_seq_len = 64;
-  o.calib_data = calib;
-  return o;
-}
-
 TEST(Numerics, NanWeightIsAnErrorNamingTheTensorAndElement) {
   const std::string tmp = test::MakeTempDir("numerics-nan");
   const std::string dir =
@@ -111,7 +101,7 @@ TEST(Numerics, Fp16OverflowingActivationsKeepTheAwqSearchFinite) {
           for (int c = 0; c < 4; ++c) t.data<float>()[c] = 3e5f;
         }
       });
-  const QuantizeOptions o = TinyAwq(test::WriteCalibrationIds(tmp, 8, 64));
+  const QuantizeOptions o = test::RandomModelAwqOptions(test::WriteCalibrationIds(tmp, 8, 64));
   const Tokenizer tok = TinyTokenizer();
   Model m = Model::Load(dir, LoadOptions{.int4 = false});
 

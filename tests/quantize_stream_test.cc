@@ -23,6 +23,7 @@
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
 #include "core/mapped_file.h"
+#include "random_model.h"
 #include "test_util.h"
 
 namespace awq {
@@ -30,27 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// Every regular file under `dir` by relative path, with its bytes.
-std::map<std::string, std::string> ReadTree(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) {
-      files[fs::relative(e.path(), dir).string()] = ReadFileToString(e.path().string());
-    }
-  }
-  return files;
-}
-
-void ExpectSameTree(const std::string& a, const std::string& b) {
-  const auto ta = ReadTree(a), tb = ReadTree(b);
-  ASSERT_FALSE(ta.empty()) << a;
-  ASSERT_EQ(ta.size(), tb.size()) << a << " vs " << b;
-  for (const auto& [name, bytes] : ta) {
-    ASSERT_TRUE(tb.count(name)) << name << " missing from " << b;
-    EXPECT_TRUE(bytes == tb.at(name)) << name << " differs between " << a << " and " << b;
-  }
-}
 
 // Pre-tokenized calibration samples of `len` ids below `vocab`, seeded.
 std::string WriteCalibIds(const std::string& dir, int n, int len, int vocab) {
@@ -112,16 +92,6 @@ std::string MakeDeepModel(const std::string& dir, int layers, int hidden, int in
   return dir;
 }
 
-QuantizeOptions AwqOptions(const std::string& calib) {
-  QuantizeOptions o;
-  o.method = QuantMethod::kAwq;
-  o.config.q_group_size = 32;
-  o.config.max_calib_samples = 8;
-  o.config.max_calib_seq_len = 64;
-  o.calib_data = calib;
-  return o;
-}
-
 TEST(QuantizeStream, SameBytesAsInMemoryPipeline) {
   const std::string tmp = test::MakeTempDir("stream-same");
   const std::string model_dir = MakeDeepModel(tmp + "/model", 3, 64, 128);
@@ -130,7 +100,7 @@ TEST(QuantizeStream, SameBytesAsInMemoryPipeline) {
       Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
   for (QuantMethod m : {QuantMethod::kAwq, QuantMethod::kGptq, QuantMethod::kRtn}) {
     SCOPED_TRACE(QuantMethodName(m));
-    QuantizeOptions o = AwqOptions(calib);
+    QuantizeOptions o = test::RandomModelAwqOptions(calib);
     o.method = m;
     Model model = Model::Load(model_dir, LoadOptions{.int4 = false});
     const QuantizeResult r = QuantizeModel(model, tok, o);
@@ -138,7 +108,7 @@ TEST(QuantizeStream, SameBytesAsInMemoryPipeline) {
     SaveQuantizedModel(model, r, o.config, &tok, a, uint64_t{1} << 20, false);
     const std::string b = tmp + "/stream-" + QuantMethodName(m);
     const QuantizeResult s = QuantizeToFolder(model_dir, tok, o, b, uint64_t{1} << 20, false);
-    ExpectSameTree(a, b);
+    test::ExpectSameTree(a, b);
     EXPECT_FALSE(fs::exists(b + ".partial"));
     ASSERT_EQ(s.blocks.size(), r.blocks.size());
     for (size_t l = 0; l < r.blocks.size(); ++l) {
@@ -166,7 +136,7 @@ TEST(QuantizeStream, ChunkingChangesNothing) {
     const QuantMethod m = variant == 1 ? QuantMethod::kGptq : QuantMethod::kAwq;
     const std::string tag = std::string(QuantMethodName(m)) + std::to_string(variant);
     SCOPED_TRACE(tag);
-    QuantizeOptions o = AwqOptions(calib);
+    QuantizeOptions o = test::RandomModelAwqOptions(calib);
     o.method = m;
     if (variant == 2 || variant == 4) o.search_samples = 3;
     if (variant >= 3) o.grid_step = 4;
@@ -175,7 +145,7 @@ TEST(QuantizeStream, ChunkingChangesNothing) {
     o.activation_budget_bytes = 1;  // one sequence per chunk
     const std::string chunked = tmp + "/chunked-" + tag;
     QuantizeToFolder(model_dir, tok, o, chunked, uint64_t{5} << 30, false);
-    ExpectSameTree(whole, chunked);
+    test::ExpectSameTree(whole, chunked);
   }
 }
 
@@ -188,7 +158,7 @@ TEST(QuantizeStream, CoarseToFineGridScoresASubsetOfTheCandidates) {
   const std::string calib = WriteCalibIds(tmp, 4, 64, 405);
   const Tokenizer tok =
       Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
-  QuantizeOptions o = AwqOptions(calib);
+  QuantizeOptions o = test::RandomModelAwqOptions(calib);
   Model exact_model = Model::Load(model_dir);
   const QuantizeResult exact = QuantizeModel(exact_model, tok, o);
   o.grid_step = 4;
@@ -283,7 +253,7 @@ TEST(QuantizeStream, KilledRunsResumeToTheSameBytes) {
     if (rc == -SIGKILL) ++killed_midway;
     // Nothing under the final name until the run is complete (a kill after the final rename
     // leaves the whole checkpoint).
-    if (fs::exists(out)) ExpectSameTree(ref, out);
+    if (fs::exists(out)) test::ExpectSameTree(ref, out);
     if (k == 0 && rc == -SIGKILL && fs::exists(out + ".partial/run.json")) {
       // Other options on the same output: refused, naming what differs.
       std::vector<std::string> other = args(out);
@@ -309,7 +279,7 @@ TEST(QuantizeStream, KilledRunsResumeToTheSameBytes) {
   if (!fs::exists(out) || fs::exists(out + ".partial")) {
     ASSERT_EQ(Wait(Spawn(args(out))), 0);
   }
-  ExpectSameTree(ref, out);
+  test::ExpectSameTree(ref, out);
   EXPECT_FALSE(fs::exists(out + ".partial"));
 }
 

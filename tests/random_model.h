@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/quantize.h"
 #include "awq/safetensors.h"
 #include "awq/tensor.h"
 #include "core/mapped_file.h"
@@ -89,6 +90,18 @@ inline std::string WriteCalibrationIds(const std::string& dir, int n, int len) {
     f << nlohmann::json{{"input_ids", ids}}.dump() << "\n";
   }
   return dir + "/calib_ids.jsonl";
+}
+
+// AWQ w4 g32 on 8 calibration samples of 64 tokens from `calib`: a search over these random
+// models that lasts seconds.
+inline QuantizeOptions RandomModelAwqOptions(const std::string& calib) {
+  QuantizeOptions o;
+  o.method = QuantMethod::kAwq;
+  o.config.q_group_size = 32;
+  o.config.max_calib_samples = 8;
+  o.config.max_calib_seq_len = 64;
+  o.calib_data = calib;
+  return o;
 }
 
 }  // namespace awq::test

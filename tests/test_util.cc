@@ -14,6 +14,7 @@
 
 #include "awq/error.h"
 #include "awq/model.h"
+#include "core/mapped_file.h"
 
 namespace awq::test {
 
@@ -121,6 +122,27 @@ void ExpectTokenStream(const std::vector<int32_t>& ids, size_t count,
   EXPECT_EQ(std::vector<int32_t>(ids.end() - static_cast<long>(last.size()), ids.end()), last)
       << name;
   EXPECT_EQ(Hex64(Fnv1a64(ids)), fnv1a64_hex) << name;
+}
+
+std::map<std::string, std::string> ReadTree(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) {
+      files[fs::relative(e.path(), dir).string()] = ReadFileToString(e.path().string());
+    }
+  }
+  return files;
+}
+
+void ExpectSameTree(const std::string& a, const std::string& b) {
+  const auto ta = ReadTree(a), tb = ReadTree(b);
+  ASSERT_FALSE(ta.empty()) << a;
+  ASSERT_EQ(ta.size(), tb.size()) << a << " vs " << b;
+  for (const auto& [name, bytes] : ta) {
+    ASSERT_TRUE(tb.count(name)) << name << " missing from " << b;
+    EXPECT_TRUE(bytes == tb.at(name)) << name << " differs between " << a << " and " << b;
+  }
 }
 
 std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ std::string Hex64(uint64_t v);
 void ExpectTokenStream(const std::vector<int32_t>& ids, size_t count,
                        const std::vector<int32_t>& first, const std::vector<int32_t>& last,
                        const std::string& fnv1a64_hex, const std::string& name);
+
+// Every regular file under `dir` by relative path, with its bytes.
+std::map<std::string, std::string> ReadTree(const std::string& dir);
+// Expects the folders `a` and `b` to hold the same files with the same bytes (`a` not empty).
+void ExpectSameTree(const std::string& a, const std::string& b);
 
 // The fp32 logits [n, V] of `ids` at positions 0..n-1, in one prompt pass from an empty cache.
 std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids);

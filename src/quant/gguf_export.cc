@@ -284,14 +284,7 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   }
   if (from_gguf) CheckSameTensors(model_path, *input, decls);
 
-  CalibrationActivations acts;
-  if (options.method != QuantMethod::kRtn) {
-    const auto t0 = Clock::now();
-    acts = BuildCalibration(c, tokenizer, options);
-    result.calib_blocks = acts.n_seq;
-    result.calib_tokens = acts.n_seq * acts.seq_len;
-    result.seconds.calibration = Since(t0);
-  }
+  CalibrationActivations acts = StartCalibration(c, tokenizer, options, result);
   kv.emplace_back("general.quantization_version", GgufU32(2));
   kv.emplace_back("general.file_type", GgufU32(static_cast<uint32_t>(ft)));
   kv.emplace_back("awq.method", GgufString(QuantMethodName(options.method)));

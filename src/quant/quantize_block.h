@@ -37,6 +37,10 @@ struct CalibrationActivations {
 // Token ids outside the vocabulary are an awq::Error naming the data.
 CalibrationActivations BuildCalibration(const ModelConfig& config, const Tokenizer& tokenizer,
                                         const QuantizeOptions& options);
+// BuildCalibration for every method but rtn (an empty batch for rtn), recording the batch's size
+// and the time taken in `result`.
+CalibrationActivations StartCalibration(const ModelConfig& config, const Tokenizer& tokenizer,
+                                        const QuantizeOptions& options, QuantizeResult& result);
 // Embeds the batch's tokens into acts.x.
 void EmbedCalibration(const Model& model, CalibrationActivations& acts);
 

@@ -312,14 +312,7 @@ QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& 
   const WeightSource& src = *model.source();
   QuantizeResult result;
   result.method = options.method;
-  CalibrationActivations acts;
-  if (options.method != QuantMethod::kRtn) {
-    const auto t0 = Clock::now();
-    acts = BuildCalibration(c, tokenizer, options);
-    result.calib_blocks = acts.n_seq;
-    result.calib_tokens = acts.n_seq * acts.seq_len;
-    result.seconds.calibration = Since(t0);
-  }
+  CalibrationActivations acts = StartCalibration(c, tokenizer, options, result);
   const json fingerprint = Fingerprint(model_path, options, acts, max_shard_bytes);
   const std::string staging = out + ".partial";
   const auto stage = [&](const std::string& name) { return (fs::path(staging) / name).string(); };

@@ -820,6 +820,18 @@ CalibrationActivations BuildCalibration(const ModelConfig& config, const Tokeniz
   return a;
 }
 
+CalibrationActivations StartCalibration(const ModelConfig& config, const Tokenizer& tokenizer,
+                                        const QuantizeOptions& options, QuantizeResult& result) {
+  CalibrationActivations acts;
+  if (options.method == QuantMethod::kRtn) return acts;
+  const auto t0 = Clock::now();
+  acts = BuildCalibration(config, tokenizer, options);
+  result.calib_blocks = acts.n_seq;
+  result.calib_tokens = acts.n_seq * acts.seq_len;
+  result.seconds.calibration = Since(t0);
+  return acts;
+}
+
 void EmbedCalibration(const Model& model, CalibrationActivations& a) {
   const int64_t d = model.config().hidden_size;
   a.x.resize(static_cast<size_t>(a.n_seq * a.seq_len * d));

@@ -37,7 +37,10 @@ class Tokenizer {
   // tokens, add_bos_token, chat_template).
   static Tokenizer FromHfJson(const std::string& tokenizer_json_path,
                               const std::string& tokenizer_config_json_path = "");
-  // Same, from the JSON texts; `source` names them in error messages.
+  // The tokenizer that goes with a model path: the GGUF metadata of a .gguf file, or
+  // tokenizer.json (+ tokenizer_config.json when present) of a Hugging Face folder.
+  static Tokenizer ForModel(const std::string& model_path);
+  // Same as FromHfJson, from the JSON texts; `source` names them in error messages.
   static Tokenizer FromHfJsonText(const std::string& tokenizer_json,
                                   const std::string& tokenizer_config_json = "",
                                   const std::string& source = "<tokenizer.json>");

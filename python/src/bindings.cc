@@ -81,17 +81,6 @@ nb::ndarray<nb::numpy, T> ToNumpy(std::vector<T>&& v, std::vector<size_t> shape)
   return nb::ndarray<nb::numpy, T>(heap->data(), shape.size(), shape.data(), owner);
 }
 
-Tokenizer LoadTokenizer(const std::string& model_path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(model_path)) {
-    const fs::path dir(model_path);
-    const fs::path tj = dir / "tokenizer.json", tc = dir / "tokenizer_config.json";
-    if (!fs::exists(tj)) throw Error(tj.string() + ": missing (the model folder has no tokenizer)");
-    return Tokenizer::FromHfJson(tj.string(), fs::exists(tc) ? tc.string() : "");
-  }
-  return Tokenizer::FromGguf(GgufFile::Open(model_path));
-}
-
 // assets/text/<name>.txt of the source tree the module was built from, or of $AWQ_ASSETS_DIR:
 // the CLI's default texts.
 std::string DefaultTextPath(const std::string& name) {
@@ -273,7 +262,7 @@ std::vector<int32_t> Generate(const Model& model, const std::vector<int32_t>& pr
 void BindTokenizer(nb::module_& m) {
   nb::class_<Tokenizer>(m, "Tokenizer",
                         "A model's tokenizer (GGUF metadata or tokenizer.json), as awq.cpp runs it")
-      .def_static("load", &LoadTokenizer, "model_path"_a,
+      .def_static("load", &Tokenizer::ForModel, "model_path"_a,
                   "From a .gguf file's metadata or a folder's tokenizer.json")
       .def(
           "encode",

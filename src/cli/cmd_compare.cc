@@ -117,7 +117,7 @@ int RunCompare(CompareArgs a) {
            : (fs::temp_directory_path() / ("awq-compare-" + std::to_string(getpid()))).string();
   fs::create_directories(out_dir);
 
-  const Tokenizer tok = LoadTokenizer(a.model);
+  const Tokenizer tok = Tokenizer::ForModel(a.model);
   const std::vector<int32_t> ids = tok.Encode(ReadFileToString(a.text), true, false);
   std::vector<Row> rows;
   int64_t params = 0;

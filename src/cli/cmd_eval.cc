@@ -40,7 +40,7 @@ int RunEval(const EvalArgs& a) {
   const PerplexityProtocol protocol = ParsePerplexityProtocol(a.protocol);
   auto t0 = std::chrono::steady_clock::now();
   const Model model = Model::Load(a.model, LoadOptions{.int8_lm_head = a.int8_lm_head});
-  const Tokenizer tok = LoadTokenizer(a.model);
+  const Tokenizer tok = Tokenizer::ForModel(a.model);
   if (!a.quiet) {
     std::fprintf(stderr, "loaded %s: %lld parameters, %lld layers, in %.1fs (%d threads, %s)\n",
                  a.model.c_str(), static_cast<long long>(model.ParameterCount()),

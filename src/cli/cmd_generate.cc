@@ -38,7 +38,7 @@ int RunGenerate(const GenerateArgs& a) {
   Model model = Model::Load(a.model, LoadOptions{.int8_lm_head = a.int8_lm_head});
   // Decode always runs on int8 activations (kAuto); prompts too unless asked otherwise.
   if (!a.fp32_prompt) model.set_int4_kernel(Int4Kernel::kAutoInt8);
-  const Tokenizer tok = LoadTokenizer(a.model);
+  const Tokenizer tok = Tokenizer::ForModel(a.model);
   std::string prompt = a.prompt_file.empty() ? a.prompt : ReadText(a.prompt_file);
   std::vector<int32_t> ids;
   if (a.chat) {

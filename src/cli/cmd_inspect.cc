@@ -81,7 +81,7 @@ CalibrationBatch BuildBatch(const std::string& model_path, const std::string& ca
                             int64_t max_samples) {
   CalibrationOptions co;
   co.max_samples = max_samples;
-  return LoadCalibrationBatch(calib_data, LoadTokenizer(model_path), co);
+  return LoadCalibrationBatch(calib_data, Tokenizer::ForModel(model_path), co);
 }
 
 int RunInspect(const InspectArgs& a) {

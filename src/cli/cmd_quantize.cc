@@ -221,7 +221,7 @@ int RunQuantize(const QuantizeArgs& a) {
   opt.grid_step = a.grid_step;
   opt.calib_data = a.calib_data.empty() ? DefaultCalibData() : a.calib_data;
 
-  const Tokenizer tok = LoadTokenizer(a.model);
+  const Tokenizer tok = Tokenizer::ForModel(a.model);
   ProgressBar bar("blocks", "blk", !a.quiet);
   opt.progress = [&](int64_t done, int64_t total) {
     bar.Update(done, total);

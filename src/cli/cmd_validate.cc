@@ -70,7 +70,7 @@ int RunValidate(const ValidateArgs& a) {
     std::fprintf(stderr, "loading %s and %s\n", a.fp_model.c_str(), a.quant_model.c_str());
   const Model ref = Model::Load(a.fp_model);
   const Model quant = Model::Load(a.quant_model);
-  const Tokenizer tok = LoadTokenizer(a.fp_model);
+  const Tokenizer tok = Tokenizer::ForModel(a.fp_model);
   const std::vector<int32_t> ids = TokenizePrefix(tok, ReadText(a.text), a.max_tokens);
   OutputComparisonOptions opt;
   opt.ctx = a.ctx;

@@ -7,21 +7,9 @@
 #include <iterator>
 
 #include "awq/error.h"
-#include "awq/gguf.h"
 #include "core/mapped_file.h"
 
 namespace awq::cli {
-
-Tokenizer LoadTokenizer(const std::string& model_path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(model_path)) {
-    const fs::path dir(model_path);
-    const fs::path tj = dir / "tokenizer.json", tc = dir / "tokenizer_config.json";
-    if (!fs::exists(tj)) throw Error(tj.string() + ": missing (the model folder has no tokenizer)");
-    return Tokenizer::FromHfJson(tj.string(), fs::exists(tc) ? tc.string() : "");
-  }
-  return Tokenizer::FromGguf(GgufFile::Open(model_path));
-}
 
 std::string DefaultTextPath(const std::string& name) {
   const char* env = std::getenv("AWQ_ASSETS_DIR");

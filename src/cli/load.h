@@ -8,9 +8,6 @@
 
 namespace awq::cli {
 
-// From the GGUF metadata of a .gguf file, or tokenizer.json (+ tokenizer_config.json) of a folder.
-Tokenizer LoadTokenizer(const std::string& model_path);
-
 // assets/text/<name>.txt of the source tree, or of $AWQ_ASSETS_DIR when set: the default
 // texts of `inspect` (calibration) and `validate`.
 std::string DefaultTextPath(const std::string& name);

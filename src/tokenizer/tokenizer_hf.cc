@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
 #include "core/mapped_file.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/tokenizer_spm.h"
@@ -547,6 +548,17 @@ Tokenizer Tokenizer::FromHfJson(const std::string& tokenizer_json_path,
     if (std::filesystem::exists(jinja)) spec.chat_template = ReadFileToString(jinja.string());
   }
   return BuildTokenizer(std::move(spec));
+}
+
+Tokenizer Tokenizer::ForModel(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(model_path)) {
+    const fs::path dir(model_path);
+    const fs::path tj = dir / "tokenizer.json", tc = dir / "tokenizer_config.json";
+    if (!fs::exists(tj)) throw Error(tj.string() + ": missing (the model folder has no tokenizer)");
+    return FromHfJson(tj.string(), fs::exists(tc) ? tc.string() : "");
+  }
+  return FromGguf(GgufFile::Open(model_path));
 }
 
 }  // namespace awq

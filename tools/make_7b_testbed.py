@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A Hugging Face folder with random bf16 weights in a real 7B model's shapes, for benchmarks.
 
+Shapes: Llama-2-7B, Qwen2.5-7B, and Mixtral-8x7B (a mixture of 8 experts, top 2).
+
 Writes OUT/ with
   config.json, generation_config.json   the real model's keys (Llama-2-7b-hf, Qwen2.5-7B-Instruct)
   model-0000i-of-0000n.safetensors      bf16, shards of at most --max-shard-gb (5 GB as
@@ -98,6 +100,32 @@ ARCHS = {
         "use_sliding_window": False,
         "vocab_size": 152064,
     },
+    "mixtral-8x7b": {  # mistralai/Mixtral-8x7B-v0.1
+        "architectures": ["MixtralForCausalLM"],
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": 4096,
+        "initializer_range": 0.02,
+        "intermediate_size": 14336,
+        "max_position_embeddings": 32768,
+        "model_type": "mixtral",
+        "num_attention_heads": 32,
+        "num_experts_per_tok": 2,
+        "num_hidden_layers": 32,
+        "num_key_value_heads": 8,
+        "num_local_experts": 8,
+        "output_router_logits": False,
+        "rms_norm_eps": 1e-05,
+        "rope_theta": 1000000.0,
+        "router_aux_loss_coef": 0.02,
+        "sliding_window": None,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+        "vocab_size": 32000,
+    },
 }
 
 
@@ -120,6 +148,15 @@ def tensor_plan(cfg):
                 plan.append((p + f"self_attn.{proj}_proj.bias", (rows,), "bias"))
         plan.append((p + "self_attn.o_proj.weight", (h, heads * hd), "linear"))
         plan.append((p + "post_attention_layernorm.weight", (h,), "outlier_norm"))
+        if "num_local_experts" in cfg:
+            # Mixtral: a router and num_local_experts experts w1 (gate), w3 (up), w2 (down).
+            moe = p + "block_sparse_moe."
+            plan.append((moe + "gate.weight", (cfg["num_local_experts"], h), "linear"))
+            for e in range(cfg["num_local_experts"]):
+                plan.append((moe + f"experts.{e}.w1.weight", (inter, h), "linear"))
+                plan.append((moe + f"experts.{e}.w2.weight", (h, inter), "linear"))
+                plan.append((moe + f"experts.{e}.w3.weight", (inter, h), "outlier_up"))
+            continue
         plan.append((p + "mlp.gate_proj.weight", (inter, h), "linear"))
         plan.append((p + "mlp.up_proj.weight", (inter, h), "outlier_up"))
         plan.append((p + "mlp.down_proj.weight", (h, inter), "linear"))

@@ -65,6 +65,10 @@ struct LayerWeights {
   // Model::UseInt4Kernels; the fp32 tensors above then hold the same weights dequantized, or are
   // empty when Model::Load dropped them (LoadOptions::int4).
   std::shared_ptr<const Int4Matrix> qkv4, o4, gate_up4, down4;
+  // A mixture of experts on the int4 kernels: each expert's gate/up [2 Ie, D] (gate rows, then
+  // up rows) and down [D, Ie], and the shared expert's (empty: the fp32 tensors run).
+  std::vector<std::shared_ptr<const Int4Matrix>> experts_gate_up4, experts_down4;
+  std::shared_ptr<const Int4Matrix> shared_gate_up4, shared_down4;
 };
 
 struct ModelWeights {
@@ -112,6 +116,14 @@ ModelConfig Llama2_7bConfig(int64_t layers);
 
 // The parameters a model of this config holds (what Model::ParameterCount() counts when loaded).
 int64_t ParameterCount(const ModelConfig& config);
+
+// How a sparse layer's router sends n rows to its experts: for each expert, the rows it
+// received (ascending) and the weight its output gets on each (the top-k softmax probability,
+// divided by the top-k sum where the family renormalises).
+struct MoeRouting {
+  std::vector<std::vector<int64_t>> rows;   // [num_experts]
+  std::vector<std::vector<float>> weights;  // [num_experts], parallel to rows
+};
 
 class Model {
  public:
@@ -198,6 +210,17 @@ class Model {
   // w_down [D, I].
   void MlpBatch(int64_t layer, const float* w_gate_up, const float* w_down, const float* x,
                 int64_t n, float* act, float* out) const;
+  // A sparse layer's routing of x [n, D] (the normed MLP input).
+  MoeRouting RouteExperts(int64_t layer, const float* x, int64_t n) const;
+  // The sparse layer's mixture of experts on x [n, D] routed by `routing`: out [n, D] = the
+  // weighted experts' outputs plus the gated shared expert, with explicit gate/up weights for
+  // every expert (experts_gate_up [E, 2 Ie, D], shared_gate_up [2 Is, D]; null: the layer's own)
+  // and the layer's own down_proj weights, so quantization can run it with candidate weights.
+  void MoeBatch(int64_t layer, const MoeRouting& routing, const float* experts_gate_up,
+                const float* shared_gate_up, const float* x, int64_t n, float* out) const;
+  // One expert's down_proj input on m rows x [m, D] (expert kSharedExpert of model/arch.h, -1:
+  // the shared expert): act [m, width] = silu(gate x) * up x with the layer's own weights.
+  void ExpertActivation(int64_t layer, int64_t expert, const float* x, int64_t m, float* act) const;
   // The family's RMSNorm with the model's epsilon: y [n, D] = norm(x) * w, or * (1 + w).
   void Norm(const float* x, const float* w, int64_t n, float* y) const;
 
@@ -215,6 +238,10 @@ class Model {
   // A mixture-of-experts MLP on n rows x [n, D]: out [n, D] (+)= the routed experts' outputs
   // weighted by their (renormalised) top-k router probabilities, plus the gated shared expert.
   void MoeMlp(int64_t layer, const float* x, int64_t n, float* out, bool accumulate) const;
+  // MoeMlp's products for a given routing and gate/up weights (null: the layer's own).
+  void MoeApply(int64_t layer, const MoeRouting& routing, const float* experts_gate_up,
+                const float* shared_gate_up, const float* x, int64_t n, float* out,
+                bool accumulate) const;
   // The block walk behind BlockForward and BlockForwardBatch (cache null: a fresh sequence).
   void Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
             const BlockObserver* observe, int64_t row0) const;

@@ -45,6 +45,12 @@ struct QuantizeOptions {
   // grid_step - 1 of the first pass's best. About (n_grid / grid_step + 2 grid_step - 1)
   // candidates instead of n_grid + 1. 0 or 1: every ratio (AutoAWQ's search).
   int grid_step = 0;
+  // Mixture-of-experts layers: an expert that the calibration batch routes fewer tokens to gets
+  // no searches of its own (no down_proj scale, no clipping, no GPTQ Hessian) and is rounded to
+  // nearest instead (RTN; its gate/up still carry the layer's shared gate/up scale, which keeps
+  // the model exact before rounding). 16 tokens is the smallest count at which a per-channel
+  // mean and a clip sample say more about an expert's inputs than noise does.
+  int64_t min_expert_tokens = 16;
   // GGUF output (QuantizeToGguf): the ggml type of every converted linear by module name, from
   // llama.cpp's per-tensor rule (gguf_recipe.h). Non-empty: the searches quantize with each
   // type's own quantizer and QuantizeResult::ggml_linears holds the blocks; the QuantParams of
@@ -80,6 +86,10 @@ struct BlockReport {
     double loss = 0;
   };
   std::vector<GptqLinear> gptq;
+  // A mixture-of-experts layer (awq, gptq, awq+gptq): the calibration tokens the router sent to
+  // each expert, and the experts below QuantizeOptions::min_expert_tokens, rounded by RTN.
+  std::vector<int64_t> expert_tokens;
+  std::vector<int64_t> rtn_experts;
 };
 
 struct StageSeconds {

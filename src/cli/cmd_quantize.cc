@@ -54,6 +54,7 @@ struct QuantizeArgs {
   std::string activation_memory = "256MiB";
   int64_t search_samples = 0;
   int grid_step = 0;
+  int64_t min_expert_tokens = QuantizeOptions{}.min_expert_tokens;
   std::string format;  // "hf" or "gguf"; empty: gguf when the output ends in .gguf
   std::string gguf_type = "Q4_K_M";
   bool overwrite = false;
@@ -98,6 +99,13 @@ int RunQuantizeGguf(const QuantizeArgs& a, const QuantizeOptions& opt, const Tok
   }
   const uint64_t file_bytes = std::filesystem::file_size(a.out);
   const StageSeconds& s = r.seconds;
+  // Mixture-of-experts layers: the calibration tokens each expert received, and the experts
+  // rounded by RTN for receiving fewer than --min-expert-tokens.
+  nlohmann::json experts = nlohmann::json::array();
+  for (const BlockReport& b : r.blocks) {
+    if (b.expert_tokens.empty()) continue;
+    experts.push_back({{"layer", b.layer}, {"tokens", b.expert_tokens}, {"rtn", b.rtn_experts}});
+  }
   if (a.json) {
     nlohmann::json types = nlohmann::json::object();
     for (const auto& [name, e] : by_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
@@ -219,6 +227,10 @@ int RunQuantize(const QuantizeArgs& a) {
                 std::to_string(opt.config.n_grid) + " (0 or 1 scores every ratio of the grid)");
   }
   opt.grid_step = a.grid_step;
+  if (a.min_expert_tokens < 0) {
+    throw Error("--min-expert-tokens " + std::to_string(a.min_expert_tokens) + " is negative");
+  }
+  opt.min_expert_tokens = a.min_expert_tokens;
   opt.calib_data = a.calib_data.empty() ? DefaultCalibData() : a.calib_data;
 
   const Tokenizer tok = Tokenizer::ForModel(a.model);
@@ -290,6 +302,13 @@ int RunQuantize(const QuantizeArgs& a) {
   const int64_t out_bytes = DirBytes(a.out);
   const double ratio = static_cast<double>(fp16_bytes) / static_cast<double>(out_bytes);
   const StageSeconds& s = r.seconds;
+  // Mixture-of-experts layers: the calibration tokens each expert received, and the experts
+  // rounded by RTN for receiving fewer than --min-expert-tokens.
+  nlohmann::json experts = nlohmann::json::array();
+  for (const BlockReport& b : r.blocks) {
+    if (b.expert_tokens.empty()) continue;
+    experts.push_back({{"layer", b.layer}, {"tokens", b.expert_tokens}, {"rtn", b.rtn_experts}});
+  }
   if (a.json) {
     nlohmann::json j = {{"model", a.model},
                         {"output", a.out},
@@ -311,6 +330,7 @@ int RunQuantize(const QuantizeArgs& a) {
                         {"calib_tokens", r.calib_tokens},
                         {"peak_rss_bytes", r.peak_rss_bytes},
                         {"resumed_blocks", r.resumed_blocks},
+                        {"experts", experts},
                         {"search_gflop", r.search_flops / 1e9},
                         {"search_gflops_per_s", search_gflops},
                         {"sgemm_peak_gflops_per_s", peak_gflops},
@@ -340,6 +360,17 @@ int RunQuantize(const QuantizeArgs& a) {
         total_s, s.calibration, s.capture, s.scale_search, s.clip_search, s.quantize, s.gptq,
         write_s);
     std::printf("  peak RSS %.0f MiB\n", Mib(r.peak_rss_bytes));
+    for (const nlohmann::json& e : experts) {
+      std::string tokens, rtn;
+      for (const auto& t : e["tokens"]) tokens += (tokens.empty() ? "" : " ") + t.dump();
+      for (const auto& t : e["rtn"]) rtn += (rtn.empty() ? "" : ", ") + t.dump();
+      std::printf("  layer %s experts' calibration tokens: %s%s\n", e["layer"].dump().c_str(),
+                  tokens.c_str(),
+                  rtn.empty() ? ""
+                              : ("; RTN (fewer than " + std::to_string(opt.min_expert_tokens) +
+                                 "): experts " + rtn)
+                                    .c_str());
+    }
     if (r.search_flops > 0) {
       std::printf(
           "  scale search %.0f GFLOP at %.1f GFLOP/s, %.0f%% of this machine's fp32 sgemm "
@@ -405,6 +436,9 @@ Runner AddQuantizeCommand(CLI::App& app) {
                   "Score the scale candidates on the first N calibration samples only (0 = all; "
                   "docs/STREAMING.md)")
       ->capture_default_str();
+  sub->add_option("--min-expert-tokens", a->min_expert_tokens,
+                  "Mixture-of-experts models: an expert the calibration routes fewer tokens to is "
+                  "rounded by RTN without searches of its own (default 16)");
   sub->add_option("--grid-step", a->grid_step,
                   "Coarse-to-fine scale search: score every Nth ratio of the grid, then the "
                   "ratios within N-1 of the best (0 or 1 = every ratio; docs/STREAMING.md)")

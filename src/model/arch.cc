@@ -139,6 +139,31 @@ std::vector<std::string> LinearNames(const ModelConfig& c, int64_t layer) {
   return names;
 }
 
+std::vector<ExpertLinearSpec> ExpertLinears(const ModelConfig& c, int64_t layer) {
+  std::vector<ExpertLinearSpec> out;
+  if (!c.IsMoeLayer(layer)) return out;
+  const MoeNames& m = ArchitectureOf(c).moe;
+  const std::string p = LayerPrefix(layer);
+  const int64_t d = c.hidden_size;
+  auto add = [&](const std::string& prefix, int64_t expert, int64_t width) {
+    out.push_back({prefix + m.gate, expert, Part::kGate, width, d});
+    out.push_back({prefix + m.up, expert, Part::kUp, width, d});
+    out.push_back({prefix + m.down, expert, Part::kAll, d, width});
+  };
+  for (int64_t e = 0; e < c.num_experts; ++e) {
+    add(p + m.experts + std::to_string(e) + ".", e, c.moe_intermediate_size);
+  }
+  if (*m.shared != '\0' && c.shared_expert_intermediate_size > 0) {
+    // Qwen2-MoE's shared expert names its linears gate_proj/up_proj/down_proj.
+    const std::string s = p + m.shared + ".";
+    const int64_t is = c.shared_expert_intermediate_size;
+    out.push_back({s + "gate_proj", kSharedExpert, Part::kGate, is, d});
+    out.push_back({s + "up_proj", kSharedExpert, Part::kUp, is, d});
+    out.push_back({s + "down_proj", kSharedExpert, Part::kAll, d, is});
+  }
+  return out;
+}
+
 namespace arch_keys {
 
 bool Has(const nlohmann::json& root, const char* key) {

@@ -153,6 +153,20 @@ GgufMetadata GgufConfigMetadata(const ModelConfig& c, const std::string& source)
 // "model.layers.N." + name.
 std::string LayerPrefix(int64_t layer);
 
+// The quantizable linears of a sparse layer's mixture of experts, in checkpoint order: each
+// expert's gate, up and down, then the shared expert's (Qwen2-MoE). The router and the shared
+// expert's [1, D] gate are not among them: they stay in full precision (the families'
+// default_not_convert), as AutoAWQ and vLLM keep them.
+constexpr int64_t kSharedExpert = -1;
+struct ExpertLinearSpec {
+  std::string name;  // "model.layers.3.block_sparse_moe.experts.5.w1"
+  int64_t expert;    // 0 .. num_experts - 1, or kSharedExpert
+  Part part;         // kGate, kUp, or kAll (down)
+  int64_t rows, in;
+};
+// Empty for a dense layer.
+std::vector<ExpertLinearSpec> ExpertLinears(const ModelConfig& c, int64_t layer);
+
 // llama.cpp's name of a Hugging Face tensor ("model.layers.3.self_attn.q_proj.weight" ->
 // "blk.3.attn_q.weight"), by the family's description; "" when it has none.
 std::string GgufTensorName(const Architecture& arch, const std::string& hf_name);

@@ -215,26 +215,19 @@ void Model::Mlp(int64_t layer, const float* w_gate_up, const float* w_down, cons
   }
 }
 
-void Model::MoeMlp(int64_t layer, const float* x, int64_t n, float* out, bool accumulate) const {
+MoeRouting Model::RouteExperts(int64_t layer, const float* x, int64_t n) const {
   const ModelConfig& c = config_;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
-  const int64_t d = c.hidden_size, n_experts = c.num_experts, k = c.num_experts_per_tok,
-                ie = c.moe_intermediate_size;
-  ThreadPool& pool = *pool_;
-  if (!accumulate) std::fill(out, out + n * d, 0.0f);
-
-  // The router: softmax over the experts' logits, the k most probable experts per token (equal
+  const int64_t d = c.hidden_size, n_experts = c.num_experts, k = c.num_experts_per_tok;
+  // Softmax over the experts' logits, the k most probable experts per token (equal
   // probabilities: the lower expert, as torch.topk returns them), their probabilities divided by
-  // their sum when the family renormalises. Tokens are then grouped by expert, so each expert
-  // runs one product over the rows it received (decode: k products of one row).
+  // their sum when the family renormalises.
   std::vector<float> logits(static_cast<size_t>(n * n_experts));
   LinearF32(x, d, w.router.data<float>(), d, logits.data(), n_experts, n, n_experts, d, false,
-            pool);
-  struct Route {
-    int64_t token;
-    float weight;
-  };
-  std::vector<std::vector<Route>> routed(static_cast<size_t>(n_experts));
+            *pool_);
+  MoeRouting r;
+  r.rows.resize(static_cast<size_t>(n_experts));
+  r.weights.resize(static_cast<size_t>(n_experts));
   std::vector<int64_t> order(static_cast<size_t>(n_experts));
   for (int64_t t = 0; t < n; ++t) {
     float* p = logits.data() + t * n_experts;
@@ -248,44 +241,105 @@ void Model::MoeMlp(int64_t layer, const float* x, int64_t n, float* out, bool ac
     float top = 0;
     for (int64_t i = 0; i < k; ++i) top += p[order[static_cast<size_t>(i)]];
     for (int64_t i = 0; i < k; ++i) {
-      const int64_t e = order[static_cast<size_t>(i)];
-      routed[static_cast<size_t>(e)].push_back({t, c.norm_topk_prob ? p[e] / top : p[e]});
+      const auto e = static_cast<size_t>(order[static_cast<size_t>(i)]);
+      r.rows[e].push_back(t);
+      r.weights[e].push_back(c.norm_topk_prob ? p[e] / top : p[e]);
     }
   }
+  return r;
+}
 
-  // out[token] += weight * down_e(silu(gate_e x) * up_e x), expert by expert.
+void Model::ExpertActivation(int64_t layer, int64_t expert, const float* x, int64_t m,
+                             float* act) const {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t d = c.hidden_size;
+  const bool shared = expert < 0;
+  const int64_t width = shared ? c.shared_expert_intermediate_size : c.moe_intermediate_size;
+  const float* wgu = shared ? w.shared_gate_up.data<float>()
+                            : w.experts_gate_up.data<float>() + expert * 2 * width * d;
+  std::vector<float> gate_up(static_cast<size_t>(m * 2 * width));
+  LinearF32(x, d, wgu, d, gate_up.data(), 2 * width, m, 2 * width, d, false, *pool_);
+  SiluMulRows(gate_up.data(), 2 * width, act, width, m, width);
+}
+
+void Model::MoeBatch(int64_t layer, const MoeRouting& routing, const float* experts_gate_up,
+                     const float* shared_gate_up, const float* x, int64_t n, float* out) const {
+  AWQ_CHECK(config_.IsMoeLayer(layer));
+  MoeApply(layer, routing, experts_gate_up, shared_gate_up, x, n, out, false);
+}
+
+void Model::MoeMlp(int64_t layer, const float* x, int64_t n, float* out, bool accumulate) const {
+  MoeApply(layer, RouteExperts(layer, x, n), nullptr, nullptr, x, n, out, accumulate);
+}
+
+void Model::MoeApply(int64_t layer, const MoeRouting& routing, const float* experts_gate_up,
+                     const float* shared_gate_up, const float* x, int64_t n, float* out,
+                     bool accumulate) const {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t d = c.hidden_size, n_experts = c.num_experts, ie = c.moe_intermediate_size;
+  ThreadPool& pool = *pool_;
+  if (!accumulate) std::fill(out, out + n * d, 0.0f);
+  // The layer's own expert weights run on the int4 kernels when the model has them there.
+  const bool gate_up4 = experts_gate_up == nullptr && !w.experts_gate_up4.empty();
+  const bool down4 = !w.experts_down4.empty();
+  if (experts_gate_up == nullptr && !gate_up4) experts_gate_up = w.experts_gate_up.data<float>();
+
+  // out[token] += weight * down_e(silu(gate_e x) * up_e x), expert by expert: each expert runs
+  // one product over the rows it received (decode: k products of one row).
   const int64_t rows = std::max<int64_t>(ie, c.shared_expert_intermediate_size);
   std::vector<float> xin, gate_up(static_cast<size_t>(n * 2 * rows)),
       act(static_cast<size_t>(n * rows)), y(static_cast<size_t>(n * d));
   for (int64_t e = 0; e < n_experts; ++e) {
-    const std::vector<Route>& r = routed[static_cast<size_t>(e)];
+    const std::vector<int64_t>& r = routing.rows[static_cast<size_t>(e)];
+    const std::vector<float>& rw = routing.weights[static_cast<size_t>(e)];
     const int64_t m = static_cast<int64_t>(r.size());
     if (m == 0) continue;
     xin.resize(static_cast<size_t>(m * d));
     for (int64_t i = 0; i < m; ++i) {
-      std::memcpy(xin.data() + i * d, x + r[static_cast<size_t>(i)].token * d,
+      std::memcpy(xin.data() + i * d, x + r[static_cast<size_t>(i)] * d,
                   static_cast<size_t>(d) * sizeof(float));
     }
-    LinearF32(xin.data(), d, w.experts_gate_up.data<float>() + e * 2 * ie * d, d, gate_up.data(),
-              2 * ie, m, 2 * ie, d, false, pool);
+    if (gate_up4) {
+      Int4Linear(*w.experts_gate_up4[static_cast<size_t>(e)], xin.data(), d, m, gate_up.data(),
+                 2 * ie, false, pool, int4_kernel_);
+    } else {
+      LinearF32(xin.data(), d, experts_gate_up + e * 2 * ie * d, d, gate_up.data(), 2 * ie, m,
+                2 * ie, d, false, pool);
+    }
     SiluMulRows(gate_up.data(), 2 * ie, act.data(), ie, m, ie);
-    LinearF32(act.data(), ie, w.experts_down.data<float>() + e * d * ie, ie, y.data(), d, m, d, ie,
-              false, pool);
+    if (down4) {
+      Int4Linear(*w.experts_down4[static_cast<size_t>(e)], act.data(), ie, m, y.data(), d, false,
+                 pool, int4_kernel_);
+    } else {
+      LinearF32(act.data(), ie, w.experts_down.data<float>() + e * d * ie, ie, y.data(), d, m, d,
+                ie, false, pool);
+    }
     for (int64_t i = 0; i < m; ++i) {
-      const Route& route = r[static_cast<size_t>(i)];
-      float* o = out + route.token * d;
+      const float weight = rw[static_cast<size_t>(i)];
+      float* o = out + r[static_cast<size_t>(i)] * d;
       const float* yi = y.data() + i * d;
-      for (int64_t j = 0; j < d; ++j) o[j] += route.weight * yi[j];
+      for (int64_t j = 0; j < d; ++j) o[j] += weight * yi[j];
     }
   }
 
   // Qwen2-MoE's shared expert: out += sigmoid(g . x) * down(silu(gate x) * up x) on every token.
-  if (!w.shared_gate_up.empty()) {
+  if (!w.shared_expert_gate.empty()) {
     const int64_t is = c.shared_expert_intermediate_size;
-    LinearF32(x, d, w.shared_gate_up.data<float>(), d, gate_up.data(), 2 * is, n, 2 * is, d, false,
-              pool);
+    if (shared_gate_up == nullptr && w.shared_gate_up4 != nullptr) {
+      Int4Linear(*w.shared_gate_up4, x, d, n, gate_up.data(), 2 * is, false, pool, int4_kernel_);
+    } else {
+      if (shared_gate_up == nullptr) shared_gate_up = w.shared_gate_up.data<float>();
+      LinearF32(x, d, shared_gate_up, d, gate_up.data(), 2 * is, n, 2 * is, d, false, pool);
+    }
     SiluMulRows(gate_up.data(), 2 * is, act.data(), is, n, is);
-    LinearF32(act.data(), is, w.shared_down.data<float>(), is, y.data(), d, n, d, is, false, pool);
+    if (w.shared_down4 != nullptr) {
+      Int4Linear(*w.shared_down4, act.data(), is, n, y.data(), d, false, pool, int4_kernel_);
+    } else {
+      LinearF32(act.data(), is, w.shared_down.data<float>(), is, y.data(), d, n, d, is, false,
+                pool);
+    }
     const float* g = w.shared_expert_gate.data<float>();
     for (int64_t t = 0; t < n; ++t) {
       float dot = 0;

@@ -53,7 +53,7 @@ namespace {
 // [2 * Ie, D] matrix as the dense MLP's are, all experts in one [E, ...] tensor; Qwen2-MoE's
 // shared expert likewise.
 void FetchMoe(const WeightSource& src, const ModelConfig& c, const MoeNames& names,
-              const std::string& p, LayerWeights& lw) {
+              const std::string& p, bool dense_linears, LayerWeights& lw) {
   const int64_t d = c.hidden_size, n_experts = c.num_experts, ie = c.moe_intermediate_size;
   if (*names.router == '\0') {
     throw Error(src.path() + ": model_type " + c.model_type +
@@ -61,6 +61,12 @@ void FetchMoe(const WeightSource& src, const ModelConfig& c, const MoeNames& nam
                 std::to_string(n_experts) + " experts");
   }
   lw.router = Fetch(src, p + names.router + ".weight", {n_experts, d});
+  const int64_t is = c.shared_expert_intermediate_size;
+  if (*names.shared != '\0' && is > 0) {
+    lw.shared_expert_gate = Fetch(src, p + names.shared_gate + ".weight", {1, d});
+  }
+  // The experts' fp32 copies (an int4 model runs them from Model::UseInt4Kernels' matrices).
+  if (!dense_linears) return;
   lw.experts_gate_up = Tensor(DType::kF32, {n_experts, 2 * ie, d});
   lw.experts_down = Tensor(DType::kF32, {n_experts, d, ie});
   for (int64_t e = 0; e < n_experts; ++e) {
@@ -72,13 +78,11 @@ void FetchMoe(const WeightSource& src, const ModelConfig& c, const MoeNames& nam
                 gate_up.nbytes());
     std::memcpy(lw.experts_down.data<float>() + e * d * ie, down.data<float>(), down.nbytes());
   }
-  const int64_t is = c.shared_expert_intermediate_size;
   if (*names.shared != '\0' && is > 0) {
     const std::string s = p + names.shared + ".";
     lw.shared_gate_up = StackRows(
         {Fetch(src, s + "gate_proj.weight", {is, d}), Fetch(src, s + "up_proj.weight", {is, d})});
     lw.shared_down = Fetch(src, s + "down_proj.weight", {d, is});
-    lw.shared_expert_gate = Fetch(src, p + names.shared_gate + ".weight", {1, d});
   }
 }
 
@@ -125,7 +129,7 @@ LayerWeights FetchLayer(const WeightSource& src, const ModelConfig& c, const Arc
       lw.w_down = slot(Slot::kDown, ".weight", false);
     }
   }
-  if (moe) FetchMoe(src, c, arch.moe, p, lw);
+  if (moe) FetchMoe(src, c, arch.moe, p, dense_linears, lw);
   if (c.attention_bias) lw.bqkv = slot(Slot::kQkv, ".bias", true);
   return lw;
 }
@@ -265,7 +269,9 @@ std::map<std::string, QuantizedLinear> ReadInt4Linears(const std::string& path,
   const std::optional<QuantConfig> qc = ReadAwqQuantConfig(path);
   if (!qc || (qc->w_bit != 4 && qc->overrides.empty())) return linears;
   for (int64_t l = 0; l < n_layers; ++l) {
-    for (const std::string& name : LinearNames(src_config, l)) {
+    std::vector<std::string> names = LinearNames(src_config, l);
+    for (const ExpertLinearSpec& e : ExpertLinears(src_config, l)) names.push_back(e.name);
+    for (const std::string& name : names) {
       if (!ckpt.Has(name + ".qweight")) return {};
       linears.emplace(name, ReadAwqLinear(ckpt, name, *qc));
     }
@@ -302,8 +308,7 @@ Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   const std::unique_ptr<WeightSource> src = OpenWeights(path);
   const char* env = std::getenv("AWQ_INT4");
   const bool int4 = options.int4 && (env == nullptr || std::string(env) != "0");
-  // The int4 kernels have no expert path yet: a mixture-of-experts model runs in fp32.
-  if (!int4 || !std::filesystem::is_directory(path) || src->config().num_experts > 0) {
+  if (!int4 || !std::filesystem::is_directory(path)) {
     return Build(*src, true);
   }
 
@@ -355,9 +360,12 @@ int64_t Model::ParameterCount() const {
     n += l.router.numel() + l.experts_gate_up.numel() + l.experts_down.numel() +
          l.shared_gate_up.numel() + l.shared_down.numel() + l.shared_expert_gate.numel();
     if (l.qkv4 != nullptr) {
-      for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
-        n += w->out * w->in;
+      for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get(),
+                                  l.shared_gate_up4.get(), l.shared_down4.get()}) {
+        if (w != nullptr) n += w->out * w->in;
       }
+      for (const auto& w : l.experts_gate_up4) n += w->out * w->in;
+      for (const auto& w : l.experts_down4) n += w->out * w->in;
     } else {
       n += l.wqkv.numel() + l.wo.numel() + l.w_gate_up.numel() + l.w_down.numel();
     }
@@ -389,7 +397,7 @@ int64_t Model::DecodeWeightBytes() const {
                               l.post_ffn_norm.nbytes());
     if (l.qkv4 != nullptr) {
       for (const Int4Matrix* w : {l.qkv4.get(), l.o4.get(), l.gate_up4.get(), l.down4.get()}) {
-        n += w->bytes();
+        if (w != nullptr) n += w->bytes();  // a sparse layer has no dense MLP
       }
     } else {
       n += static_cast<int64_t>(l.wqkv.nbytes() + l.wo.nbytes() + l.w_gate_up.nbytes() +
@@ -398,10 +406,13 @@ int64_t Model::DecodeWeightBytes() const {
     // A mixture of experts reads its router and shared expert and, per token, k of its E experts.
     n += static_cast<int64_t>(l.router.nbytes() + l.shared_gate_up.nbytes() +
                               l.shared_down.nbytes() + l.shared_expert_gate.nbytes());
-    if (!l.experts_gate_up.empty()) {
-      n += static_cast<int64_t>(l.experts_gate_up.nbytes() + l.experts_down.nbytes()) *
-           config_.num_experts_per_tok / config_.num_experts;
+    for (const Int4Matrix* w : {l.shared_gate_up4.get(), l.shared_down4.get()}) {
+      if (w != nullptr) n += w->bytes();
     }
+    int64_t experts = static_cast<int64_t>(l.experts_gate_up.nbytes() + l.experts_down.nbytes());
+    for (const auto& w : l.experts_gate_up4) experts += w->bytes();
+    for (const auto& w : l.experts_down4) experts += w->bytes();
+    if (experts > 0) n += experts * config_.num_experts_per_tok / config_.num_experts;
   }
   return n;
 }

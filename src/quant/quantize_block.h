@@ -61,6 +61,11 @@ void QuantizeBlock(Model& model, int64_t layer, const QuantizeOptions& options,
                    CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
                    QuantizeResult& result);
 
+// `qc` with the family's modules that stay in full precision (Architecture::default_not_convert:
+// a mixture of experts' router) added to modules_to_not_convert, as the written
+// quantization_config must list them for transformers and vLLM.
+QuantConfig WithFamilyExclusions(QuantConfig qc, const ModelConfig& config);
+
 // The block's norms by the family's names (empty name: the family has none; empty tensor: the
 // model has none), in the order checkpoints store them.
 std::array<std::pair<const char*, const Tensor*>, 6> BlockNorms(const Architecture& arch,

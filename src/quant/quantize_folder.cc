@@ -178,6 +178,7 @@ json Fingerprint(const std::string& model_path, const QuantizeOptions& o,
            : json{{"tokens_fnv1a64", hash}, {"blocks", acts.n_seq}, {"seq_len", acts.seq_len}}},
       {"search_samples", o.search_samples},
       {"grid_step", o.grid_step},
+      {"min_expert_tokens", o.min_expert_tokens},
       {"activation_budget_bytes", o.activation_budget_bytes},
       {"shard_bytes", shard_bytes},
   };
@@ -434,7 +435,8 @@ QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& 
         w, c, l, qc,
         std::make_shared<const SafetensorsFile>(SafetensorsFile::Open(BlockFile(staging, l))));
   }
-  w.Write(out, HfConfigToJson(c), qc, &tokenizer, max_shard_bytes, overwrite);
+  w.Write(out, HfConfigToJson(c), WithFamilyExclusions(qc, c), &tokenizer, max_shard_bytes,
+          overwrite);
   fs::remove_all(staging, ec);
   result.seconds.write += Since(t0);
   result.seconds.total = Since(t_start);

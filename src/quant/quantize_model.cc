@@ -64,6 +64,11 @@ struct LinearRef {
   int64_t in = 0;
   std::optional<QuantParams> params;  // awq.cpp's group-wise integers
   std::optional<GgmlType> ggml;       // or a ggml type (GGUF output); neither: not converted
+  // A mixture of experts' linear: its expert (0..E-1, or kSharedExpert) and part (kGate, kUp,
+  // kAll for down_proj); kDense for the attention and dense MLP linears.
+  int64_t expert = kDense;
+  Part part = Part::kAll;
+  static constexpr int64_t kDense = -2;
 
   bool converted() const { return params.has_value() || ggml.has_value(); }
   RoundTrip round_trip() const {
@@ -93,15 +98,33 @@ Tensor& SlotTensor(LayerWeights& lw, Slot s) {
   return lw.wqkv;
 }
 
-// The layer's linears in the description's checkpoint order, with their quantization settings
-// (`ggml_types` non-empty: the ggml type of each converted linear, QuantizeOptions::ggml_types);
-// `lw` null checks the shapes only (no weight pointers).
+// The fp32 rows of a mixture of experts' linear in the layer's stacked expert tensors.
+float* ExpertWeights(LayerWeights& lw, const ModelConfig& c, const ExpertLinearSpec& e) {
+  const int64_t d = c.hidden_size;
+  if (e.expert == kSharedExpert) {
+    const int64_t is = c.shared_expert_intermediate_size;
+    if (e.part == Part::kAll) return lw.shared_down.data<float>();
+    return lw.shared_gate_up.data<float>() + (e.part == Part::kUp ? is * d : 0);
+  }
+  const int64_t ie = c.moe_intermediate_size;
+  if (e.part == Part::kAll) return lw.experts_down.data<float>() + e.expert * d * ie;
+  return lw.experts_gate_up.data<float>() + e.expert * 2 * ie * d +
+         (e.part == Part::kUp ? ie * d : 0);
+}
+
+// The layer's linears in the description's checkpoint order (a sparse layer: its attention
+// linears, then ExpertLinears), with their quantization settings (`ggml_types` non-empty: the
+// ggml type of each converted linear, QuantizeOptions::ggml_types); `lw` null checks the shapes
+// only (no weight pointers).
 std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t layer,
                                const QuantConfig& qc,
                                const std::map<std::string, GgmlType>& ggml_types) {
   const std::string p = LayerPrefix(layer);
+  const bool moe = c.IsMoeLayer(layer);
   std::vector<LinearRef> out;
   for (const LinearSpec& spec : ArchitectureOf(c).linears) {
+    // A sparse layer has experts where a dense one has its MLP linears.
+    if (moe && (spec.slot == Slot::kGateUp || spec.slot == Slot::kDown)) continue;
     const RowRange r = SlotRows(c, spec.slot, spec.part);
     LinearRef ref;
     ref.name = p + spec.name;
@@ -109,6 +132,20 @@ std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t l
     if (lw != nullptr) ref.w = SlotTensor(*lw, spec.slot).data<float>() + r.row0 * r.in;
     ref.rows = r.rows;
     ref.in = r.in;
+    out.push_back(std::move(ref));
+  }
+  for (const ExpertLinearSpec& e : ExpertLinears(c, layer)) {
+    LinearRef ref;
+    ref.name = e.name;
+    ref.slot = e.part == Part::kAll ? Slot::kDown : Slot::kGateUp;
+    ref.expert = e.expert;
+    ref.part = e.part;
+    if (lw != nullptr) ref.w = ExpertWeights(*lw, c, e);
+    ref.rows = e.rows;
+    ref.in = e.in;
+    out.push_back(std::move(ref));
+  }
+  for (LinearRef& ref : out) {
     if (!ggml_types.empty()) {
       const auto it = ggml_types.find(ref.name);
       if (it != ggml_types.end() && IsBlockQuantized(it->second)) {
@@ -123,7 +160,6 @@ std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t l
                       GgmlTypeName(it->second) + " blocks of " + std::to_string(block));
         }
       }
-      out.push_back(std::move(ref));
       continue;
     }
     ref.params = qc.ParamsFor(ref.name);
@@ -136,15 +172,15 @@ std::vector<LinearRef> Linears(const ModelConfig& c, LayerWeights* lw, int64_t l
                     std::to_string(ref.in) + ", or -1 for one group per row)");
       }
     }
-    out.push_back(std::move(ref));
   }
   return out;
 }
 
+// The dense linears of a slot (experts excluded).
 std::vector<LinearRef*> InSlot(std::vector<LinearRef>& lins, Slot s) {
   std::vector<LinearRef*> out;
   for (LinearRef& r : lins) {
-    if (r.slot == s) out.push_back(&r);
+    if (r.slot == s && r.expert == LinearRef::kDense) out.push_back(&r);
   }
   return out;
 }
@@ -229,7 +265,13 @@ void FoldIntoOwner(Model& model, int64_t layer, ScaleOwner owner, const std::vec
     case ScaleOwner::kAttnInNorm:
       return fold_norm(lw.attn_norm);
     case ScaleOwner::kMlpInNorm:
-      return fold_norm(lw.ffn_norm);
+      fold_norm(lw.ffn_norm);
+      // The norm's readers that stay in full precision, a mixture of experts' router and shared-
+      // expert gate, take s into their columns, so they see the same input as before.
+      for (Tensor* t : {&lw.router, &lw.shared_expert_gate}) {
+        if (!t->empty()) ScaleColumns(t->data<float>(), t->dim(0), t->dim(1), s);
+      }
+      return;
     case ScaleOwner::kVRows:
       return fold_rows(Slot::kQkv, Part::kV);
     case ScaleOwner::kUpRows:
@@ -294,7 +336,10 @@ namespace {
 // intermediate.
 int64_t FloatsPerToken(const ModelConfig& c) {
   const int64_t d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim;
-  const int64_t i = c.intermediate_size;
+  // A mixture of experts: each token's k experts' down_proj inputs and the shared expert's,
+  // computed per chunk for the searches.
+  const int64_t i = std::max(c.intermediate_size, c.num_experts_per_tok * c.moe_intermediate_size +
+                                                      c.shared_expert_intermediate_size);
   return 6 * d + 2 * q_dim + 2 * i;
 }
 
@@ -343,6 +388,75 @@ struct SlotStats {
     for (int64_t c = 0; c < width; ++c) {
       m[c] = static_cast<float>(abs_sum[c] / static_cast<double>(n));
     }
+    return m;
+  }
+};
+
+// A sparse layer's per-expert statistics over the calibration rows, accumulated in row order:
+// the tokens the router sends each expert, mean |x| of each expert's down_proj input over its
+// tokens, and clip samples of its gate/up and down_proj inputs (every `stride`-th of its
+// tokens, the step each expert would take under balanced routing, so a chunked pass samples as
+// one pass does); the shared expert's down_proj input over every row.
+struct MoeStats {
+  int64_t stride = 1;
+  std::vector<int64_t> tokens;
+  std::vector<std::vector<double>> act_abs;
+  std::vector<std::vector<float>> x_samples, act_samples;
+  SlotStats shared;
+
+  void Init(const ModelConfig& c, int64_t n, int64_t n_sample_token) {
+    const auto e = static_cast<size_t>(c.num_experts);
+    const int64_t per_expert = n * c.num_experts_per_tok / std::max<int64_t>(1, c.num_experts);
+    stride = std::max<int64_t>(1, per_expert / n_sample_token);
+    tokens.assign(e, 0);
+    act_abs.assign(e, std::vector<double>(static_cast<size_t>(c.moe_intermediate_size), 0.0));
+    x_samples.assign(e, {});
+    act_samples.assign(e, {});
+    if (c.shared_expert_intermediate_size > 0) {
+      shared.Init(c.shared_expert_intermediate_size, n, n_sample_token);
+    }
+  }
+  // Rows [row0, row0 + rn) of the batch, x the layer's normed MLP input.
+  void Add(const Model& model, int64_t layer, const float* x, int64_t row0, int64_t rn) {
+    const ModelConfig& c = model.config();
+    const int64_t d = c.hidden_size, ie = c.moe_intermediate_size;
+    const MoeRouting routing = model.RouteExperts(layer, x, rn);
+    std::vector<float> xin, act;
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      const std::vector<int64_t>& rows = routing.rows[static_cast<size_t>(e)];
+      const auto m = static_cast<int64_t>(rows.size());
+      if (m == 0) continue;
+      xin.resize(static_cast<size_t>(m * d));
+      act.resize(static_cast<size_t>(m * ie));
+      for (int64_t i = 0; i < m; ++i) {
+        std::memcpy(xin.data() + i * d, x + rows[static_cast<size_t>(i)] * d,
+                    static_cast<size_t>(d) * sizeof(float));
+      }
+      model.ExpertActivation(layer, e, xin.data(), m, act.data());
+      std::vector<double>& abs_sum = act_abs[static_cast<size_t>(e)];
+      int64_t& seen = tokens[static_cast<size_t>(e)];
+      for (int64_t i = 0; i < m; ++i) {
+        const float* a = act.data() + i * ie;
+        for (int64_t j = 0; j < ie; ++j) abs_sum[static_cast<size_t>(j)] += std::fabs(a[j]);
+        if ((seen + i) % stride != 0) continue;
+        std::vector<float>& xs = x_samples[static_cast<size_t>(e)];
+        xs.insert(xs.end(), xin.begin() + i * d, xin.begin() + (i + 1) * d);
+        std::vector<float>& as = act_samples[static_cast<size_t>(e)];
+        as.insert(as.end(), a, a + ie);
+      }
+      seen += m;
+    }
+    if (shared.width > 0) {
+      act.resize(static_cast<size_t>(rn * shared.width));
+      model.ExpertActivation(layer, kSharedExpert, x, rn, act.data());
+      shared.Add(act.data(), row0, rn);
+    }
+  }
+  std::vector<float> ActMean(int64_t e) const {
+    const std::vector<double>& a = act_abs[static_cast<size_t>(e)];
+    const double count = static_cast<double>(std::max<int64_t>(1, tokens[static_cast<size_t>(e)]));
+    std::vector<float> m(a.size());
+    for (size_t j = 0; j < a.size(); ++j) m[j] = static_cast<float>(a[j] / count);
     return m;
   }
 };
@@ -429,6 +543,11 @@ int BestScored(const std::vector<char>& scored, const std::vector<double>& sse,
 //     on it and their squared errors summed in row order, so the losses equal one pass's; the
 //     walk's output is the next block's input (unless `update_x` is false);
 //  3. the winners folded, the sampled rows divided, the clip searched and applied.
+// A sparse layer searches, besides its attention groups, AutoAWQ's mixture-of-experts groups
+// (awq/models/mixtral.py, qwen3_moe.py): one scale for every expert's gate/up (and the shared
+// expert's), folded into the MLP-input norm and scored through the whole mixture; then one per
+// expert for its down_proj, folded into its up rows and scored on its own output over the
+// tokens the router sent it. Experts below QuantizeOptions::min_expert_tokens are not searched.
 void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, CalibrationActivations& acts,
               const QuantizeOptions& options, bool update_x, QuantizeResult& result,
               BlockReport& report) {
@@ -453,6 +572,13 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
     stats[static_cast<size_t>(s)].Init(SlotRows(c, s, Part::kAll).in, n, qc.n_sample_token);
   }
+  const bool moe = c.IsMoeLayer(l);
+  MoeStats moe_stats;
+  if (moe) moe_stats.Init(c, n, qc.n_sample_token);
+  const auto below_min = [&](int64_t e) {
+    return e >= 0 && moe_stats.tokens[static_cast<size_t>(e)] <
+                         std::max<int64_t>(1, options.min_expert_tokens);
+  };
   auto t0 = Clock::now();
   std::vector<float> rows;
   // When only the first chunks are scored, the statistics walk also produces the next block's
@@ -471,14 +597,31 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
         rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
         walk_rows = rows.data();
       }
-      WalkChunk(model, l, walk_rows, s0, s1, seq_len, {}, nullptr, stats);
+      Captures stat_cap;
+      WalkChunk(model, l, walk_rows, s0, s1, seq_len,
+                moe ? std::vector<BlockPoint>{BlockPoint::kMlpIn} : std::vector<BlockPoint>{},
+                moe ? &stat_cap : nullptr, stats);
+      if (moe) {
+        moe_stats.Add(model, l, stat_cap[BlockPoint::kMlpIn].data(), s0 * seq_len,
+                      (s1 - s0) * seq_len);
+      }
     });
   }
   result.seconds.capture += Since(t0);
 
   // The groups this block searches, their candidates and running squared errors.
   struct GroupState {
-    const AwqGroupSpec* spec = nullptr;
+    std::string name;
+    ScaleOwner owner = ScaleOwner::kCount;
+    Slot slot = Slot::kQkv;
+    Inspect inspect = Inspect::kOwnOutput;
+    // Mixture-of-experts groups: every expert's gate/up (moe_in), or one expert's down_proj
+    // (expert >= 0 or kSharedExpert; its scale folds into up_rows).
+    bool moe_in = false;
+    int64_t expert = LinearRef::kDense;
+    LinearRef* up_rows = nullptr;
+    bool skip = false;      // an expert below min_expert_tokens: no search, identity scale
+    int64_t loss_rows = 0;  // rows its losses summed over
     std::vector<LinearRef*> lins;
     int64_t in = 0, rows = 0, out_width = 0;
     std::vector<float> x_mean, w_mean;
@@ -490,23 +633,59 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
     std::unique_ptr<HessianAccumulator> gram;
   };
   std::vector<GroupState> groups;
-  for (const AwqGroupSpec& g : arch.awq_groups) {
-    GroupState st;
-    st.spec = &g;
-    st.lins = InSlot(lins, g.slot);
-    st.in = st.lins[0]->in;
-    // v -> o only without grouped-query attention: the scaled rows must be o's inputs.
-    if (g.needs_matching_rows && OwnerWidth(c, g.owner) != st.in) continue;
+  const auto add_group = [&](GroupState st) {
     for (const LinearRef* r : st.lins) st.rows += r->rows;
-    st.out_width = g.inspect == Inspect::kOwnOutput ? st.rows : d;
+    st.in = st.lins[0]->in;
+    st.out_width = st.inspect == Inspect::kOwnOutput ? st.rows : d;
     // The Gram matrix (summed in double) must also fit the activation budget: a 7B model's
     // down_proj would need 1.5 GB.
     const uint64_t gram_bytes = static_cast<uint64_t>(st.in * st.in) * 12;
-    if (g.inspect == Inspect::kOwnOutput && gram_bytes <= options.activation_budget_bytes &&
+    if (st.inspect == Inspect::kOwnOutput && gram_bytes <= options.activation_budget_bytes &&
         GramIsCheaper(st.rows, st.in, loss_seqs * seq_len, qc.n_grid + 1)) {
       st.gram = std::make_unique<HessianAccumulator>(st.in);
     }
     groups.push_back(std::move(st));
+  };
+  for (const AwqGroupSpec& g : arch.awq_groups) {
+    // A sparse layer's MLP groups are its experts' (below).
+    if (moe && (g.slot == Slot::kGateUp || g.slot == Slot::kDown)) continue;
+    GroupState st;
+    st.name = g.name;
+    st.owner = g.owner;
+    st.slot = g.slot;
+    st.inspect = g.inspect;
+    st.lins = InSlot(lins, g.slot);
+    // v -> o only without grouped-query attention: the scaled rows must be o's inputs.
+    if (g.needs_matching_rows && OwnerWidth(c, g.owner) != st.lins[0]->in) continue;
+    add_group(std::move(st));
+  }
+  if (moe) {
+    GroupState in;
+    in.name = "experts.gate_up";
+    in.owner = ScaleOwner::kMlpInNorm;
+    in.slot = Slot::kGateUp;
+    in.inspect = Inspect::kMlp;
+    in.moe_in = true;
+    // gate_0, up_0, gate_1, ..., then the shared expert's: the rows of experts_gate_up followed
+    // by shared_gate_up, so one candidate buffer holds both tensors.
+    for (LinearRef& r : lins) {
+      if (r.expert != LinearRef::kDense && r.part != Part::kAll) in.lins.push_back(&r);
+    }
+    add_group(std::move(in));
+    for (LinearRef& r : lins) {
+      if (r.expert == LinearRef::kDense || r.part != Part::kAll) continue;
+      GroupState down;
+      down.name = r.expert == kSharedExpert ? "shared_expert.down"
+                                            : "experts." + std::to_string(r.expert) + ".down";
+      down.slot = Slot::kDown;
+      down.inspect = Inspect::kOwnOutput;
+      down.expert = r.expert;
+      down.lins = {&r};
+      for (LinearRef& u : lins) {
+        if (u.expert == r.expert && u.part == Part::kUp) down.up_rows = &u;
+      }
+      add_group(std::move(down));
+    }
   }
   // Candidate scales from the statistics (CandidateScales over SearchScales' grid).
   // One candidate's forward over nl rows: the group's products, plus the module's other linear
@@ -514,23 +693,38 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   const auto CandidateFlops = [&](const ModelConfig& cfg, const GroupState& g, int64_t nl) {
     const double rows = static_cast<double>(nl);
     double f = 2.0 * rows * g.rows * g.in;
-    if (g.spec->inspect == Inspect::kAttention) {
+    if (g.inspect == Inspect::kAttention) {
       const double q_dim = static_cast<double>(cfg.num_attention_heads * cfg.head_dim);
       f += 2.0 * rows * q_dim * d + 2.0 * rows * static_cast<double>(seq_len) * q_dim;
-    } else if (g.spec->inspect == Inspect::kMlp) {
+    } else if (g.moe_in) {
+      // Only the routed share of the experts runs, then their down_proj.
+      f = 2.0 * rows * d *
+          (3.0 * static_cast<double>(cfg.num_experts_per_tok * cfg.moe_intermediate_size) +
+           3.0 * static_cast<double>(cfg.shared_expert_intermediate_size));
+    } else if (g.inspect == Inspect::kMlp) {
       f += 2.0 * rows * static_cast<double>(cfg.intermediate_size) * d;
     }
     return f;
   };
   const auto make_candidates = [&] {
     for (GroupState& g : groups) {
+      if (below_min(g.expert)) {
+        g.skip = true;
+        continue;
+      }
       std::vector<const float*> ws;
       std::vector<int64_t> row_counts;
       for (const LinearRef* r : g.lins) {
         ws.push_back(r->w);
         row_counts.push_back(r->rows);
       }
-      g.x_mean = stats[static_cast<size_t>(g.spec->slot)].Mean(n);
+      if (g.expert >= 0) {
+        g.x_mean = moe_stats.ActMean(g.expert);
+      } else if (g.expert == kSharedExpert) {
+        g.x_mean = moe_stats.shared.Mean(n);
+      } else {
+        g.x_mean = stats[static_cast<size_t>(g.slot)].Mean(n);
+      }
       // Weights normalised per quantization group: the integer groups, or the ggml type's scale
       // blocks.
       const int64_t w_group = g.lins[0]->ggml ? g.lins[0]->clip_group() : qc.q_group_size;
@@ -555,8 +749,9 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   const int passes = grid_step > 1 ? 2 : 1;
   for (int pass = 0; pass < passes; ++pass) {
     if (pass > 0) {
-      for (GroupState& g : groups)
-        SelectPass(g.scored, g.sse, qc.n_grid, grid_step, pass, g.active);
+      for (GroupState& g : groups) {
+        if (!g.skip) SelectPass(g.scored, g.sse, qc.n_grid, grid_step, pass, g.active);
+      }
     }
     // The walk that writes the next block's input: the only walk of one chunk, else the last.
     const bool writes_x = update_x && (one_chunk ? pass == 0 : pass == passes - 1);
@@ -581,34 +776,76 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
                   {BlockPoint::kAttnIn, BlockPoint::kAttnCtx, BlockPoint::kAttnOut,
                    BlockPoint::kMlpIn, BlockPoint::kMlpAct, BlockPoint::kMlpOut},
                   &cap, one_chunk && pass == 0 ? stats : nullptr);
+        if (one_chunk && pass == 0 && moe) {
+          moe_stats.Add(model, l, cap[BlockPoint::kMlpIn].data(), 0, n);
+        }
         result.seconds.capture += Since(t1);
         if (one_chunk && pass == 0) make_candidates();
       }
       if (s0 >= ls1) return;
       t1 = Clock::now();
       const int64_t nl = (ls1 - s0) * seq_len;  // scored rows of this chunk
+      // A sparse layer: the scored rows' routing and each searched expert's down_proj inputs.
+      MoeRouting routing;
+      std::vector<std::vector<float>> expert_act;
+      if (moe) {
+        const float* x_mlp = cap[BlockPoint::kMlpIn].data();
+        routing = model.RouteExperts(l, x_mlp, nl);
+        expert_act.resize(static_cast<size_t>(c.num_experts) + 1);  // [E]: the shared expert
+        std::vector<float> xin;
+        for (const GroupState& g : groups) {
+          if (g.skip || g.expert == LinearRef::kDense) continue;
+          const bool shared = g.expert == kSharedExpert;
+          std::vector<float>& act =
+              expert_act[static_cast<size_t>(shared ? c.num_experts : g.expert)];
+          const float* x_rows = x_mlp;
+          int64_t m = nl;
+          if (!shared) {
+            const std::vector<int64_t>& rows = routing.rows[static_cast<size_t>(g.expert)];
+            m = static_cast<int64_t>(rows.size());
+            xin.resize(static_cast<size_t>(m * d));
+            for (int64_t i = 0; i < m; ++i) {
+              std::memcpy(xin.data() + i * d, x_mlp + rows[static_cast<size_t>(i)] * d,
+                          static_cast<size_t>(d) * sizeof(float));
+            }
+            x_rows = xin.data();
+          }
+          act.resize(static_cast<size_t>(m * g.in));
+          if (m > 0) model.ExpertActivation(l, g.expert, x_rows, m, act.data());
+        }
+      }
       for (GroupState& g : groups) {
-        const float* inputs = cap[SlotInput(g.spec->slot)].data();
+        if (g.skip) continue;
+        const float* inputs = nullptr;
+        int64_t rows_n = nl;
+        if (g.expert == LinearRef::kDense) {
+          inputs = cap[SlotInput(g.slot)].data();
+        } else {
+          const auto i = static_cast<size_t>(g.expert == kSharedExpert ? c.num_experts : g.expert);
+          inputs = expert_act[i].data();
+          rows_n = static_cast<int64_t>(expert_act[i].size()) / g.in;
+        }
+        if (pass == 0) g.loss_rows += rows_n;
+        if (rows_n == 0) continue;
         if (g.gram) {
           if (pass == 0) {
-            g.gram->Add(inputs, nl);
-            result.search_flops += 2.0 * static_cast<double>(nl) * g.in * g.in;
+            g.gram->Add(inputs, rows_n);
+            result.search_flops += 2.0 * static_cast<double>(rows_n) * g.in * g.in;
           }
           continue;
         }
         cand.resize(static_cast<size_t>(g.rows * g.in));
-        out.resize(static_cast<size_t>(nl * g.out_width));
+        out.resize(static_cast<size_t>(rows_n * g.out_width));
         const float* ref = nullptr;
-        if (g.spec->inspect == Inspect::kOwnOutput) {
+        if (g.inspect == Inspect::kOwnOutput) {
           // The group's own output with the original weights (its linears are consecutive rows
           // of one slot matrix).
           reference.resize(out.size());
-          LinearF32(inputs, g.in, g.lins[0]->w, g.in, reference.data(), g.rows, nl, g.rows, g.in,
-                    false, ThreadPool::Global());
+          LinearF32(inputs, g.in, g.lins[0]->w, g.in, reference.data(), g.rows, rows_n, g.rows,
+                    g.in, false, ThreadPool::Global());
           ref = reference.data();
         } else {
-          ref = cap[g.spec->inspect == Inspect::kAttention ? BlockPoint::kAttnOut
-                                                           : BlockPoint::kMlpOut]
+          ref = cap[g.inspect == Inspect::kAttention ? BlockPoint::kAttnOut : BlockPoint::kMlpOut]
                     .data();
         }
         int64_t n_active = 0;
@@ -620,30 +857,38 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
             CandidateWeights(*r, g.candidates[k], p);
             p += r->rows * g.in;
           }
-          switch (g.spec->inspect) {
+          switch (g.inspect) {
             case Inspect::kAttention:
               model.AttentionBatch(l, cand.data(), lw.wo.data<float>(), inputs, ls1 - s0, seq_len,
                                    nullptr, out.data());
               break;
             case Inspect::kMlp:
-              model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs, nl, nullptr,
-                             out.data());
+              if (g.moe_in) {
+                // The experts' rows, then the shared expert's (see the group's order above).
+                const int64_t experts_rows = c.num_experts * 2 * c.moe_intermediate_size;
+                model.MoeBatch(l, routing, cand.data(),
+                               lw.shared_gate_up.empty() ? nullptr : cand.data() + experts_rows * d,
+                               inputs, nl, out.data());
+              } else {
+                model.MlpBatch(l, cand.data(), lw.w_down.data<float>(), inputs, nl, nullptr,
+                               out.data());
+              }
               break;
             case Inspect::kOwnOutput:
-              LinearF32(inputs, g.in, cand.data(), g.in, out.data(), g.rows, nl, g.rows, g.in,
+              LinearF32(inputs, g.in, cand.data(), g.in, out.data(), g.rows, rows_n, g.rows, g.in,
                         false, ThreadPool::Global());
               break;
             case Inspect::kCount:
               AWQ_CHECK(false && "invalid inspect");
           }
-          AddSquaredError(ref, out.data(), nl * g.out_width, g.sse[k]);
+          AddSquaredError(ref, out.data(), rows_n * g.out_width, g.sse[k]);
         }
-        result.search_flops += static_cast<double>(n_active) * CandidateFlops(c, g, nl);
+        result.search_flops += static_cast<double>(n_active) * CandidateFlops(c, g, rows_n);
       }
       result.seconds.scale_search += Since(t1);
     });
     for (GroupState& g : groups) {
-      if (g.gram) continue;
+      if (g.gram || g.skip) continue;
       for (size_t k = 0; k < g.scored.size(); ++k) g.scored[k] |= g.active[k];
     }
   }
@@ -651,7 +896,7 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   // Gram-scored groups: the candidates against the accumulated inputs, in the same passes.
   auto t1 = Clock::now();
   for (GroupState& g : groups) {
-    if (!g.gram) continue;
+    if (!g.gram || g.skip) continue;
     const std::vector<float> gram(g.gram->Sum().begin(), g.gram->Sum().end());
     g.gram.reset();
     cand.resize(static_cast<size_t>(g.rows * g.in));
@@ -674,10 +919,19 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   // last) over the scored candidates.
   std::vector<std::vector<float>> scales;
   for (GroupState& g : groups) {
-    const double denom = static_cast<double>(loss_seqs * seq_len * g.out_width);
-    const int best = BestScored(g.scored, g.sse, g.spec->name);
+    // An expert the scored sequences never reach keeps the identity; one below the threshold
+    // has no scale at all.
+    if (!g.skip && g.loss_rows == 0) {
+      g.skip = true;
+    }
+    if (g.skip) {
+      scales.emplace_back();
+      continue;
+    }
+    const double denom = static_cast<double>(g.loss_rows * g.out_width);
+    const int best = BestScored(g.scored, g.sse, g.name);
     BlockReport::Group rep;
-    rep.name = g.spec->name;
+    rep.name = g.name;
     rep.best_index = best == qc.n_grid ? -1 : best;
     rep.best_loss = g.sse[static_cast<size_t>(best)] / denom;
     rep.identity_loss = g.sse.back() / denom;
@@ -690,22 +944,61 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
   // multiplied, and the sampled inputs divided (they feed the clip search).
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     const GroupState& g = groups[gi];
-    FoldIntoOwner(model, l, g.spec->owner, scales[gi]);
-    for (LinearRef* r : g.lins) ScaleColumns(r->w, r->rows, r->in, scales[gi]);
-    SlotStats& st = stats[static_cast<size_t>(g.spec->slot)];
-    DivideColumns(st.samples.data(), st.t_used, st.width, scales[gi]);
+    const std::vector<float>& s = scales[gi];
+    if (g.skip) continue;
+    for (LinearRef* r : g.lins) ScaleColumns(r->w, r->rows, r->in, s);
+    if (g.expert == LinearRef::kDense) {
+      FoldIntoOwner(model, l, g.owner, s);
+      SlotStats& st = stats[static_cast<size_t>(g.slot)];
+      DivideColumns(st.samples.data(), st.t_used, st.width, s);
+      if (g.moe_in) {
+        for (std::vector<float>& xs : moe_stats.x_samples) {
+          DivideColumns(xs.data(), static_cast<int64_t>(xs.size()) / d, d, s);
+        }
+      }
+    } else {
+      DivideRows(g.up_rows->w, g.up_rows->rows, g.up_rows->in, s);
+      if (g.expert == kSharedExpert) {
+        DivideColumns(moe_stats.shared.samples.data(), moe_stats.shared.t_used, g.in, s);
+      } else {
+        std::vector<float>& as = moe_stats.act_samples[static_cast<size_t>(g.expert)];
+        DivideColumns(as.data(), static_cast<int64_t>(as.size()) / g.in, g.in, s);
+      }
+    }
+  }
+  if (moe) {
+    report.expert_tokens = moe_stats.tokens;
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      if (below_min(e)) report.rtn_experts.push_back(e);
+    }
   }
 
   // 4. Clip search on the scaled weights (q/k skipped: their error goes through q.k).
   if (qc.apply_clip) {
     t1 = Clock::now();
     for (LinearRef& r : lins) {
-      if (!r.converted() || ClipSkipped(r.name)) continue;
-      const SlotStats& st = stats[static_cast<size_t>(r.slot)];
+      if (!r.converted() || ClipSkipped(r.name) || below_min(r.expert)) continue;
+      // An expert's linears are clipped on the tokens routed to it (AutoAWQ's hooks see those).
+      const float* samples = nullptr;
+      int64_t t_used = 0;
+      if (r.expert >= 0) {
+        const std::vector<float>& v =
+            (r.part == Part::kAll ? moe_stats.act_samples
+                                  : moe_stats.x_samples)[static_cast<size_t>(r.expert)];
+        samples = v.data();
+        t_used = static_cast<int64_t>(v.size()) / r.in;
+      } else {
+        const SlotStats& st = r.expert == kSharedExpert && r.part == Part::kAll
+                                  ? moe_stats.shared
+                                  : stats[static_cast<size_t>(r.slot)];
+        samples = st.samples.data();
+        t_used = st.t_used;
+      }
+      if (t_used == 0) continue;
       // The rows are already the sample: step 1 over them.
       const std::vector<float> max_val =
-          SearchClip(r.w, r.rows, r.in, st.samples.data(), st.t_used, r.clip_group(),
-                     r.round_trip(), qc.n_grid, qc.max_shrink, st.t_used);
+          SearchClip(r.w, r.rows, r.in, samples, t_used, r.clip_group(), r.round_trip(), qc.n_grid,
+                     qc.max_shrink, t_used);
       ApplyClip(r.w, r.rows, r.in, max_val, r.clip_group());
     }
     result.seconds.clip_search += Since(t1);
@@ -735,6 +1028,105 @@ void GptqGroup(const std::vector<LinearRef*>& lins, const HessianAccumulator& ac
   result.seconds.gptq += Since(t0);
 }
 
+// GPTQ on a sparse layer's experts, after its attention: every expert's gate/up on a Hessian of
+// the MLP inputs the router sends it, then (a second walk, with those quantized) its down_proj
+// on its activations; the shared expert's on every token. Experts below min_expert_tokens are
+// rounded to nearest. The Hessians of as many experts as the activation budget holds are
+// accumulated per walk.
+void GptqExperts(Model& model, int64_t layer, std::vector<LinearRef>& lins,
+                 CalibrationActivations& acts, const QuantizeOptions& options,
+                 std::map<std::string, QuantizedLinear>& linears, QuantizeResult& result,
+                 BlockReport& report) {
+  const ModelConfig& c = model.config();
+  const int64_t d = c.hidden_size, seq_len = acts.seq_len, n_experts = c.num_experts;
+  const int64_t per_chunk = ChunkSequences(c, options, acts.n_seq, seq_len);
+  const bool has_shared = c.shared_expert_intermediate_size > 0;
+  const int64_t members = n_experts + (has_shared ? 1 : 0);  // member n_experts: the shared one
+  std::vector<int64_t> tokens(static_cast<size_t>(n_experts), 0);
+  std::vector<float> rows, xin, act;
+  for (int stage = 0; stage < 2; ++stage) {
+    const bool down = stage == 1;
+    const auto width = [&](int64_t m) {
+      if (!down) return d;
+      return m < n_experts ? c.moe_intermediate_size : c.shared_expert_intermediate_size;
+    };
+    const uint64_t per = static_cast<uint64_t>(width(0) * width(0)) * sizeof(double);
+    const int64_t batch = std::max<int64_t>(
+        1, static_cast<int64_t>(options.activation_budget_bytes / std::max<uint64_t>(per, 1)));
+    for (int64_t b0 = 0; b0 < members; b0 += batch) {
+      const int64_t b1 = std::min(members, b0 + batch);
+      std::vector<std::unique_ptr<HessianAccumulator>> acc;
+      for (int64_t m = b0; m < b1; ++m)
+        acc.push_back(std::make_unique<HessianAccumulator>(width(m)));
+      auto t0 = Clock::now();
+      Captures cap;
+      ForEachChunk(acts.n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
+        rows.assign(acts.x.begin() + s0 * seq_len * d, acts.x.begin() + s1 * seq_len * d);
+        WalkChunk(model, layer, rows.data(), s0, s1, seq_len, {BlockPoint::kMlpIn}, &cap, nullptr);
+        const float* x = cap[BlockPoint::kMlpIn].data();
+        const int64_t nn = (s1 - s0) * seq_len;
+        const MoeRouting routing = model.RouteExperts(layer, x, nn);
+        if (stage == 0 && b0 == 0) {
+          for (int64_t e = 0; e < n_experts; ++e) {
+            tokens[static_cast<size_t>(e)] +=
+                static_cast<int64_t>(routing.rows[static_cast<size_t>(e)].size());
+          }
+        }
+        for (int64_t m = b0; m < b1; ++m) {
+          const float* in = x;
+          int64_t mr = nn;
+          if (m < n_experts) {
+            const std::vector<int64_t>& r = routing.rows[static_cast<size_t>(m)];
+            mr = static_cast<int64_t>(r.size());
+            xin.resize(static_cast<size_t>(mr * d));
+            for (int64_t i = 0; i < mr; ++i) {
+              std::memcpy(xin.data() + i * d, x + r[static_cast<size_t>(i)] * d,
+                          static_cast<size_t>(d) * sizeof(float));
+            }
+            in = xin.data();
+          }
+          if (mr == 0) continue;
+          if (down) {
+            act.resize(static_cast<size_t>(mr * width(m)));
+            model.ExpertActivation(layer, m < n_experts ? m : kSharedExpert, in, mr, act.data());
+            in = act.data();
+          }
+          acc[static_cast<size_t>(m - b0)]->Add(in, mr);
+        }
+      });
+      result.seconds.capture += Since(t0);
+      for (int64_t m = b0; m < b1; ++m) {
+        const int64_t e = m < n_experts ? m : kSharedExpert;
+        std::vector<LinearRef*> group;
+        for (LinearRef& r : lins) {
+          if (r.expert == e && (r.part == Part::kAll) == down) group.push_back(&r);
+        }
+        const HessianAccumulator& h = *acc[static_cast<size_t>(m - b0)];
+        if (e >= 0 &&
+            tokens[static_cast<size_t>(e)] < std::max<int64_t>(1, options.min_expert_tokens)) {
+          t0 = Clock::now();
+          for (LinearRef* r : group) {
+            if (!r->params) continue;
+            QuantizedLinear q = QuantizeLinear(r->w, r->rows, r->in, *r->params);
+            DequantizeLinear(q, r->w);
+            linears.emplace(r->name, std::move(q));
+          }
+          result.seconds.quantize += Since(t0);
+          continue;
+        }
+        GptqGroup(group, h, options.gptq, linears, result, report);
+      }
+    }
+  }
+  report.expert_tokens = tokens;
+  report.rtn_experts.clear();
+  for (int64_t e = 0; e < n_experts; ++e) {
+    if (tokens[static_cast<size_t>(e)] < std::max<int64_t>(1, options.min_expert_tokens)) {
+      report.rtn_experts.push_back(e);
+    }
+  }
+}
+
 // GPTQ over one decoder block, "true sequential": acts.x is the block's input as the blocks
 // quantized so far compute it, and every slot's Hessian comes from its input as the block walk
 // computes it with the slots before it already quantized (q/k/v, then o, then gate/up, then
@@ -749,6 +1141,7 @@ void GptqBlock(Model& model, int64_t layer, std::vector<LinearRef>& lins,
   std::vector<float> rows;
   for (Slot s : {Slot::kQkv, Slot::kO, Slot::kGateUp, Slot::kDown}) {
     const std::vector<LinearRef*> group = InSlot(lins, s);
+    if (group.empty()) continue;  // a sparse layer's MLP: its experts, below
     HessianAccumulator acc(group[0]->in);
     auto t0 = Clock::now();
     Captures cap;
@@ -759,6 +1152,9 @@ void GptqBlock(Model& model, int64_t layer, std::vector<LinearRef>& lins,
     });
     result.seconds.capture += Since(t0);
     GptqGroup(group, acc, options.gptq, linears, result, report);
+  }
+  if (model.config().IsMoeLayer(layer)) {
+    GptqExperts(model, layer, lins, acts, options, linears, result, report);
   }
   const auto t0 = Clock::now();
   ForEachChunk(acts.n_seq, per_chunk, [&](int64_t s0, int64_t s1) {
@@ -778,13 +1174,6 @@ uint64_t Fnv1a64(const void* data, size_t n) {
 
 void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options) {
   // Every quantization entry (QuantizeModel, QuantizeToFolder, QuantizeToGguf) passes here first.
-  // Mixture-of-experts models are refused: the families describe no AWQ groups for experts, so
-  // an expert would be left unquantized or quantized without its scales.
-  if (config.num_experts > 0) {
-    throw Error("model_type " + config.model_type + " (" + config.architecture + ") is a " +
-                "mixture of experts (" + std::to_string(config.num_experts) +
-                " experts): awq.cpp runs it in fp32 but cannot quantize it yet");
-  }
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     Linears(config, nullptr, l, options.config, options.ggml_types);
   }

@@ -1,5 +1,6 @@
 // Saving a quantized in-memory model as a Hugging Face folder in the AutoAWQ layout, tensor
 // names and row ranges from the family's description.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -45,7 +46,9 @@ void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t l,
     if (*name != '\0' && !t->empty()) w.AddTensor(p + name + ".weight", *t);
   }
   const Tensor* slots[] = {&lw.wqkv, &lw.wo, &lw.w_gate_up, &lw.w_down};
+  const bool moe = c.IsMoeLayer(l);
   for (const LinearSpec& spec : arch.linears) {
+    if (moe && (spec.slot == Slot::kGateUp || spec.slot == Slot::kDown)) continue;
     const std::string name = p + spec.name;
     const RowRange rows = SlotRows(c, spec.slot, spec.part);
     auto it = linears.find(name);
@@ -58,6 +61,28 @@ void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t l,
     if (spec.slot == Slot::kQkv && !lw.bqkv.empty()) {
       w.AddTensor(name + ".bias", CopyRows(lw.bqkv, rows, true));
     }
+  }
+  if (!moe) return;
+  // A mixture of experts: the router, each expert's linears, the shared expert and its gate.
+  w.AddTensor(p + arch.moe.router + ".weight", lw.router);
+  const int64_t d = c.hidden_size;
+  for (const ExpertLinearSpec& e : ExpertLinears(c, l)) {
+    auto it = linears.find(e.name);
+    if (it != linears.end()) {
+      w.AddQuantized(e.name, it->second);
+      continue;
+    }
+    const Tensor& t = e.expert == kSharedExpert
+                          ? (e.part == Part::kAll ? lw.shared_down : lw.shared_gate_up)
+                          : (e.part == Part::kAll ? lw.experts_down : lw.experts_gate_up);
+    // Row offset of the linear within its stacked tensor, read as [total rows, in].
+    int64_t row0 = 0;
+    if (e.expert >= 0) row0 = e.expert * (e.part == Part::kAll ? d : 2 * e.rows);
+    if (e.part == Part::kUp) row0 += e.rows;
+    w.AddTensor(e.name + ".weight", CopyRows(t, RowRange{row0, e.rows, e.in}, false));
+  }
+  if (!lw.shared_expert_gate.empty()) {
+    w.AddTensor(p + arch.moe.shared_gate + ".weight", lw.shared_expert_gate);
   }
 }
 
@@ -73,6 +98,7 @@ void AddStagedBlock(AwqCheckpointWriter& w, const ModelConfig& c, int64_t l, con
     }
   }
   for (const LinearSpec& spec : arch.linears) {
+    if (c.IsMoeLayer(l) && (spec.slot == Slot::kGateUp || spec.slot == Slot::kDown)) continue;
     const std::string name = p + spec.name;
     const RowRange rows = SlotRows(c, spec.slot, spec.part);
     if (f->Find(name + ".qweight") != nullptr) {
@@ -84,6 +110,50 @@ void AddStagedBlock(AwqCheckpointWriter& w, const ModelConfig& c, int64_t l, con
     }
     if (f->Find(name + ".bias") != nullptr) w.AddStaged(name + ".bias", f);
   }
+  if (!c.IsMoeLayer(l)) return;
+  w.AddStaged(p + arch.moe.router + ".weight", f);
+  for (const ExpertLinearSpec& e : ExpertLinears(c, l)) {
+    if (f->Find(e.name + ".qweight") != nullptr) {
+      const std::optional<QuantParams> params = qc.ParamsFor(e.name);
+      if (!params) {
+        throw Error(f->source() + ": " + e.name + " is quantized but the config says not");
+      }
+      w.AddStagedQuantized(e.name, *params, e.rows, e.in, f);
+    } else {
+      w.AddStaged(e.name + ".weight", f);
+    }
+  }
+  if (f->Find(p + arch.moe.shared_gate + ".weight") != nullptr) {
+    w.AddStaged(p + arch.moe.shared_gate + ".weight", f);
+  }
+}
+
+QuantConfig WithFamilyExclusions(QuantConfig qc, const ModelConfig& c) {
+  // Readers match modules_to_not_convert as substrings of module names: "mlp.gate" would also
+  // keep a dense layer's mlp.gate_proj (Qwen's mlp_only_layers) in full precision. Where the
+  // short name would catch a linear, each sparse layer's module is listed by its full name.
+  std::vector<std::string> linears;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    for (std::string& n : LinearNames(c, l)) linears.push_back(std::move(n));
+    for (const ExpertLinearSpec& e : ExpertLinears(c, l)) linears.push_back(e.name);
+  }
+  std::vector<std::string>& list = qc.modules_to_not_convert;
+  const auto add = [&](const std::string& m) {
+    if (std::find(list.begin(), list.end(), m) == list.end()) list.push_back(m);
+  };
+  for (const std::string& m : ArchitectureOf(c).default_not_convert) {
+    const bool catches_linear = std::any_of(linears.begin(), linears.end(), [&](const auto& n) {
+      return n.find(m) != std::string::npos;
+    });
+    if (!catches_linear) {
+      add(m);
+      continue;
+    }
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (c.IsMoeLayer(l)) add(LayerPrefix(l) + m);
+    }
+  }
+  return qc;
 }
 
 void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const QuantConfig& qc,
@@ -97,7 +167,8 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
   w.AddTensor("model.norm.weight", mw.final_norm);
   if (!c.tie_word_embeddings) w.AddTensor("lm_head.weight", mw.lm_head);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) AddBlockTensors(w, model, l, r.linears);
-  w.Write(dir, HfConfigToJson(c), qc, tokenizer, max_shard_bytes, overwrite);
+  w.Write(dir, HfConfigToJson(c), WithFamilyExclusions(qc, c), tokenizer, max_shard_bytes,
+          overwrite);
 }
 
 }  // namespace awq

@@ -27,9 +27,11 @@ const Architecture& MixtralArchitecture() {
              .gate = "w1",
              .up = "w3",
              .down = "w2"};
-    // The attention groups only; the experts have no groups, and quantizing a mixture-of-experts
-    // model is refused (CheckLinearShapes).
-    a.awq_groups = {kStandardAwqGroups[0], kStandardAwqGroups[1]};
+    // The standard groups; a sparse layer searches its experts' groups in place of the MLP's
+    // (quant/quantize_model.cc, AwqBlock). The router stays in full
+    // precision, as vLLM and transformers expect of AutoAWQ checkpoints.
+    a.awq_groups = kStandardAwqGroups;
+    a.default_not_convert = {"gate"};
     a.read_hf = ReadMixtral;
     a.write_hf = arch_keys::WriteSlidingWindow;
     return a;

@@ -32,8 +32,11 @@ const Architecture& Qwen2MoeArchitecture() {
              .down = "down_proj",
              .shared = "mlp.shared_expert",
              .shared_gate = "mlp.shared_expert_gate"};
-    // Attention groups only until AWQ on experts exists (quantization is refused).
-    a.awq_groups = {kStandardAwqGroups[0], kStandardAwqGroups[1]};
+    // The standard groups; a sparse layer searches its experts' groups in place of the MLP's
+    // (quant/quantize_model.cc, AwqBlock). The router and the shared expert's gate stay in full
+    // precision, as vLLM and transformers expect of AutoAWQ checkpoints.
+    a.awq_groups = kStandardAwqGroups;
+    a.default_not_convert = {"mlp.gate", "shared_expert_gate"};
     a.read_hf = ReadQwen2Moe;
     return a;
   }();

@@ -31,8 +31,11 @@ const Architecture& Qwen3MoeArchitecture() {
              .gate = "gate_proj",
              .up = "up_proj",
              .down = "down_proj"};
-    // Attention groups only until AWQ on experts exists (quantization is refused).
-    a.awq_groups = {kStandardAwqGroups[0], kStandardAwqGroups[1]};
+    // The standard groups; a sparse layer searches its experts' groups in place of the MLP's
+    // (quant/quantize_model.cc, AwqBlock). The router stays in full
+    // precision, as vLLM and transformers expect of AutoAWQ checkpoints.
+    a.awq_groups = kStandardAwqGroups;
+    a.default_not_convert = {"mlp.gate"};
     a.read_hf = ReadQwen3Moe;
     return a;
   }();

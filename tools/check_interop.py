@@ -246,6 +246,44 @@ def try_native_load(folder, dtype):
         return rep, None
 
 
+def fuse_experts(state, quantized, model):
+    """Mixtures of experts: transformers 5 holds each layer's experts fused in memory
+    (mlp.experts.gate_up_proj [E, 2 I, D]: each expert's gate rows then its up rows;
+    mlp.experts.down_proj [E, D, I]) and Mixtral's block_sparse_moe under mlp, while checkpoints
+    (and awq.cpp's) name every expert's linears. The per-expert tensors are stacked into the
+    model's parameters."""
+    import re
+    pat = re.compile(r"^(model\.layers\.\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\."
+                     r"(w1|w3|w2|gate_proj|up_proj|down_proj)\.weight$")
+    params = dict(model.named_parameters())
+    experts = {}
+    out = {}
+    for name, t in state.items():
+        m = pat.match(name)
+        if m is None:
+            out[name.replace(".block_sparse_moe.", ".mlp.")
+                if name.replace(".block_sparse_moe.", ".mlp.") in params else name] = t
+            continue
+        layer, e, part = m.group(1), int(m.group(2)), m.group(3)
+        kind = {"w1": "gate", "gate_proj": "gate", "w3": "up", "up_proj": "up"}.get(part, "down")
+        experts.setdefault(layer, {}).setdefault(e, {})[kind] = t
+    if not experts:
+        return state, quantized
+    for layer, by_expert in experts.items():
+        n = len(by_expert)
+        gate_up = torch.stack([torch.cat([by_expert[e]["gate"], by_expert[e]["up"]], 0)
+                               for e in range(n)])
+        down = torch.stack([by_expert[e]["down"] for e in range(n)])
+        for key, t in ((layer + ".mlp.experts.gate_up_proj", gate_up),
+                       (layer + ".mlp.experts.down_proj", down)):
+            if key not in params or tuple(params[key].shape) != tuple(t.shape):
+                raise SystemExit(f"{key}: stacked experts {tuple(t.shape)}, model has "
+                                 f"{tuple(params[key].shape) if key in params else 'none'}")
+            out[key] = t
+    kept = {q for q in quantized if pat.match(q + ".weight") is None}
+    return out, kept
+
+
 def build_reference(folder, config, packing):
     """Step 2: the family's fp32 transformers model with AutoAWQ-dequantized linears."""
     import copy
@@ -275,6 +313,7 @@ def build_reference(folder, config, packing):
             n_quant += 1
         else:
             state[name] = t.float()
+    state, quantized = fuse_experts(state, quantized, model)
     # Every Linear named by a qweight must exist in the transformers model with that shape.
     for module in sorted(quantized):
         lin = model.get_submodule(module)

@@ -67,6 +67,13 @@ std::string ModelDir(const std::string& family) {
   }
   if (family == "mistral") return PatchedCopy("mistral", {{"sliding_window", nullptr}});
   if (family == "gemma3") return PatchedCopy("gemma3", {{"query_pre_attn_scalar", 16}});
+  // llama.cpp's qwen2moe has a mixture of experts in every layer: layer 0 alone (its shared
+  // expert included) is such a model.
+  if (family == "qwen2_moe") {
+    return PatchedCopy("qwen2_moe", {{"num_hidden_layers", 1},
+                                     {"layer_types", {"full_attention"}},
+                                     {"mlp_only_layers", nlohmann::json::array()}});
+  }
   return TinyDir(family);
 }
 
@@ -136,10 +143,11 @@ TEST_P(GgufFromHf, F32FileComputesTheFolderModelWithItsTokenizer) {
 }
 
 // Llama and Mistral have llama.cpp's interleaved q/k rows, Qwen2 q/k/v biases, Gemma 3 its
-// 1 + w norms and sliding window key, Phi-3 its fused tensors; llama-bf16 is stored as BF16.
+// 1 + w norms and sliding window key, Phi-3 its fused tensors; llama-bf16 is stored as BF16;
+// the mixtures of experts their stacked 3-D expert tensors (Mixtral written as "llama").
 INSTANTIATE_TEST_SUITE_P(Families, GgufFromHf,
                          ::testing::Values("llama", "llama-bf16", "mistral", "qwen2", "qwen3",
-                                           "phi3", "gemma3"));
+                                           "phi3", "gemma3", "mixtral", "qwen3_moe", "qwen2_moe"));
 
 // Settings llama.cpp's GGUF metadata has no room for are named, and nothing is written.
 TEST(GgufFromHfErrors, UnrepresentableSettingsAreRefusedBeforeWriting) {
@@ -154,6 +162,8 @@ TEST(GgufFromHfErrors, UnrepresentableSettingsAreRefusedBeforeWriting) {
       {"gemma3", "query_pre_attn_scalar 24 (GGUF holds 16)"},
       // llama.cpp writes Mistral as "llama", which has no sliding window.
       {"mistral", "sliding_window (per layer)"},
+      // llama.cpp's qwen2moe has no dense layers (this model's layer 1 is one).
+      {"qwen2_moe", "mixture-of-experts layers"},
   };
   for (const auto& c : cases) {
     const std::string out = dir + "/" + c.family + ".gguf";

@@ -69,6 +69,28 @@ TEST(GgufRecipe, Llama7BShapes) {
 }
 
 // SmolLM2-135M: 30 layers, 576 wide (not whole 256-value super-blocks), tied embeddings.
+// llama.cpp's rules for 8-expert models (Mixtral-8x7B): attn_v and attn_k at Q8_0 in every
+// type, attn_output at Q5_K in the k-quant mixes; ffn_down_exps follows ffn_down's rule.
+TEST(GgufRecipe, EightExpertModelsGetMoreBitsOnAttention) {
+  GgufRecipeModel m{32, 32, 8, true};
+  m.n_expert = 8;
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_0, "blk.5.attn_v.weight", 4096, m), GgmlType::kQ8_0);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_K_M, "blk.5.attn_k.weight", 4096, m), GgmlType::kQ8_0);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_K_M, "blk.5.attn_output.weight", 4096, m),
+            GgmlType::kQ5_K);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_0, "blk.5.attn_output.weight", 4096, m),
+            GgmlType::kQ4_0);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_K_M, "blk.0.ffn_down_exps.weight", 14336, m),
+            GgmlType::kQ6_K);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_K_M, "blk.5.ffn_down_exps.weight", 14336, m),
+            GgmlType::kQ4_K);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_K_M, "blk.5.ffn_gate_exps.weight", 4096, m),
+            GgmlType::kQ4_K);
+  m.n_expert = 4;  // only the 8-expert case is special
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_0, "blk.5.attn_v.weight", 4096, m), GgmlType::kQ4_0);
+  EXPECT_EQ(GgufTensorType(GgufFileType::kQ4_K_M, "blk.5.attn_k.weight", 4096, m), GgmlType::kQ4_K);
+}
+
 TEST(GgufRecipe, SmolLM2ShapesFallBack) {
   const GgufRecipeModel m{30, 9, 3, false};
   const auto ty = [&](GgufFileType ft, const std::string& n, int64_t cols = 576) {

@@ -47,6 +47,7 @@ struct GgufRecipeModel {
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   bool has_output = true;  // an output.weight of its own (false: tied to token_embd)
+  int64_t n_expert = 0;    // a mixture of experts' experts per layer (0: dense)
 };
 
 // True when llama-quantize quantizes the tensor at all: 2-D (or more) "*weight" tensors other

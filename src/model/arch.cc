@@ -2,6 +2,8 @@
 // slots, the standard AWQ groups, linear names and config-key helpers.
 #include "model/arch.h"
 
+#include "awq/gguf.h"
+
 #include <algorithm>
 
 #include "awq/error.h"
@@ -218,6 +220,31 @@ void WriteLayerTypes(const ModelConfig& c, nlohmann::json& j) {
 
 void WriteSlidingWindow(const ModelConfig& c, nlohmann::json& j) {
   j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
+}
+
+void ReadMoeGguf(const GgufFile& gguf, const std::string& p, bool norm_topk_prob, ModelConfig& c) {
+  c.num_experts = static_cast<int64_t>(gguf.GetUint(p + "expert_count", 0));
+  if (c.num_experts <= 0) return;
+  c.num_experts_per_tok = static_cast<int64_t>(gguf.GetUint(p + "expert_used_count", 2));
+  c.moe_intermediate_size = static_cast<int64_t>(
+      gguf.GetUint(p + "expert_feed_forward_length", static_cast<uint64_t>(c.intermediate_size)));
+  c.shared_expert_intermediate_size =
+      static_cast<int64_t>(gguf.GetUint(p + "expert_shared_feed_forward_length", 0));
+  c.norm_topk_prob = norm_topk_prob;
+  c.dense_mlp_layers.clear();
+}
+
+void WriteMoeGguf(const ModelConfig& c, const std::string& p, GgufMetadata& kv) {
+  const auto u32 = [](int64_t v) { return GgufU32(static_cast<uint32_t>(v)); };
+  kv.emplace_back(p + "expert_count", u32(c.num_experts));
+  kv.emplace_back(p + "expert_used_count", u32(c.num_experts_per_tok));
+  if (c.moe_intermediate_size != c.intermediate_size) {
+    kv.emplace_back(p + "expert_feed_forward_length", u32(c.moe_intermediate_size));
+  }
+  if (c.shared_expert_intermediate_size > 0) {
+    kv.emplace_back(p + "expert_shared_feed_forward_length",
+                    u32(c.shared_expert_intermediate_size));
+  }
 }
 
 void ReadMoe(const nlohmann::json& root, const std::string& source, const char* experts_key,

@@ -170,6 +170,9 @@ std::vector<ExpertLinearSpec> ExpertLinears(const ModelConfig& c, int64_t layer)
 // llama.cpp's name of a Hugging Face tensor ("model.layers.3.self_attn.q_proj.weight" ->
 // "blk.3.attn_q.weight"), by the family's description; "" when it has none.
 std::string GgufTensorName(const Architecture& arch, const std::string& hf_name);
+// The expert of a mixture-of-experts linear ("...experts.5.w1.weight" -> 5; its GGUF tensor
+// stacks every expert), or -1.
+int64_t GgufExpertIndex(const Architecture& arch, const std::string& hf_name);
 // llama.cpp's converter interleaves the two rotary halves of every q and k head (families with
 // gguf_permuted_qk): GGUF row i of a q or k matrix of `rows` rows and `n_heads` heads holds
 // Hugging Face row order[i].
@@ -204,6 +207,12 @@ void WriteSlidingWindow(const ModelConfig& c, nlohmann::json& j);
 // shared_expert_intermediate_size, and Qwen's mlp_only_layers / decoder_sparse_step.
 void ReadMoe(const nlohmann::json& root, const std::string& source, const char* experts_key,
              int64_t expert_width, ModelConfig& c);
+// The mixture-of-experts keys of llama.cpp's GGUF ("<arch>.expert_count", expert_used_count,
+// expert_feed_forward_length, expert_shared_feed_forward_length): every layer sparse, the top-k
+// renormalised as `norm_topk_prob` says llama.cpp's graph for the architecture does.
+void ReadMoeGguf(const GgufFile& gguf, const std::string& prefix, bool norm_topk_prob,
+                 ModelConfig& c);
+void WriteMoeGguf(const ModelConfig& c, const std::string& prefix, GgufMetadata& kv);
 }  // namespace arch_keys
 
 }  // namespace awq

@@ -54,6 +54,11 @@ std::string ConfigDifference(const ModelConfig& c, const ModelConfig& back) {
     }
     return false;
   }();
+  std::string sparse, sparse_back;  // which layers are mixtures of experts
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    sparse += (l ? "," : "") + Num(c.IsMoeLayer(l));
+    sparse_back += (l ? "," : "") + Num(back.IsMoeLayer(l));
+  }
   std::string window, window_back;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     window += (l ? "," : "") + std::to_string(EffectiveWindow(c, l));
@@ -82,6 +87,16 @@ std::string ConfigDifference(const ModelConfig& c, const ModelConfig& back) {
               Num(back.attn_logit_softcapping)),
       differs("final_logit_softcapping", Num(c.final_logit_softcapping),
               Num(back.final_logit_softcapping)),
+      differs("num_experts", Num(c.num_experts), Num(back.num_experts)),
+      differs("num_experts_per_tok", Num(c.num_experts_per_tok), Num(back.num_experts_per_tok)),
+      differs("moe_intermediate_size", Num(c.moe_intermediate_size),
+              Num(back.moe_intermediate_size)),
+      differs("shared_expert_intermediate_size", Num(c.shared_expert_intermediate_size),
+              Num(back.shared_expert_intermediate_size)),
+      c.num_experts > 0 ? differs("norm_topk_prob", Num(c.norm_topk_prob), Num(back.norm_topk_prob))
+                        : std::string(),
+      differs("mixture-of-experts layers (mlp_only_layers, decoder_sparse_step)", sparse,
+              sparse_back),
   };
   for (const std::string& d : checks) {
     if (!d.empty()) return d;
@@ -108,7 +123,7 @@ const char* RopeTypeName(RopeScalingType t) {
 
 GgufMetadata GgufConfigMetadata(const ModelConfig& c, const std::string& source) {
   const Architecture& family = ArchitectureOf(c);
-  if (family.gguf_archs.empty()) {
+  if (family.gguf_archs.empty() && family.gguf_write_arch == nullptr) {
     throw Error(source + ": model_type '" + c.model_type + "' has no GGUF architecture");
   }
   if (c.rope_scaling.type != RopeScalingType::kNone &&
@@ -169,12 +184,14 @@ ModelConfig ConfigFromGguf(const GgufFile& gguf) {
                 "'; supported: " + SupportedGgufArchitectures());
   }
   const std::string p = arch + ".";
-  // llama.cpp writes Mixtral as "llama" with experts (blk.N.ffn_gate_exps): those tensors are
-  // not read, so such a file is refused here rather than reported missing ffn_gate later.
+  // llama.cpp writes Mixtral as "llama" with experts (blk.N.ffn_gate_exps).
   if (gguf.GetUint(p + "expert_count", 0) > 0) {
-    throw Error(gguf.path() + ": " + p + "expert_count is " +
-                std::to_string(gguf.GetUint(p + "expert_count")) +
-                ": mixture-of-experts GGUF files are not supported (load the Hugging Face folder)");
+    if (family == &LlamaArchitecture()) family = &MixtralArchitecture();
+    if (*family->moe.router == '\0') {
+      throw Error(gguf.path() + ": " + p + "expert_count is " +
+                  std::to_string(gguf.GetUint(p + "expert_count")) + ", but awq.cpp's '" + arch +
+                  "' has no mixture of experts");
+    }
   }
   c.model_type = family->model_type;
   c.architecture = family->hf_class;

@@ -1,6 +1,8 @@
 // GGUF weight source: Hugging Face names mapped to llama.cpp names, q/k rows un-permuted and
 // Gemma's stored 1 + w norms shifted back, by the family's description.
+#include <cctype>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "awq/gguf.h"
@@ -49,7 +51,41 @@ std::string GgufTensorName(const Architecture& arch, const std::string& hf) {
       if (rest == std::string(l.name) + suffix) return "blk." + layer + "." + l.gguf + suffix;
     }
   }
+  // A mixture of experts: llama.cpp stacks every expert's gate, up and down into one 3-D tensor
+  // each (ffn_*_exps, expert e at index e of the outermost dimension).
+  const MoeNames& m = arch.moe;
+  if (*m.router == '\0') return "";
+  const std::string blk = "blk." + layer + ".";
+  if (rest == std::string(m.router) + ".weight") return blk + "ffn_gate_inp.weight";
+  if (*m.shared_gate != '\0' && rest == std::string(m.shared_gate) + ".weight") {
+    return blk + "ffn_gate_inp_shexp.weight";
+  }
+  if (*m.shared != '\0') {
+    for (const auto& [h, g] : {std::pair<const char*, const char*>{"gate_proj", "ffn_gate_shexp"},
+                               {"up_proj", "ffn_up_shexp"},
+                               {"down_proj", "ffn_down_shexp"}}) {
+      if (rest == std::string(m.shared) + "." + h + ".weight") return blk + g + ".weight";
+    }
+  }
+  if (GgufExpertIndex(arch, hf) < 0) return "";
+  const size_t last = rest.rfind('.', rest.size() - std::strlen(".weight") - 1);
+  const std::string part = rest.substr(last + 1, rest.size() - last - 1 - std::strlen(".weight"));
+  if (part == m.gate) return blk + "ffn_gate_exps.weight";
+  if (part == m.up) return blk + "ffn_up_exps.weight";
+  if (part == m.down) return blk + "ffn_down_exps.weight";
   return "";
+}
+
+int64_t GgufExpertIndex(const Architecture& arch, const std::string& hf) {
+  const MoeNames& m = arch.moe;
+  if (*m.experts == '\0') return -1;
+  const size_t at = hf.find(m.experts);
+  if (at == std::string::npos) return -1;
+  const size_t start = at + std::strlen(m.experts);
+  size_t end = start;
+  while (end < hf.size() && std::isdigit(static_cast<unsigned char>(hf[end]))) ++end;
+  if (end == start || end >= hf.size() || hf[end] != '.') return -1;
+  return std::stoll(hf.substr(start, end - start));
 }
 
 std::vector<int64_t> GgufQkRowOrder(int64_t rows, int64_t n_heads) {
@@ -87,7 +123,10 @@ class GgufWeights final : public WeightSource {
       throw Error(file_.path() + ": tensor " + (g.empty() ? hf_name : g) + " (Hugging Face name " +
                   hf_name + ") is missing");
     }
+    const int64_t expert = GgufExpertIndex(arch_, hf_name);
+    if (expert >= 0) return ExpertSlice(g, hf_name, expert);
     Tensor t = file_.ReadF32(g);
+    if (EndsWith(g, "ffn_gate_inp_shexp.weight")) t = t.Reshape({1, t.numel()});
     CheckFiniteWeights(file_.path(), g + " (Hugging Face name " + hf_name + ")", t);
     if (arch_.gguf_norm_plus_one && EndsWith(g, "norm.weight")) {
       // llama.cpp's converter stores Gemma's norms as 1 + w so that its RMSNorm multiplies by
@@ -108,9 +147,36 @@ class GgufWeights final : public WeightSource {
   }
 
  private:
+  // Expert `e` of a stacked [E, rows, in] tensor. A block's loading asks for every expert of
+  // three tensors in turn, so the tensors of one layer stay converted until another layer's is
+  // asked for.
+  Tensor ExpertSlice(const std::string& g, const std::string& hf_name, int64_t e) const {
+    const std::string layer = g.substr(0, g.find('.', 4) + 1);
+    if (cached_layer_ != layer) {
+      cached_.clear();
+      cached_layer_ = layer;
+    }
+    auto it = cached_.find(g);
+    if (it == cached_.end()) {
+      Tensor t = file_.ReadF32(g);
+      CheckFiniteWeights(file_.path(), g, t);
+      it = cached_.emplace(g, std::move(t)).first;
+    }
+    const Tensor& all = it->second;
+    if (all.ndim() != 3 || e >= all.dim(0)) {
+      throw Error(file_.path() + ": tensor " + g + " has no expert " + std::to_string(e) +
+                  " (Hugging Face name " + hf_name + ")");
+    }
+    Tensor out(DType::kF32, {all.dim(1), all.dim(2)});
+    std::memcpy(out.data<float>(), all.data<float>() + e * out.numel(), out.nbytes());
+    return out;
+  }
+
   GgufFile file_;
   ModelConfig config_;
   const Architecture& arch_;
+  mutable std::string cached_layer_;
+  mutable std::map<std::string, Tensor> cached_;
 };
 
 }  // namespace

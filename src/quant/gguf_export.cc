@@ -73,6 +73,84 @@ OutTensor Vector(const std::string& name, const float* x, int64_t n, float add,
   return t;
 }
 
+// A sparse layer's tensors as llama.cpp stores them: the router (F32), each of gate, up and down
+// with every expert stacked into one 3-D tensor [E, rows, in] of one type, and Qwen2-MoE's
+// shared expert (2-D linears) and its gate (an F32 vector). The quantizer's blocks are used
+// where it stored them, else the final weights are encoded.
+template <typename TypeOf>
+std::vector<OutTensor> MoeTensors(const ModelConfig& c, const Architecture& arch, int64_t l,
+                                  const LayerWeights& lw, QuantizeResult& result,
+                                  const TypeOf& linear_type) {
+  std::vector<OutTensor> out;
+  const std::string p = LayerPrefix(l);
+  const int64_t d = c.hidden_size, n_experts = c.num_experts;
+  const auto f32_matrix = [&](const std::string& hf, const Tensor& t, std::vector<int64_t> ne) {
+    OutTensor o;
+    const std::string name = GgufTensorName(arch, hf);
+    uint64_t bytes = static_cast<uint64_t>(t.numel()) * 4;
+    o.decl = {name, GgmlType::kF32, std::move(ne), bytes};
+    const float* x = t.data<float>();
+    const int64_t n = t.numel();
+    o.bytes = [x, n] {
+      std::vector<uint8_t> b(static_cast<size_t>(n) * 4);
+      std::memcpy(b.data(), x, b.size());
+      return b;
+    };
+    return o;
+  };
+  out.push_back(f32_matrix(p + arch.moe.router + ".weight", lw.router, {d, n_experts}));
+  // The rows of one expert linear in the layer's stacked tensors.
+  const auto rows_of = [&](const ExpertLinearSpec& e) -> const float* {
+    const bool shared = e.expert == kSharedExpert;
+    const Tensor& t = shared ? (e.part == Part::kAll ? lw.shared_down : lw.shared_gate_up)
+                             : (e.part == Part::kAll ? lw.experts_down : lw.experts_gate_up);
+    int64_t row0 = shared ? 0 : e.expert * (e.part == Part::kAll ? d : 2 * e.rows);
+    if (e.part == Part::kUp) row0 += e.rows;
+    return t.data<float>() + row0 * e.in;
+  };
+  const std::vector<ExpertLinearSpec> specs = ExpertLinears(c, l);
+  // The linears of each output tensor (every expert's, or the shared expert's one).
+  std::map<std::string, std::vector<ExpertLinearSpec>> by_tensor;
+  std::vector<std::string> order;
+  for (const ExpertLinearSpec& e : specs) {
+    const std::string name = GgufTensorName(arch, e.name + ".weight");
+    if (by_tensor.find(name) == by_tensor.end()) order.push_back(name);
+    by_tensor[name].push_back(e);
+  }
+  for (const std::string& name : order) {
+    const std::vector<ExpertLinearSpec> parts = by_tensor[name];
+    const ExpertLinearSpec& first = parts.front();
+    const GgmlType type = linear_type(first.name);
+    std::vector<int64_t> ne = {first.in, first.rows};
+    if (first.expert != kSharedExpert) ne.push_back(static_cast<int64_t>(parts.size()));
+    OutTensor o;
+    o.decl = {name, type, ne, GgufTensorBytes(type, ne, name)};
+    std::vector<const float*> weights;
+    for (const ExpertLinearSpec& e : parts) weights.push_back(rows_of(e));
+    o.bytes = [&result, parts, weights, type] {
+      std::vector<uint8_t> bytes;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const ExpertLinearSpec& e = parts[i];
+        const auto it = result.ggml_linears.find(e.name);
+        if (it != result.ggml_linears.end()) {
+          bytes.insert(bytes.end(), it->second.bytes.begin(), it->second.bytes.end());
+          result.ggml_linears.erase(it);
+        } else {
+          const std::vector<uint8_t> b = Encode(type, weights[i], e.rows, e.in);
+          bytes.insert(bytes.end(), b.begin(), b.end());
+        }
+      }
+      return bytes;
+    };
+    out.push_back(std::move(o));
+  }
+  if (!lw.shared_expert_gate.empty()) {
+    out.push_back(Vector(GgufTensorName(arch, p + arch.moe.shared_gate + ".weight"),
+                         lw.shared_expert_gate.data<float>(), d, 0.0f, nullptr));
+  }
+  return out;
+}
+
 // A text whose ids tell tokenizers apart: digits, contractions, whitespace runs, accents,
 // CJK, emoji and newlines.
 constexpr const char* kTokenizerProbe =
@@ -178,6 +256,7 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
   rm.n_head = c.num_attention_heads;
   rm.n_head_kv = c.num_key_value_heads;
   rm.has_output = !c.tie_word_embeddings;
+  rm.n_expert = c.num_experts;
   const GgufFileType ft = gguf.file_type;
   const auto type_of = [&](const std::string& gguf_name, int64_t cols, int n_dims) {
     return GgufQuantizesTensor(gguf_name, n_dims) ? GgufTensorType(ft, gguf_name, cols, rm)
@@ -191,8 +270,15 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
     for (const LinearSpec& spec : arch.linears) {
       const std::string hf = LayerPrefix(l) + spec.name;
       if (!options.config.ParamsFor(hf)) continue;
+      if (c.IsMoeLayer(l) && (spec.slot == Slot::kGateUp || spec.slot == Slot::kDown)) continue;
       const RowRange r = SlotRows(c, spec.slot, spec.part);
       options.ggml_types[hf] = type_of(GgufTensorName(arch, hf + ".weight"), r.in, 2);
+    }
+    // Experts: one type per stacked tensor (3-D), shared by its experts.
+    for (const ExpertLinearSpec& e : ExpertLinears(c, l)) {
+      if (!options.config.ParamsFor(e.name)) continue;
+      options.ggml_types[e.name] = type_of(GgufTensorName(arch, e.name + ".weight"), e.in,
+                                           e.expert == kSharedExpert ? 2 : 3);
     }
   }
   CheckLinearShapes(c, options);
@@ -230,7 +316,9 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
                            norm_add, nullptr));
     }
     const Tensor* slots[] = {&lw.wqkv, &lw.wo, &lw.w_gate_up, &lw.w_down};
+    const bool moe = c.IsMoeLayer(l);
     for (const LinearSpec& spec : arch.linears) {
+      if (moe && (spec.slot == Slot::kGateUp || spec.slot == Slot::kDown)) continue;
       const std::string hf = p + spec.name;
       const std::string name = GgufTensorName(arch, hf + ".weight");
       const RowRange r = SlotRows(c, spec.slot, spec.part);
@@ -256,6 +344,10 @@ QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& to
         out.push_back(Vector(GgufTensorName(arch, hf + ".bias"), lw.bqkv.data<float>() + r.row0,
                              r.rows, 0.0f, order));
       }
+    }
+    if (moe) {
+      for (OutTensor& t : MoeTensors(c, arch, l, lw, result, linear_type))
+        out.push_back(std::move(t));
     }
     return out;
   };

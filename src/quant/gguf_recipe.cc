@@ -130,6 +130,10 @@ GgmlType GgufTensorType(GgufFileType ft, const std::string& name, int64_t cols,
       t = T::kQ5_K;
     }
     if (is_70b && (t == T::kQ3_K || t == T::kQ4_K)) t = T::kQ5_K;
+    // llama.cpp: "for the 8-expert model, bumping this to Q8_0 trades just ~128MB".
+    if (m.n_expert == 8) t = T::kQ8_0;
+  } else if (Contains(name, "attn_k.weight")) {
+    if (m.n_expert == 8) t = T::kQ8_0;
   } else if (Contains(name, "ffn_down")) {
     if (ft == F::kQ2_K) {
       t = T::kQ3_K;
@@ -144,6 +148,11 @@ GgmlType GgufTensorType(GgufFileType ft, const std::string& name, int64_t cols,
     } else if (ft == F::kQ5_K_M && UseMoreBits(layer, n)) {
       t = T::kQ6_K;
     } else if (ft == F::kQ4_K_S && layer < n / 8) {
+      t = T::kQ5_K;
+    }
+  } else if (Contains(name, "attn_output.weight") && m.n_expert == 8) {
+    if (ft == F::kQ2_K || ft == F::kQ3_K_S || ft == F::kQ3_K_M || ft == F::kIQ4_NL ||
+        ft == F::kQ4_K_S || ft == F::kQ4_K_M) {
       t = T::kQ5_K;
     }
   } else if (Contains(name, "attn_output.weight")) {

@@ -727,7 +727,11 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
       }
       // Weights normalised per quantization group: the integer groups, or the ggml type's scale
       // blocks.
-      const int64_t w_group = g.lins[0]->ggml ? g.lins[0]->clip_group() : qc.q_group_size;
+      // Linears left in full precision (a GGUF file's F16 fallback, modules_to_not_convert)
+      // normalise over whole rows.
+      const int64_t w_group = g.lins[0]->ggml     ? g.lins[0]->clip_group()
+                              : g.lins[0]->params ? qc.q_group_size
+                                                  : g.in;
       g.w_mean = WeightMeanNormalized(ws, row_counts, g.in, w_group);
       for (int i = 0; i < qc.n_grid; ++i) {
         const float ratio = static_cast<float>(i) / static_cast<float>(qc.n_grid);

@@ -12,6 +12,10 @@ void ReadMixtral(const nlohmann::json& root, const std::string& source, ModelCon
   arch_keys::ReadMoe(root, source, "num_local_experts", c.intermediate_size, c);
   c.norm_topk_prob = true;
 }
+// llama.cpp's Mixtral graph renormalises the top-k weights, as transformers does.
+void ReadMixtralGguf(const GgufFile& gguf, const std::string& prefix, ModelConfig& c) {
+  arch_keys::ReadMoeGguf(gguf, prefix, true, c);
+}
 }  // namespace
 
 const Architecture& MixtralArchitecture() {
@@ -19,8 +23,13 @@ const Architecture& MixtralArchitecture() {
     Architecture a;
     a.model_type = "mixtral";
     a.hf_class = "MixtralForCausalLM";
-    // llama.cpp writes Mixtral as "llama" with expert_count; its expert tensors are not read.
+    // llama.cpp writes Mixtral as "llama" with expert_count (ConfigFromGguf tells them apart),
+    // its q/k rows interleaved as Llama's.
     a.gguf_archs = {};
+    a.gguf_write_arch = "llama";
+    a.gguf_permuted_qk = true;
+    a.read_gguf = ReadMixtralGguf;
+    a.write_gguf = arch_keys::WriteMoeGguf;
     a.linears = kAttentionLinears;
     a.moe = {.router = "block_sparse_moe.gate",
              .experts = "block_sparse_moe.experts.",

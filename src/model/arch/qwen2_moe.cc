@@ -16,6 +16,10 @@ void ReadQwen2Moe(const nlohmann::json& root, const std::string& source, ModelCo
   c.norm_topk_prob = root.contains("norm_topk_prob") && root.at("norm_topk_prob").is_boolean() &&
                      root.at("norm_topk_prob").get<bool>();
 }
+// llama.cpp's qwen2moe graph does not renormalise the top-k weights.
+void ReadQwen2moeGguf(const GgufFile& gguf, const std::string& prefix, ModelConfig& c) {
+  arch_keys::ReadMoeGguf(gguf, prefix, false, c);
+}
 }  // namespace
 
 const Architecture& Qwen2MoeArchitecture() {
@@ -23,7 +27,9 @@ const Architecture& Qwen2MoeArchitecture() {
     Architecture a;
     a.model_type = "qwen2_moe";
     a.hf_class = "Qwen2MoeForCausalLM";
-    a.gguf_archs = {};             // llama.cpp's qwen2moe expert tensors are not read
+    a.gguf_archs = {"qwen2moe"};
+    a.read_gguf = ReadQwen2moeGguf;
+    a.write_gguf = arch_keys::WriteMoeGguf;
     a.linears = kSeparateLinears;  // the MLP's only on mlp_only_layers
     a.moe = {.router = "mlp.gate",
              .experts = "mlp.experts.",

@@ -14,6 +14,10 @@ void ReadQwen3Moe(const nlohmann::json& root, const std::string& source, ModelCo
   c.norm_topk_prob = root.contains("norm_topk_prob") && root.at("norm_topk_prob").is_boolean() &&
                      root.at("norm_topk_prob").get<bool>();
 }
+// llama.cpp's qwen3moe graph renormalises the top-k weights.
+void ReadQwen3moeGguf(const GgufFile& gguf, const std::string& prefix, ModelConfig& c) {
+  arch_keys::ReadMoeGguf(gguf, prefix, true, c);
+}
 }  // namespace
 
 const Architecture& Qwen3MoeArchitecture() {
@@ -21,7 +25,9 @@ const Architecture& Qwen3MoeArchitecture() {
     Architecture a;
     a.model_type = "qwen3_moe";
     a.hf_class = "Qwen3MoeForCausalLM";
-    a.gguf_archs = {};  // llama.cpp's qwen3moe expert tensors are not read
+    a.gguf_archs = {"qwen3moe"};
+    a.read_gguf = ReadQwen3moeGguf;
+    a.write_gguf = arch_keys::WriteMoeGguf;
     a.recipe.qk_norm = true;
     a.norms.q = "self_attn.q_norm";
     a.norms.k = "self_attn.k_norm";

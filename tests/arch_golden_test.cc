@@ -102,23 +102,6 @@ TEST_P(ArchGolden, DecodeThroughTheCacheMatches) {
   std::printf("%s: largest decode |logit - transformers| = %.3g\n", GetParam(), worst);
 }
 
-// Short calibration paragraphs (each under the 32-token sample limit of the tiny tokenizer).
-std::string WriteCalibration(const std::string& dir) {
-  const std::string path = dir + "/calib.txt";
-  std::ofstream f(path);
-  const char* words[] = {"the",    "house", "was",    "quiet",   "and", "she",
-                         "walked", "into",  "garden", "with",    "her", "sister",
-                         "who",    "had",   "been",   "reading", "a",   "letter"};
-  uint64_t s = 7;
-  for (int line = 0; line < 200; ++line) {
-    for (int w = 0; w < 6; ++w) {
-      s = s * 6364136223846793005ull + 1442695040888963407ull;
-      f << words[(s >> 33) % std::size(words)] << (w == 5 ? ".\n\n" : " ");
-    }
-  }
-  return path;
-}
-
 QuantizeOptions TinyAwqOptions(const std::string& tmp) {
   QuantizeOptions o;
   o.method = QuantMethod::kAwq;
@@ -126,7 +109,7 @@ QuantizeOptions TinyAwqOptions(const std::string& tmp) {
   o.config.q_group_size = 16;  // divides every width of the tiny models (48, 64, 96)
   o.config.max_calib_seq_len = 32;
   o.config.max_calib_samples = 48;
-  o.calib_data = WriteCalibration(tmp);
+  o.calib_data = test::WriteTinyCalibration(tmp);
   return o;
 }
 

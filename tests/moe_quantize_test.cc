@@ -30,23 +30,6 @@ Tokenizer TinyTokenizer(const std::string& dir) {
   return Tokenizer::FromHfJson(dir + "/tokenizer.json", dir + "/tokenizer_config.json");
 }
 
-// Short calibration lines of the tiny tokenizer's words.
-std::string WriteCalibration(const std::string& dir) {
-  const std::string path = dir + "/calib.txt";
-  std::ofstream f(path);
-  const char* words[] = {"the",    "house", "was",    "quiet",   "and", "she",
-                         "walked", "into",  "garden", "with",    "her", "sister",
-                         "who",    "had",   "been",   "reading", "a",   "letter"};
-  uint64_t s = 11;
-  for (int line = 0; line < 200; ++line) {
-    for (int w = 0; w < 6; ++w) {
-      s = s * 6364136223846793005ull + 1442695040888963407ull;
-      f << words[(s >> 33) % std::size(words)] << (w == 5 ? ".\n\n" : " ");
-    }
-  }
-  return path;
-}
-
 QuantizeOptions Options(const std::string& tmp, QuantMethod method) {
   QuantizeOptions o;
   o.method = method;
@@ -54,7 +37,7 @@ QuantizeOptions Options(const std::string& tmp, QuantMethod method) {
   o.config.q_group_size = 8;  // divides every width of the tiny mixtures (40, 56, 64, 72)
   o.config.max_calib_seq_len = 32;
   o.config.max_calib_samples = 48;
-  o.calib_data = WriteCalibration(tmp);
+  o.calib_data = test::WriteTinyCalibration(tmp, 11);
   return o;
 }
 

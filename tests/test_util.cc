@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <vector>
@@ -153,6 +155,22 @@ std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids)
   std::vector<float> logits(static_cast<size_t>(n * m.config().vocab_size));
   m.Logits(hidden.data(), n, logits.data());
   return logits;
+}
+
+std::string WriteTinyCalibration(const std::string& dir, uint64_t seed) {
+  const std::string path = dir + "/calib.txt";
+  std::ofstream f(path);
+  const char* words[] = {"the",    "house", "was",    "quiet",   "and", "she",
+                         "walked", "into",  "garden", "with",    "her", "sister",
+                         "who",    "had",   "been",   "reading", "a",   "letter"};
+  uint64_t s = seed;
+  for (int line = 0; line < 200; ++line) {
+    for (int w = 0; w < 6; ++w) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      f << words[(s >> 33) % std::size(words)] << (w == 5 ? ".\n\n" : " ");
+    }
+  }
+  return path;
 }
 
 }  // namespace awq::test

@@ -49,6 +49,10 @@ std::map<std::string, std::string> ReadTree(const std::string& dir);
 // Expects the folders `a` and `b` to hold the same files with the same bytes (`a` not empty).
 void ExpectSameTree(const std::string& a, const std::string& b);
 
+// DIR/calib.txt: 200 short lines of common words (each under the 32-token sample limit of the
+// tiny models' tokenizer), drawn by a seeded generator; returns the path.
+std::string WriteTinyCalibration(const std::string& dir, uint64_t seed = 7);
+
 // The fp32 logits [n, V] of `ids` at positions 0..n-1, in one prompt pass from an empty cache.
 std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids);
 

@@ -99,15 +99,6 @@ std::vector<OutTensor> MoeTensors(const ModelConfig& c, const Architecture& arch
     return o;
   };
   out.push_back(f32_matrix(p + arch.moe.router + ".weight", lw.router, {d, n_experts}));
-  // The rows of one expert linear in the layer's stacked tensors.
-  const auto rows_of = [&](const ExpertLinearSpec& e) -> const float* {
-    const bool shared = e.expert == kSharedExpert;
-    const Tensor& t = shared ? (e.part == Part::kAll ? lw.shared_down : lw.shared_gate_up)
-                             : (e.part == Part::kAll ? lw.experts_down : lw.experts_gate_up);
-    int64_t row0 = shared ? 0 : e.expert * (e.part == Part::kAll ? d : 2 * e.rows);
-    if (e.part == Part::kUp) row0 += e.rows;
-    return t.data<float>() + row0 * e.in;
-  };
   const std::vector<ExpertLinearSpec> specs = ExpertLinears(c, l);
   // The linears of each output tensor (every expert's, or the shared expert's one).
   std::map<std::string, std::vector<ExpertLinearSpec>> by_tensor;
@@ -126,7 +117,7 @@ std::vector<OutTensor> MoeTensors(const ModelConfig& c, const Architecture& arch
     OutTensor o;
     o.decl = {name, type, ne, GgufTensorBytes(type, ne, name)};
     std::vector<const float*> weights;
-    for (const ExpertLinearSpec& e : parts) weights.push_back(rows_of(e));
+    for (const ExpertLinearSpec& e : parts) weights.push_back(ExpertRows(lw, c, e));
     o.bytes = [&result, parts, weights, type] {
       std::vector<uint8_t> bytes;
       for (size_t i = 0; i < parts.size(); ++i) {

@@ -18,6 +18,7 @@ namespace awq {
 
 class AwqCheckpointWriter;
 struct Architecture;
+struct ExpertLinearSpec;
 struct LayerWeights;
 class Tensor;
 class Model;
@@ -60,6 +61,11 @@ int64_t ChunkSequences(const ModelConfig& config, const QuantizeOptions& options
 void QuantizeBlock(Model& model, int64_t layer, const QuantizeOptions& options,
                    CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
                    QuantizeResult& result);
+
+// The fp32 rows [e.rows, e.in] of a mixture of experts' linear in the layer's stacked expert
+// tensors (experts_gate_up, experts_down, shared_gate_up, shared_down).
+const float* ExpertRows(const LayerWeights& lw, const ModelConfig& config,
+                        const ExpertLinearSpec& e);
 
 // `qc` with the family's modules that stay in full precision (Architecture::default_not_convert:
 // a mixture of experts' router) added to modules_to_not_convert, as the written

@@ -98,18 +98,19 @@ Tensor& SlotTensor(LayerWeights& lw, Slot s) {
   return lw.wqkv;
 }
 
-// The fp32 rows of a mixture of experts' linear in the layer's stacked expert tensors.
 float* ExpertWeights(LayerWeights& lw, const ModelConfig& c, const ExpertLinearSpec& e) {
-  const int64_t d = c.hidden_size;
-  if (e.expert == kSharedExpert) {
-    const int64_t is = c.shared_expert_intermediate_size;
-    if (e.part == Part::kAll) return lw.shared_down.data<float>();
-    return lw.shared_gate_up.data<float>() + (e.part == Part::kUp ? is * d : 0);
+  return const_cast<float*>(ExpertRows(lw, c, e));
+}
+
+// out [rows.size(), d] = the rows of x [n, d] listed in `rows`, in order (the tokens the router
+// sent one expert).
+void GatherRows(const float* x, int64_t d, const std::vector<int64_t>& rows,
+                std::vector<float>& out) {
+  out.resize(rows.size() * static_cast<size_t>(d));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(out.data() + i * static_cast<size_t>(d), x + rows[i] * d,
+                static_cast<size_t>(d) * sizeof(float));
   }
-  const int64_t ie = c.moe_intermediate_size;
-  if (e.part == Part::kAll) return lw.experts_down.data<float>() + e.expert * d * ie;
-  return lw.experts_gate_up.data<float>() + e.expert * 2 * ie * d +
-         (e.part == Part::kUp ? ie * d : 0);
 }
 
 // The layer's linears in the description's checkpoint order (a sparse layer: its attention
@@ -296,6 +297,19 @@ int64_t OwnerWidth(const ModelConfig& c, ScaleOwner owner) {
 
 }  // namespace
 
+const float* ExpertRows(const LayerWeights& lw, const ModelConfig& c, const ExpertLinearSpec& e) {
+  const int64_t d = c.hidden_size;
+  if (e.expert == kSharedExpert) {
+    const int64_t is = c.shared_expert_intermediate_size;
+    if (e.part == Part::kAll) return lw.shared_down.data<float>();
+    return lw.shared_gate_up.data<float>() + (e.part == Part::kUp ? is * d : 0);
+  }
+  const int64_t ie = c.moe_intermediate_size;
+  if (e.part == Part::kAll) return lw.experts_down.data<float>() + e.expert * d * ie;
+  return lw.experts_gate_up.data<float>() + e.expert * 2 * ie * d +
+         (e.part == Part::kUp ? ie * d : 0);
+}
+
 const char* QuantMethodName(QuantMethod m) {
   switch (m) {
     case QuantMethod::kRtn:
@@ -426,12 +440,8 @@ struct MoeStats {
       const std::vector<int64_t>& rows = routing.rows[static_cast<size_t>(e)];
       const auto m = static_cast<int64_t>(rows.size());
       if (m == 0) continue;
-      xin.resize(static_cast<size_t>(m * d));
+      GatherRows(x, d, rows, xin);
       act.resize(static_cast<size_t>(m * ie));
-      for (int64_t i = 0; i < m; ++i) {
-        std::memcpy(xin.data() + i * d, x + rows[static_cast<size_t>(i)] * d,
-                    static_cast<size_t>(d) * sizeof(float));
-      }
       model.ExpertActivation(layer, e, xin.data(), m, act.data());
       std::vector<double>& abs_sum = act_abs[static_cast<size_t>(e)];
       int64_t& seen = tokens[static_cast<size_t>(e)];
@@ -807,11 +817,7 @@ void AwqBlock(Model& model, int64_t l, std::vector<LinearRef>& lins, Calibration
           if (!shared) {
             const std::vector<int64_t>& rows = routing.rows[static_cast<size_t>(g.expert)];
             m = static_cast<int64_t>(rows.size());
-            xin.resize(static_cast<size_t>(m * d));
-            for (int64_t i = 0; i < m; ++i) {
-              std::memcpy(xin.data() + i * d, x_mlp + rows[static_cast<size_t>(i)] * d,
-                          static_cast<size_t>(d) * sizeof(float));
-            }
+            GatherRows(x_mlp, d, rows, xin);
             x_rows = xin.data();
           }
           act.resize(static_cast<size_t>(m * g.in));
@@ -1082,11 +1088,7 @@ void GptqExperts(Model& model, int64_t layer, std::vector<LinearRef>& lins,
           if (m < n_experts) {
             const std::vector<int64_t>& r = routing.rows[static_cast<size_t>(m)];
             mr = static_cast<int64_t>(r.size());
-            xin.resize(static_cast<size_t>(mr * d));
-            for (int64_t i = 0; i < mr; ++i) {
-              std::memcpy(xin.data() + i * d, x + r[static_cast<size_t>(i)] * d,
-                          static_cast<size_t>(d) * sizeof(float));
-            }
+            GatherRows(x, d, r, xin);
             in = xin.data();
           }
           if (mr == 0) continue;

@@ -65,21 +65,15 @@ void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t l,
   if (!moe) return;
   // A mixture of experts: the router, each expert's linears, the shared expert and its gate.
   w.AddTensor(p + arch.moe.router + ".weight", lw.router);
-  const int64_t d = c.hidden_size;
   for (const ExpertLinearSpec& e : ExpertLinears(c, l)) {
     auto it = linears.find(e.name);
     if (it != linears.end()) {
       w.AddQuantized(e.name, it->second);
       continue;
     }
-    const Tensor& t = e.expert == kSharedExpert
-                          ? (e.part == Part::kAll ? lw.shared_down : lw.shared_gate_up)
-                          : (e.part == Part::kAll ? lw.experts_down : lw.experts_gate_up);
-    // Row offset of the linear within its stacked tensor, read as [total rows, in].
-    int64_t row0 = 0;
-    if (e.expert >= 0) row0 = e.expert * (e.part == Part::kAll ? d : 2 * e.rows);
-    if (e.part == Part::kUp) row0 += e.rows;
-    w.AddTensor(e.name + ".weight", CopyRows(t, RowRange{row0, e.rows, e.in}, false));
+    Tensor t(DType::kF32, {e.rows, e.in});
+    std::memcpy(t.data<float>(), ExpertRows(lw, c, e), t.nbytes());
+    w.AddTensor(e.name + ".weight", t);
   }
   if (!lw.shared_expert_gate.empty()) {
     w.AddTensor(p + arch.moe.shared_gate + ".weight", lw.shared_expert_gate);

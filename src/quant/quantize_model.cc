@@ -27,6 +27,7 @@
 #include "kernels/cpu/sgemm.h"
 #include "model/arch.h"
 #include "quant/quantize_block.h"
+#include "quant/quantize_recurrent.h"
 
 namespace awq {
 
@@ -777,6 +778,7 @@ uint64_t Fnv1a64(const void* data, size_t n) {
 }  // namespace
 
 void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options) {
+  if (ArchitectureOf(config).recurrent != nullptr) return CheckRecurrentQuantize(config, options);
   // Every quantization entry (QuantizeModel, QuantizeToFolder, QuantizeToGguf) passes here first.
   // Mixture-of-experts models are refused: the families describe no AWQ groups for experts, so
   // an expert would be left unquantized or quantized without its scales.
@@ -841,6 +843,9 @@ void EmbedCalibration(const Model& model, CalibrationActivations& a) {
 void QuantizeBlock(Model& model, int64_t l, const QuantizeOptions& options,
                    CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
                    QuantizeResult& result) {
+  if (ArchitectureOf(model.config()).recurrent != nullptr) {
+    return QuantizeRecurrentBlock(model, l, options, acts, linears, result);
+  }
   const QuantConfig& qc = options.config;
   const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
   const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;

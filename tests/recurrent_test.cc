@@ -13,8 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "awq/activation_stats.h"
+#include "awq/calibration.h"
 #include "awq/error.h"
 #include "awq/eval.h"
+#include "awq/metrics.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
 #include "awq/sampling.h"
@@ -316,6 +319,17 @@ TEST_P(Recurrent, GptqIsRefused) {
   QuantizeOptions o = TinyAwqOptions(test::MakeTempDir("recurrent_gptq"));
   o.method = QuantMethod::kGptq;
   test::ExpectError([&] { QuantizeModel(m, tok, o); }, {"gptq", GetParam(), "recurrent"});
+}
+
+TEST_P(Recurrent, BlockPointAnalysesAreRefused) {
+  // Activation statistics and per-linear comparisons observe the attention blocks' points.
+  const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
+  CalibrationBatch batch;
+  batch.n_blocks = 1;
+  batch.seq_len = 4;
+  batch.tokens = {1, 2, 3, 4};
+  test::ExpectError([&] { CollectActivationStats(m, batch); }, {GetParam(), "recurrent"});
+  test::ExpectError([&] { CompareLinears(m, m, batch); }, {GetParam(), "recurrent"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Recurrent, ::testing::Values("mamba", "rwkv"),

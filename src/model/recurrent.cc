@@ -73,15 +73,17 @@ void InitState(const RecurrentSpec& spec, const ModelConfig& c, float* state) {
   }
 }
 
-// Mamba's block on x [n, D] in place: x += out_proj(scan(conv(in_proj(norm(x))))).
-// State: conv [K-1, Di] (the last inputs of the convolution), then scan h [Di, N].
+// Mamba's block on n_seq sequences of seq_len tokens, x [n_seq * seq_len, D] in place:
+// x += out_proj(scan(conv(in_proj(norm(x))))). The products run once over every row; the
+// convolution and the scan run per sequence, sequence s continuing from state + s * `floats`:
+// conv [K-1, Di] (the last inputs of the convolution), then scan h [Di, N].
 // Linear inputs told: 0 in_proj (normed x), 1 x_proj (u), 2 dt_proj (dt rank rows), 3 out_proj.
-void MambaBlock(const ModelConfig& c, const LayerWeights& lw, float* x, int64_t n, float* state,
-                const LinearInputObserver* observe, int64_t row0, ThreadPool& pool) {
+void MambaBlock(const ModelConfig& c, const LayerWeights& lw, float* x, int64_t n_seq,
+                int64_t seq_len, float* state, int64_t floats, const LinearInputObserver* observe,
+                int64_t row0, ThreadPool& pool) {
   const int64_t d = c.hidden_size, di = c.intermediate_size, ns = c.state_size,
                 r = c.time_step_rank, k = c.conv_kernel, xw = r + 2 * ns;
-  float* const conv_state = state;
-  float* const h = state + (k - 1) * di;
+  const int64_t n = n_seq * seq_len;
   std::vector<float> normed(static_cast<size_t>(n * d)), xz(static_cast<size_t>(n * 2 * di)),
       u(static_cast<size_t>(n * di)), xdbl(static_cast<size_t>(n * xw)),
       dt(static_cast<size_t>(n * di)), y(static_cast<size_t>(n * di)),
@@ -94,8 +96,11 @@ void MambaBlock(const ModelConfig& c, const LayerWeights& lw, float* x, int64_t 
             false, pool);
   AddBias(xz.data(), Optional(lw, "mixer.in_proj.bias"), n, 2 * di);
   // Columns [0, Di) of xz feed the convolution, [Di, 2 Di) are the gate z.
-  CausalConvSilu(xz.data(), 2 * di, n, di, W(lw, "mixer.conv1d.weight"),
-                 Optional(lw, "mixer.conv1d.bias"), k, conv_state, u.data());
+  for (int64_t q = 0; q < n_seq; ++q) {
+    CausalConvSilu(xz.data() + q * seq_len * 2 * di, 2 * di, seq_len, di,
+                   W(lw, "mixer.conv1d.weight"), Optional(lw, "mixer.conv1d.bias"), k,
+                   state + q * floats, u.data() + q * seq_len * di);
+  }
   Tell(observe, 1, row0, u.data(), n, di);
   LinearF32(u.data(), di, W(lw, "mixer.x_proj.weight"), di, xdbl.data(), xw, n, xw, di, false,
             pool);
@@ -117,10 +122,15 @@ void MambaBlock(const ModelConfig& c, const LayerWeights& lw, float* x, int64_t 
   const float* a_log = W(lw, "mixer.A_log");
   for (int64_t i = 0; i < di * ns; ++i) a[i] = -std::exp(a_log[i]);
   const float* dskip = W(lw, "mixer.D");
-  ForChannels(pool, n, di, [&](int64_t c0, int64_t c1) {
-    SelectiveScan(u.data(), dt.data(), a.data(), xdbl.data() + r, xdbl.data() + r + ns, xw, dskip,
-                  xz.data() + di, 2 * di, n, di, ns, c0, c1, h, y.data());
-  });
+  for (int64_t q = 0; q < n_seq; ++q) {
+    const int64_t t0 = q * seq_len;
+    float* h = state + q * floats + (k - 1) * di;
+    ForChannels(pool, seq_len, di, [&](int64_t c0, int64_t c1) {
+      SelectiveScan(u.data() + t0 * di, dt.data() + t0 * di, a.data(), xdbl.data() + t0 * xw + r,
+                    xdbl.data() + t0 * xw + r + ns, xw, dskip, xz.data() + t0 * 2 * di + di, 2 * di,
+                    seq_len, di, ns, c0, c1, h, y.data() + t0 * di);
+    });
+  }
   Tell(observe, 3, row0, y.data(), n, di);
   std::vector<float> out(static_cast<size_t>(n * d));
   LinearF32(y.data(), di, W(lw, "mixer.out_proj.weight"), di, out.data(), d, n, d, di, false, pool);
@@ -128,7 +138,9 @@ void MambaBlock(const ModelConfig& c, const LayerWeights& lw, float* x, int64_t 
   for (int64_t i = 0; i < n * d; ++i) x[i] += out[i];
 }
 
-// RWKV-4's block on x [n, D] in place (layer 0 first replaces x by pre_ln(x)):
+// RWKV-4's block on n_seq sequences of seq_len tokens, x [n_seq * seq_len, D] in place (layer 0
+// first replaces x by pre_ln(x)); the products run once over every row, the token shifts and the
+// WKV per sequence, sequence s continuing from state + s * `floats`:
 //   x += output(sigmoid(receptance(xr)) * wkv(key(xk), value(xv))),  xk/xv/xr token-shift mixes
 //        of ln1(x);
 //   x += sigmoid(receptance(xr')) * value(relu(key(xk'))^2),  mixes of ln2(x);
@@ -137,15 +149,29 @@ void MambaBlock(const ModelConfig& c, const LayerWeights& lw, float* x, int64_t 
 // State: time-mix shift row [D], channel-mix shift row [D], WKV num, den, max [A] each.
 // Linear inputs told: 0-2 attention key/value/receptance, 3 attention.output, 4 feed_forward.key,
 // 5 feed_forward.receptance, 6 feed_forward.value.
-void RwkvBlock(const ModelConfig& c, const LayerWeights& lw, int64_t layer, float* x, int64_t n,
-               float* state, const LinearInputObserver* observe, int64_t row0, ThreadPool& pool) {
+void RwkvBlock(const ModelConfig& c, const LayerWeights& lw, int64_t layer, float* x, int64_t n_seq,
+               int64_t seq_len, float* state, int64_t floats, const LinearInputObserver* observe,
+               int64_t row0, ThreadPool& pool) {
   const int64_t d = c.hidden_size, att = c.attention_hidden_size, ffn = c.intermediate_size;
+  const int64_t n = n_seq * seq_len;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  float* const att_shift = state;
-  float* const ffn_shift = state + d;
-  float* const num = state + 2 * d;
-  float* const den = num + att;
-  float* const max = den + att;
+  // Sequence q's parts of the state.
+  const auto att_shift = [&](int64_t q) { return state + q * floats; };
+  const auto ffn_shift = [&](int64_t q) { return state + q * floats + d; };
+  const auto wkv_state = [&](int64_t q) { return state + q * floats + 2 * d; };
+  // x [n, D] token-shift mixed per sequence with the shift rows `shift(q)`.
+  const auto shift_mix = [&](const float* rows, auto shift, const float* mix, float* out) {
+    for (int64_t q = 0; q < n_seq; ++q) {
+      TokenShiftMix(rows + q * seq_len * d, shift(q), mix, seq_len, d, out + q * seq_len * d);
+    }
+  };
+  // The last row of each sequence becomes its shift row.
+  const auto keep_last = [&](const float* rows, auto shift) {
+    for (int64_t q = 0; q < n_seq; ++q) {
+      std::memcpy(shift(q), rows + ((q + 1) * seq_len - 1) * d,
+                  static_cast<size_t>(d) * sizeof(float));
+    }
+  };
   const float out_scale =
       c.rescale_every > 0 ? std::ldexp(1.0f, -static_cast<int>(layer / c.rescale_every)) : 1.0f;
 
@@ -162,11 +188,11 @@ void RwkvBlock(const ModelConfig& c, const LayerWeights& lw, int64_t layer, floa
                                  "attention.receptance.weight"};
   for (int i = 0; i < 3; ++i) {
     float* m = mixed.data() + i * n * d;
-    TokenShiftMix(normed.data(), att_shift, W(lw, att_mix[i]), n, d, m);
+    shift_mix(normed.data(), att_shift, W(lw, att_mix[i]), m);
     Tell(observe, i, row0, m, n, d);
     LinearF32(m, d, W(lw, att_lin[i]), d, kvr.data() + i * n * att, att, n, att, d, false, pool);
   }
-  std::memcpy(att_shift, normed.data() + (n - 1) * d, static_cast<size_t>(d) * sizeof(float));
+  keep_last(normed.data(), att_shift);
   const float* kk = kvr.data();
   const float* vv = kk + n * att;
   float* rr = kvr.data() + 2 * n * att;
@@ -174,9 +200,14 @@ void RwkvBlock(const ModelConfig& c, const LayerWeights& lw, int64_t layer, floa
   const float* time_decay = W(lw, "attention.time_decay");
   for (int64_t i = 0; i < att; ++i) decay[i] = -std::exp(time_decay[i]);
   const float* first = W(lw, "attention.time_first");
-  ForChannels(pool, n, att, [&](int64_t c0, int64_t c1) {
-    WkvScan(kk, vv, decay.data(), first, n, att, c0, c1, num, den, max, wkv.data());
-  });
+  for (int64_t q = 0; q < n_seq; ++q) {
+    const int64_t t0 = q * seq_len;
+    float* num = wkv_state(q);
+    ForChannels(pool, seq_len, att, [&](int64_t c0, int64_t c1) {
+      WkvScan(kk + t0 * att, vv + t0 * att, decay.data(), first, seq_len, att, c0, c1, num,
+              num + att, num + 2 * att, wkv.data() + t0 * att);
+    });
+  }
   for (int64_t i = 0; i < n * att; ++i) wkv[i] = Sigmoid(rr[i]) * wkv[i];
   Tell(observe, 3, row0, wkv.data(), n, att);
   LinearF32(wkv.data(), att, W(lw, "attention.output.weight"), att, out.data(), d, n, d, att, false,
@@ -187,9 +218,9 @@ void RwkvBlock(const ModelConfig& c, const LayerWeights& lw, int64_t layer, floa
   LayerNormRows(x, W(lw, "ln2.weight"), W(lw, "ln2.bias"), normed.data(), n, d, eps);
   float* const mk = mixed.data();
   float* const mr = mixed.data() + n * d;
-  TokenShiftMix(normed.data(), ffn_shift, W(lw, "feed_forward.time_mix_key"), n, d, mk);
-  TokenShiftMix(normed.data(), ffn_shift, W(lw, "feed_forward.time_mix_receptance"), n, d, mr);
-  std::memcpy(ffn_shift, normed.data() + (n - 1) * d, static_cast<size_t>(d) * sizeof(float));
+  shift_mix(normed.data(), ffn_shift, W(lw, "feed_forward.time_mix_key"), mk);
+  shift_mix(normed.data(), ffn_shift, W(lw, "feed_forward.time_mix_receptance"), mr);
+  keep_last(normed.data(), ffn_shift);
   Tell(observe, 4, row0, mk, n, d);
   Tell(observe, 5, row0, mr, n, d);
   std::vector<float> key(static_cast<size_t>(n * ffn)), rec(static_cast<size_t>(n * d));
@@ -207,6 +238,31 @@ void RwkvBlock(const ModelConfig& c, const LayerWeights& lw, int64_t layer, floa
 
 }  // namespace
 
+namespace {
+
+// Runs layer `layer`'s block on n_seq sequences, each continuing from its state.
+void RunBlock(const RecurrentSpec& spec, const ModelConfig& c, const LayerWeights& lw,
+              int64_t layer, float* x, int64_t n_seq, int64_t seq_len, float* state,
+              const LinearInputObserver* observe, int64_t row0, ThreadPool& pool) {
+  const int64_t floats = RecurrentStateFloats(spec, c);
+  switch (spec.kind) {
+    case RecurrentKind::kMamba:
+      return MambaBlock(c, lw, x, n_seq, seq_len, state, floats, observe, row0, pool);
+    case RecurrentKind::kRwkv:
+      return RwkvBlock(c, lw, layer, x, n_seq, seq_len, state, floats, observe, row0, pool);
+    case RecurrentKind::kCount:
+      break;
+  }
+  AWQ_CHECK(false && "invalid recurrent kind");
+}
+
+// Tokens per block call of RecurrentBlockBatch (whole sequences, at least one): the products run
+// on batches this wide, and Mamba's buffers hold about 6 d_inner floats per token, ~250 MiB at
+// Mamba-2.8B's d_inner 5120.
+constexpr int64_t kBatchTokens = 2048;
+
+}  // namespace
+
 void Model::RecurrentWalk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
                           const LinearInputObserver* observe, int64_t row0) const {
   const RecurrentSpec& spec = *arch_->recurrent;
@@ -220,24 +276,23 @@ void Model::RecurrentWalk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCa
   }
   if (cache == nullptr || pos0 == 0) InitState(spec, config_, state);
   if (n == 0) return;
-  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
-  switch (spec.kind) {
-    case RecurrentKind::kMamba:
-      return MambaBlock(config_, lw, x, n, state, observe, row0, *pool_);
-    case RecurrentKind::kRwkv:
-      return RwkvBlock(config_, lw, layer, x, n, state, observe, row0, *pool_);
-    case RecurrentKind::kCount:
-      break;
-  }
-  AWQ_CHECK(false && "invalid recurrent kind");
+  RunBlock(spec, config_, weights_.layers[static_cast<size_t>(layer)], layer, x, 1, n, state,
+           observe, row0, *pool_);
 }
 
 void Model::RecurrentBlockBatch(int64_t layer, float* x, int64_t n_seq, int64_t seq_len,
                                 const LinearInputObserver* observe) const {
   AWQ_CHECK(arch_->recurrent != nullptr);
-  const int64_t d = config_.hidden_size;
-  for (int64_t s = 0; s < n_seq; ++s) {
-    RecurrentWalk(layer, x + s * seq_len * d, seq_len, 0, nullptr, observe, s * seq_len);
+  const RecurrentSpec& spec = *arch_->recurrent;
+  const int64_t d = config_.hidden_size, floats = RecurrentStateFloats(spec, config_);
+  const int64_t per_call = std::max<int64_t>(1, kBatchTokens / std::max<int64_t>(1, seq_len));
+  std::vector<float> states;
+  for (int64_t s0 = 0; s0 < n_seq; s0 += per_call) {
+    const int64_t m = std::min(per_call, n_seq - s0);
+    states.resize(static_cast<size_t>(m * floats));
+    for (int64_t q = 0; q < m; ++q) InitState(spec, config_, states.data() + q * floats);
+    RunBlock(spec, config_, weights_.layers[static_cast<size_t>(layer)], layer,
+             x + s0 * seq_len * d, m, seq_len, states.data(), observe, s0 * seq_len, *pool_);
   }
 }
 

@@ -65,14 +65,14 @@ struct LayerWeights {
   Tensor shared_gate_up;      // [2 * Is, D] or empty (Qwen2-MoE's shared expert)
   Tensor shared_down;         // [D, Is] or empty
   Tensor shared_expert_gate;  // [1, D] or empty: the shared expert's output times sigmoid(g . x)
+  // A recurrent family's layer (Mamba, RWKV; src/model/recurrent.h), every tensor fp32 under its
+  // Hugging Face name below the layer prefix ("mixer.in_proj.weight"); the other fields stay
+  // empty.
+  std::map<std::string, Tensor> recurrent;
   // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
   // Model::UseInt4Kernels; the fp32 tensors above then hold the same weights dequantized, or are
   // empty when Model::Load dropped them (LoadOptions::int4).
   std::shared_ptr<const Int4Matrix> qkv4, o4, gate_up4, down4;
-  // A recurrent family's layer (Mamba, RWKV; src/model/recurrent.h), every tensor fp32 under its
-  // Hugging Face name below the layer prefix ("mixer.in_proj.weight"); the fields above stay
-  // empty.
-  std::map<std::string, Tensor> recurrent;
 };
 
 struct ModelWeights {

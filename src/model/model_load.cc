@@ -316,12 +316,12 @@ Model Model::Load(const std::string& path, const LoadOptions& options) {
 
 Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   const std::unique_ptr<WeightSource> src = OpenWeights(path);
+  // The recurrent families have no int4 path: their linears run in fp32 (dequantized at load).
+  if (ArchitectureOf(src->config()).recurrent != nullptr) return Build(*src, true);
   const char* env = std::getenv("AWQ_INT4");
   const bool int4 = options.int4 && (env == nullptr || std::string(env) != "0");
   // The int4 kernels have no expert path yet: a mixture-of-experts model runs in fp32.
-  // Nor do the recurrent families: their linears run in fp32 (dequantized at load).
-  if (!int4 || !std::filesystem::is_directory(path) || src->config().num_experts > 0 ||
-      ArchitectureOf(src->config()).recurrent != nullptr) {
+  if (!int4 || !std::filesystem::is_directory(path) || src->config().num_experts > 0) {
     return Build(*src, true);
   }
 

@@ -13,9 +13,10 @@ with seeded random weights and writes a Hugging Face folder:
                                         computed with model(input_ids), eager attention, after
                                         reloading the saved folder; config facts; checks
 
-Families: qwen3, mistral, phi3, llama3_rope, qwen2_yarn, gemma3, gemma2, and the mixtures of
+Families: qwen3, mistral, phi3, llama3_rope, qwen2_yarn, gemma3, gemma2, the mixtures of
 experts mixtral, qwen3_moe, qwen2_moe (transformers 5 fuses experts in memory but saves them
-under the per-expert names published checkpoints use) (format:
+under the per-expert names published checkpoints use), and the recurrent mamba and rwkv (their
+golden.json adds "greedy": greedy tokens by full forwards) (format:
 docs/GOLDEN.md, "Tiny random models"). Every run with the same library versions rewrites the
 same bytes (seeded weights, fixed prompts, no timestamps).
 
@@ -123,6 +124,29 @@ def family_specs():
             "renormalised, plus a shared expert (width 56) scaled by "
             "sigmoid(shared_expert_gate x); layer 1 in mlp_only_layers keeps a dense MLP "
             "(width 96); q/k/v biases"),
+        "mamba": ("MambaForCausalLM", "MambaConfig", dict(
+            vocab_size=VOCAB, hidden_size=48, num_hidden_layers=3, state_size=12, expand=2,
+            conv_kernel=4, time_step_rank=8, use_bias=True, use_conv_bias=True,
+            time_step_min=0.05, time_step_max=0.5,
+            layer_norm_epsilon=1e-5, residual_in_fp32=True, tie_word_embeddings=True,
+            bos_token_id=BOS, eos_token_id=EOS, pad_token_id=None), 111,
+            "Mamba v1: RMSNorm -> in_proj (with bias) -> causal depthwise conv (kernel 4) + SiLU "
+            "-> x_proj -> dt_proj + softplus -> selective scan (state 12, A = -exp(A_log), D "
+            "skip) gated by SiLU(z) -> out_proj (with bias); d_inner 96, time_step_rank 8; "
+            "tied embeddings; dt initialised in [0.05, 0.5], x_proj and out_proj weights "
+            "N(0, 0.3), embeddings N(0, 0.1), so the scan state carries the sequence; reference: transformers' "
+            "sequential torch path (no CUDA kernels)"),
+        "rwkv": ("RwkvForCausalLM", "RwkvConfig", dict(
+            vocab_size=VOCAB, hidden_size=48, attention_hidden_size=40, intermediate_size=72,
+            num_hidden_layers=4, layer_norm_epsilon=1e-2, rescale_every=2, context_length=64,
+            tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS), 112,
+            "RWKV-4: layer_norm_epsilon 1e-2 (so that the halving of rescale_every and "
+            "ln_out's fixed epsilon 1e-5 change the logits measurably); pre_ln on layer 0; time-mix (token shift, key/value/receptance, WKV with "
+            "time_decay/time_first) of width 40 and channel-mix (token shift, squared ReLU key "
+            "of width 72, sigmoid receptance); LayerNorms with bias; rescale_every 2: in "
+            "inference mode transformers divides layer l's attention.output and "
+            "feed_forward.value weights by 2**(l // 2) and halves the hidden state after "
+            "layers 1 and 3 (the checkpoint holds the undivided weights)"),
     }
 
 
@@ -163,9 +187,52 @@ def is_gemma(model_type):
     return model_type.startswith("gemma")
 
 
+def is_recurrent(model_type):
+    return model_type in ("mamba", "rwkv")
+
+
+# Recurrent parameters keep transformers' own initialisation (which gives them their working
+# ranges: A_log = log(1..N), dt_proj.bias = softplus^-1 of dt in [1e-3, 0.1], RWKV's decay and
+# mix ramps) plus N(0, RECURRENT_NOISE) so no two channels are alike.
+RECURRENT_NOISE = 0.1
+RECURRENT_KEEP = ("A_log", "dt_proj.bias", "time_decay", "time_first", "time_mix_")
+# Mamba's x_proj (dt, B, C) and out_proj drawn wider than other linears, its embeddings
+# narrower: otherwise the mixers' output is small next to the embedding the residual carries,
+# and the tied head mostly repeats the last token.
+RECURRENT_STD = {"x_proj.weight": 0.3, "out_proj.weight": 0.3, "backbone.embeddings.weight": 0.1}
+
+
+def init_recurrent(model, g):
+    import torch
+
+    for name, p in model.named_parameters():
+        noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
+        if any(k in name for k in RECURRENT_KEEP):
+            # transformers' _init_weights has run at construction: the values are its ranges.
+            assert torch.isfinite(p).all() and p.abs().max() < 100, name
+            p.add_(noise * RECURRENT_NOISE)
+        elif name.endswith(".D"):
+            p.copy_(noise * NORM_STD + 1.0)
+        elif "conv1d.weight" in name:
+            p.copy_(noise * 0.3)
+        elif p.ndim == 1 and ("norm" in name or ".ln" in name or "pre_ln" in name):
+            p.copy_(noise * NORM_STD + (1.0 if name.endswith("weight") else 0.0))
+        elif any(name.endswith(k) for k in RECURRENT_STD):
+            p.copy_(noise * next(v for k, v in RECURRENT_STD.items() if name.endswith(k)))
+        elif "embeddings" in name:
+            p.copy_(noise * EMBED_STD)
+        else:  # linear weights and biases, the convolution's bias
+            p.copy_(noise * LINEAR_STD)
+
+
 def init_weights(model, seed):
     import torch
 
+    if is_recurrent(model.config.model_type):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            init_recurrent(model, g)
+        return
     gemma = is_gemma(model.config.model_type)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -185,6 +252,8 @@ def make_config(cls_name, kwargs):
     import transformers
 
     cfg = getattr(transformers, cls_name)(**kwargs)
+    if cfg.model_type in ("mamba", "rwkv"):
+        return cfg
     cfg._attn_implementation = "eager"
     if "num_experts_per_tok" in kwargs:
         # The per-expert loop, not grouped_mm: the plain reference, and it runs in float64 too.
@@ -197,7 +266,10 @@ def load_kwargs(folder):
     import torch
 
     with open(os.path.join(folder, "config.json")) as f:
-        moe = "num_experts_per_tok" in json.load(f)
+        cfg = json.load(f)
+    moe = "num_experts_per_tok" in cfg
+    if is_recurrent(cfg["model_type"]):
+        return dict(dtype=torch.float32)
     return dict(dtype=torch.float32, attn_implementation="eager",
                 **({"experts_implementation": "eager"} if moe else {}))
 
@@ -252,6 +324,8 @@ def checks(name, model, ps):
 
     out = {}
     cfg = model.config
+    if is_recurrent(cfg.model_type):
+        return recurrent_checks(model, ps)
     layer_types = list(getattr(cfg, "layer_types", None) or [])
     if getattr(cfg, "sliding_window", None):
         w = cfg.sliding_window
@@ -324,6 +398,42 @@ def checks(name, model, ps):
     return out
 
 
+def recurrent_checks(model, ps):
+    """What the recurrent fixtures exercise: for RWKV, how much rescale_every changes the
+    logits (the halving is exact in arithmetic, so only the LayerNorm epsilon and rounding
+    differ); the fp32 versus fp64 noise floor."""
+    import torch
+
+    out = {}
+    cfg = model.config
+    import transformers
+
+    if cfg.model_type == "rwkv" and cfg.rescale_every > 0:
+        # From the folder: after an inference forward, the model's own weights are divided in
+        # place (layers_are_rescaled), so its state_dict is not the checkpoint's.
+        plain = transformers.AutoModelForCausalLM.from_pretrained(
+            cfg._name_or_path, dtype=torch.float32, rescale_every=0).eval()
+        out["max_abs_diff_with_rescale_every_0"] = max_diffs(model, plain, ps)
+    # The recurrence matters: the logits with the state's decay changed (A_log + 1: Mamba's
+    # scan decays e times faster; time_decay + 1: RWKV's WKV likewise).
+    edited = transformers.AutoModelForCausalLM.from_pretrained(
+        cfg._name_or_path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for n, prm in edited.named_parameters():
+            if n.endswith("A_log") or n.endswith("time_decay"):
+                prm.add_(1.0)
+    key = "A_log" if cfg.model_type == "mamba" else "time_decay"
+    out[f"max_abs_diff_with_{key}_plus_1"] = max_diffs(model, edited, ps)
+    try:
+        m64 = copy.deepcopy(model).to(torch.float64)
+        out["max_abs_diff_fp32_vs_fp64"] = [
+            float("%.3g" % float((logits_of(model, p).double() - logits_of(m64, p)).abs().max()))
+            for p in ps]
+    except (RuntimeError, TypeError) as e:  # a path that does not run in float64
+        out["fp64_unavailable"] = str(e)[:120]
+    return out
+
+
 def router_margins(model, ps):
     """Per prompt, the smallest gap between the k-th and (k+1)-th router logit of any token in
     any sparse layer (the router's input captured, its product recomputed in fp64): the choice
@@ -385,23 +495,27 @@ def golden(name, model, cls_name, seed, notes, ps):
             "logsumexp": [sig(float(v)) for v in torch.logsumexp(lgd, dim=-1)],
             "logits": [[sig(float(v)) for v in row] for row in lg],
         })
-    facts = {
-        "model_type": cfg.model_type,
-        "architecture": cls_name,
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_key_value_heads,
-        "head_dim": getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
-        "sliding_window": getattr(cfg, "sliding_window", None),
-        "layer_types": list(getattr(cfg, "layer_types", None) or []) or None,
-        "rope_parameters": getattr(cfg, "rope_parameters", None),
-        "tie_word_embeddings": bool(cfg.tie_word_embeddings),
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "rms_norm_eps": cfg.rms_norm_eps,
-    }
+    if is_recurrent(cfg.model_type):
+        facts = recurrent_facts(cfg, cls_name)
+    else:
+        facts = {
+            "model_type": cfg.model_type,
+            "architecture": cls_name,
+            "vocab_size": cfg.vocab_size,
+            "hidden_size": cfg.hidden_size,
+            "intermediate_size": cfg.intermediate_size,
+            "num_hidden_layers": cfg.num_hidden_layers,
+            "num_attention_heads": cfg.num_attention_heads,
+            "num_key_value_heads": cfg.num_key_value_heads,
+            "head_dim": getattr(cfg, "head_dim", None) or
+            cfg.hidden_size // cfg.num_attention_heads,
+            "sliding_window": getattr(cfg, "sliding_window", None),
+            "layer_types": list(getattr(cfg, "layer_types", None) or []) or None,
+            "rope_parameters": getattr(cfg, "rope_parameters", None),
+            "tie_word_embeddings": bool(cfg.tie_word_embeddings),
+            "max_position_embeddings": cfg.max_position_embeddings,
+            "rms_norm_eps": cfg.rms_norm_eps,
+        }
     for k in ("query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
               "hidden_activation", "hidden_act", "attention_bias", "partial_rotary_factor",
               "num_local_experts", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
@@ -421,17 +535,49 @@ def golden(name, model, cls_name, seed, notes, ps):
                         if getattr(cfg, "num_experts_per_tok", None) else {})),
         "versions": versions(),
         "dtype": "float32",
-        "attn_implementation": "eager",
+        "attn_implementation": None if is_recurrent(cfg.model_type) else "eager",
         "torch_threads": torch.get_num_threads(),
         "call": "model(input_ids).logits, batch 1, no attention_mask, positions 0..T-1",
         "config": facts,
-        "rope": rope_facts(model),
+        "rope": None if is_recurrent(cfg.model_type) else rope_facts(model),
         "checkpoint_tensors": None,  # filled by the caller
         "prompt_seed": PROMPT_SEED,
         "logits_significant_digits": SIG,
         "checks": None,  # filled by the caller
         "prompts": rows,
+        **({"greedy": greedy(model, ps[0])} if is_recurrent(cfg.model_type) else {}),
     }
+
+
+GREEDY_NEW_TOKENS = 16
+
+
+def recurrent_facts(cfg, cls_name):
+    """The config as the recurrent families read it."""
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+            "layer_norm_epsilon", "tie_word_embeddings", "state_size", "expand", "conv_kernel",
+            "time_step_rank", "use_bias", "use_conv_bias", "residual_in_fp32",
+            "attention_hidden_size", "rescale_every", "context_length")
+    facts = {"model_type": cfg.model_type, "architecture": cls_name}
+    for k in keys:
+        if hasattr(cfg, k):
+            facts[k] = getattr(cfg, k)
+    return facts
+
+
+def greedy(model, prompt):
+    """Greedy continuation of `prompt`: each next token the argmax of a full forward over the
+    sequence so far (use_cache=False, so the reference never goes through transformers' own
+    recurrent-state path), with the smallest top-1 minus top-2 logit margin seen."""
+    ids = list(prompt)
+    margin = math.inf
+    for _ in range(GREEDY_NEW_TOKENS):
+        last = logits_of(model, ids)[-1].double()
+        top = last.topk(2).values
+        margin = min(margin, float(top[0] - top[1]))
+        ids.append(int(last.argmax()))
+    return {"prompt": list(prompt), "new_tokens": ids[len(prompt):],
+            "min_top2_margin": float("%.3g" % margin)}
 
 
 def build(name, spec, out_dir, ps):

@@ -31,12 +31,20 @@ class KvCache {
   uint16_t* keys(int64_t layer) { return k_[static_cast<size_t>(layer)].data<uint16_t>(); }
   uint16_t* values(int64_t layer) { return v_[static_cast<size_t>(layer)].data<uint16_t>(); }
 
+  // A recurrent model's cache (Mamba, RWKV): no keys or values, but `state_floats` fp32 of state
+  // per layer that summarise every position seen (src/model/recurrent.h says what they hold).
+  // The model resets a layer's state when a forward starts at position 0, so Clear() resets it.
+  static KvCache Recurrent(int64_t n_layers, int64_t max_tokens, int64_t state_floats);
+  float* state(int64_t layer) { return state_[static_cast<size_t>(layer)].data<float>(); }
+  int64_t state_floats() const { return state_.empty() ? 0 : state_[0].numel(); }
+
  private:
   int64_t max_tokens_ = 0;
   int64_t n_kv_heads_ = 0;
   int64_t head_dim_ = 0;
   int64_t size_ = 0;
   std::vector<Tensor> k_, v_;
+  std::vector<Tensor> state_;  // recurrent models: [state_floats] fp32 per layer
 };
 
 }  // namespace awq

@@ -37,6 +37,10 @@ enum class BlockPoint : uint8_t {
 // The data is only valid during the call.
 using BlockObserver = std::function<void(BlockPoint point, int64_t row0, const float* rows,
                                          int64_t n, int64_t width)>;
+// A recurrent block's observer: the input rows [n, width] of its linear number `linear` (the
+// family's RecurrentSpec::linears order), rows row0 .. row0 + n - 1 of the batch.
+using LinearInputObserver =
+    std::function<void(int linear, int64_t row0, const float* rows, int64_t n, int64_t width)>;
 
 // One decoder block. q/k/v and gate/up are stored fused so each pair of products is one GEMM;
 // the separate Hugging Face tensors are row ranges of the fused ones. Norm weights are stored as
@@ -61,6 +65,10 @@ struct LayerWeights {
   Tensor shared_gate_up;      // [2 * Is, D] or empty (Qwen2-MoE's shared expert)
   Tensor shared_down;         // [D, Is] or empty
   Tensor shared_expert_gate;  // [1, D] or empty: the shared expert's output times sigmoid(g . x)
+  // A recurrent family's layer (Mamba, RWKV; src/model/recurrent.h), every tensor fp32 under its
+  // Hugging Face name below the layer prefix ("mixer.in_proj.weight"); the other fields stay
+  // empty.
+  std::map<std::string, Tensor> recurrent;
   // 4-bit copies of the same linears for the int4 kernels (null: the fp32 products run). Set by
   // Model::UseInt4Kernels; the fp32 tensors above then hold the same weights dequantized, or are
   // empty when Model::Load dropped them (LoadOptions::int4).
@@ -78,6 +86,8 @@ struct ModelWeights {
   Tensor lm_head;     // [V, D], F32 or F16; shares storage with embed when tie_word_embeddings
   // Set by LoadOptions::int8_lm_head: Logits runs this instead of lm_head.
   std::shared_ptr<const Int8Rows> lm_head8;
+  // [D] or empty: the final norm is a LayerNorm with this bias (RWKV).
+  Tensor final_norm_bias;
 };
 
 // How Model::Load treats a quantized checkpoint.
@@ -194,6 +204,12 @@ class Model {
   void BlockForwardBatch(int64_t layer, float* x, int64_t n_seq, int64_t seq_len,
                          const BlockObserver* observe) const;
 
+  // A recurrent family's block (Mamba, RWKV) over n_seq independent sequences of seq_len tokens,
+  // each from the initial state: x [n_seq * seq_len, D] in place, `observe` (may be null) told
+  // every linear's input. BlockForward and BlockForwardBatch run the same walk.
+  void RecurrentBlockBatch(int64_t layer, float* x, int64_t n_seq, int64_t seq_len,
+                           const LinearInputObserver* observe) const;
+
   // Module-level forwards over a batch of n_seq independent sequences of seq_len tokens
   // (positions 0 .. seq_len-1 each), with explicit weights so that quantization can run a
   // module with candidate weights. Rows are tokens: x is [n_seq * seq_len, D].
@@ -245,6 +261,11 @@ class Model {
   // The block walk behind BlockForward and BlockForwardBatch (cache null: a fresh sequence).
   void Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
             const BlockObserver* observe, int64_t row0) const;
+  // The recurrent families' block and forward (src/model/recurrent.cc): the state in `cache`
+  // (null: the initial state, not kept) continues unless pos0 is 0.
+  void RecurrentWalk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
+                     const LinearInputObserver* observe, int64_t row0) const;
+  void RecurrentForward(const int32_t* tokens, int64_t n, KvCache& cache, float* hidden) const;
 
   ModelConfig config_;
   ModelWeights weights_;

@@ -79,6 +79,22 @@ struct ModelConfig {
   bool norm_topk_prob = false;
   int64_t shared_expert_intermediate_size = 0;
   std::vector<int64_t> dense_mlp_layers;
+  // Recurrent families (Mamba, RWKV: no attention, the num_*_heads and head_dim above stay 0;
+  // src/model/recurrent.h). Mamba: the scan's state_size N, the causal depthwise convolution's
+  // conv_kernel K, dt_proj's input width time_step_rank, biases on in_proj/out_proj (use_bias)
+  // and on the convolution (use_conv_bias); intermediate_size is its d_inner = expand *
+  // hidden_size and rms_norm_eps its layer_norm_epsilon. RWKV: the time-mix width
+  // attention_hidden_size, and rescale_every (transformers' inference divides layer l's output
+  // linears by 2^(l / rescale_every) and halves the hidden state after every rescale_every-th
+  // layer; 0: off); intermediate_size is the channel-mix width, rms_norm_eps the LayerNorms'
+  // epsilon.
+  int64_t state_size = 0;
+  int64_t conv_kernel = 0;
+  int64_t time_step_rank = 0;
+  bool use_bias = false;
+  bool use_conv_bias = false;
+  int64_t attention_hidden_size = 0;
+  int64_t rescale_every = 0;
   // The model's config.json as read (empty for GGUF): written back, with quantization_config
   // added, so that keys this project does not model survive a quantization.
   std::string source_json;

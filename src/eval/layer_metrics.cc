@@ -120,6 +120,11 @@ std::vector<LinearComparison> CompareLinears(const Model& reference, const Model
   reference.RequireFp32Weights("comparing linears (reference model)");
   quantized.RequireFp32Weights("comparing linears (quantized model)");
   const ModelConfig& c = reference.config();
+  if (ArchitectureOf(c).recurrent != nullptr) {
+    throw Error("comparing linears: model_type " + c.model_type +
+                " is recurrent, and its layers have none of the attention and MLP points "
+                "observed (docs/RECURRENT.md)");
+  }
   const ModelConfig& cq = quantized.config();
   CheckSame("num_hidden_layers", c.num_hidden_layers, cq.num_hidden_layers);
   CheckSame("hidden_size", c.hidden_size, cq.hidden_size);

@@ -8,6 +8,7 @@
 
 #include "awq/error.h"
 #include "awq/model.h"
+#include "model/recurrent.h"
 
 namespace awq {
 
@@ -34,11 +35,11 @@ const std::vector<LinearSpec> kAttentionLinears(kSeparateLinears.begin(),
 namespace {
 
 const Architecture* const* Registry() {
-  static const Architecture* const kAll[] = {&Gemma3Architecture(),   &LlamaArchitecture(),
-                                             &MistralArchitecture(),  &MixtralArchitecture(),
-                                             &Phi3Architecture(),     &Qwen2Architecture(),
-                                             &Qwen2MoeArchitecture(), &Qwen3Architecture(),
-                                             &Qwen3MoeArchitecture(), nullptr};
+  static const Architecture* const kAll[] = {
+      &Gemma3Architecture(),   &LlamaArchitecture(),    &MambaArchitecture(),
+      &MistralArchitecture(),  &MixtralArchitecture(),  &Phi3Architecture(),
+      &Qwen2Architecture(),    &Qwen2MoeArchitecture(), &Qwen3Architecture(),
+      &Qwen3MoeArchitecture(), &RwkvArchitecture(),     nullptr};
   return kAll;
 }
 
@@ -131,9 +132,11 @@ const Architecture& ArchitectureOf(const ModelConfig& c) {
 std::string LayerPrefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
 
 std::vector<std::string> LinearNames(const ModelConfig& c, int64_t layer) {
+  const Architecture& arch = ArchitectureOf(c);
+  if (arch.recurrent != nullptr) return RecurrentLinearNames(*arch.recurrent, layer);
   const std::string p = LayerPrefix(layer);
   std::vector<std::string> names;
-  for (const LinearSpec& l : ArchitectureOf(c).linears) {
+  for (const LinearSpec& l : arch.linears) {
     // A sparse layer has experts where a dense one has its MLP linears.
     if (c.IsMoeLayer(layer) && (l.slot == Slot::kGateUp || l.slot == Slot::kDown)) continue;
     names.push_back(p + l.name);

@@ -103,6 +103,8 @@ struct MoeNames {
   const char* shared_gate = "";  // [1, D]: "mlp.shared_expert_gate"
 };
 
+struct RecurrentSpec;  // src/model/recurrent.h
+
 struct Architecture {
   const char* model_type;               // config.json "model_type"
   const char* hf_class;                 // "architectures"[0] written for it
@@ -131,6 +133,9 @@ struct Architecture {
   // "llama", as llama.cpp's converter does), and the family keys beyond the common ones.
   const char* gguf_write_arch = nullptr;
   void (*write_gguf)(const ModelConfig& c, const std::string& prefix, GgufMetadata& kv) = nullptr;
+  // A recurrent family (Mamba, RWKV): its layers, tensors and state (src/model/recurrent.h);
+  // `recipe`, `norms`, `linears` and `awq_groups` above are then unused. Null: attention blocks.
+  const RecurrentSpec* recurrent = nullptr;
 };
 
 // The description of config.model_type; throws awq::Error listing the supported types.
@@ -188,6 +193,8 @@ const Architecture& Gemma3Architecture();
 const Architecture& MixtralArchitecture();
 const Architecture& Qwen2MoeArchitecture();
 const Architecture& Qwen3MoeArchitecture();
+const Architecture& MambaArchitecture();
+const Architecture& RwkvArchitecture();
 
 // Helpers the descriptions share for reading config keys (errors name source, key and value).
 namespace arch_keys {

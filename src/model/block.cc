@@ -373,6 +373,8 @@ void Model::BlockForwardBatch(int64_t layer, float* x, int64_t n_seq, int64_t se
 
 void Model::Walk(int64_t layer, float* x, int64_t n, int64_t pos0, KvCache* cache,
                  const BlockObserver* observe, int64_t row0) const {
+  // Recurrent blocks have no BlockPoints; their observer is RecurrentBlockBatch's.
+  if (arch_->recurrent != nullptr) return RecurrentWalk(layer, x, n, pos0, cache, nullptr, row0);
   const ModelConfig& c = config_;
   const BlockRecipe& recipe = arch_->recipe;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
@@ -440,6 +442,7 @@ void Model::MlpBatch(int64_t layer, const float* w_gate_up, const float* w_down,
 }
 
 void Model::Forward(const int32_t* tokens, int64_t n, KvCache& cache, float* hidden) const {
+  if (arch_->recurrent != nullptr) return RecurrentForward(tokens, n, cache, hidden);
   const int64_t d = config_.hidden_size;
   const int64_t pos0 = cache.size();
   if (pos0 + n > cache.capacity()) {

@@ -169,17 +169,23 @@ void ModelConfig::Validate(const std::string& source) const {
   positive("hidden_size", hidden_size);
   positive("intermediate_size", intermediate_size);
   positive("num_hidden_layers", num_hidden_layers);
-  positive("num_attention_heads", num_attention_heads);
-  positive("num_key_value_heads", num_key_value_heads);
-  positive("head_dim", head_dim);
   positive("max_position_embeddings", max_position_embeddings);
-  if (num_attention_heads % num_key_value_heads != 0) {
-    fail("num_key_value_heads", std::to_string(num_key_value_heads) +
-                                    " does not divide num_attention_heads " +
-                                    std::to_string(num_attention_heads));
+  // A recurrent family (Mamba, RWKV) has no attention: its own keys are checked as it reads them.
+  const bool attention = FindArchitecture(model_type)->recurrent == nullptr;
+  if (attention) {
+    positive("num_attention_heads", num_attention_heads);
+    positive("num_key_value_heads", num_key_value_heads);
+    positive("head_dim", head_dim);
+    if (num_attention_heads % num_key_value_heads != 0) {
+      fail("num_key_value_heads", std::to_string(num_key_value_heads) +
+                                      " does not divide num_attention_heads " +
+                                      std::to_string(num_attention_heads));
+    }
+    // RoPE rotates pairs of channels.
+    if (head_dim % 2 != 0) {
+      fail("head_dim", "must be even for RoPE, got " + std::to_string(head_dim));
+    }
   }
-  // RoPE rotates pairs of channels.
-  if (head_dim % 2 != 0) fail("head_dim", "must be even for RoPE, got " + std::to_string(head_dim));
   if (!(rms_norm_eps > 0) || !std::isfinite(rms_norm_eps)) {
     fail("rms_norm_eps", "must be a positive number, got " + std::to_string(rms_norm_eps));
   }
@@ -278,6 +284,13 @@ ModelConfig ParseHfConfig(const std::string& json_text, const std::string& sourc
       r.Fail("architectures", "expected a list of class names, got " + Show(arch));
     }
     c.architecture = arch[0].get<std::string>();
+  }
+  if (arch->recurrent != nullptr) {
+    // Mamba and RWKV configs hold no attention keys: the family reads every key it uses.
+    arch->read_hf(root, source, c);
+    c.source_json = json_text;
+    c.Validate(source);
+    return c;
   }
 
   c.vocab_size = r.Int("vocab_size");

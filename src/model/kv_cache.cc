@@ -11,6 +11,13 @@ KvCache::KvCache(int64_t n_layers, int64_t max_tokens, int64_t n_kv_heads, int64
   }
 }
 
+KvCache KvCache::Recurrent(int64_t n_layers, int64_t max_tokens, int64_t state_floats) {
+  KvCache c;
+  c.max_tokens_ = max_tokens;
+  for (int64_t l = 0; l < n_layers; ++l) c.state_.emplace_back(DType::kF32, Shape{state_floats});
+  return c;
+}
+
 void KvCache::Advance(int64_t n) {
   AWQ_CHECK(size_ + n <= max_tokens_);
   size_ += n;

@@ -14,6 +14,7 @@
 #include "awq/thread_pool.h"
 #include "kernels/cpu/i8_linear.h"
 #include "model/arch.h"
+#include "model/recurrent.h"
 #include "model/rope.h"
 #include "model/weight_source.h"
 
@@ -142,6 +143,11 @@ Model Model::Build(const WeightSource& src, bool dense_linears) {
   Model m;
   m.config_ = src.config();
   const ModelConfig& c = m.config_;
+  if (const RecurrentSpec* rec = ArchitectureOf(c).recurrent) {
+    FetchRecurrentWeights(src, *rec, m.weights_);
+    m.InitRuntime();
+    return m;
+  }
   const int64_t d = c.hidden_size, v = c.vocab_size;
   m.weights_.embed = Fetch(src, "model.embed_tokens.weight", {v, d});
   m.weights_.final_norm = Fetch(src, "model.norm.weight", {d});
@@ -166,6 +172,13 @@ Model Model::OpenStreaming(const std::string& path) {
   const WeightSource& src = *m.source_;
   m.config_ = src.config();
   const ModelConfig& c = m.config_;
+  if (const RecurrentSpec* rec = ArchitectureOf(c).recurrent) {
+    // Recurrent models are small enough to read whole (QuantizeToFolder quantizes them in memory);
+    // the layers are then loaded and LoadBlock re-reads one.
+    FetchRecurrentWeights(src, *rec, m.weights_);
+    m.InitRuntime();
+    return m;
+  }
   const Shape vd = {c.vocab_size, c.hidden_size};
   m.weights_.embed = src.GetStored("model.embed_tokens.weight");
   if (m.weights_.embed.shape() != vd) {
@@ -184,7 +197,9 @@ Model Model::OpenStreaming(const std::string& path) {
 
 void Model::LoadBlock(int64_t layer) {
   AWQ_CHECK(source_ != nullptr && layer >= 0 && layer < config_.num_hidden_layers);
-  weights_.layers[static_cast<size_t>(layer)] = FetchLayer(*source_, config_, *arch_, layer, true);
+  weights_.layers[static_cast<size_t>(layer)] =
+      arch_->recurrent != nullptr ? FetchRecurrentLayer(*source_, *arch_->recurrent, layer)
+                                  : FetchLayer(*source_, config_, *arch_, layer, true);
 }
 
 void Model::ReleaseBlock(int64_t layer) {
@@ -193,6 +208,9 @@ void Model::ReleaseBlock(int64_t layer) {
 }
 
 void Model::InitRuntime() {
+  pool_ = &ThreadPool::Global();
+  arch_ = &ArchitectureOf(config_);
+  if (arch_->recurrent != nullptr) return;  // no attention, no RoPE tables
   RopeTables rope = BuildRopeTables(config_, config_.max_position_embeddings);
   rope_cos_[0] = std::move(rope.cos);
   rope_sin_[0] = std::move(rope.sin);
@@ -202,8 +220,6 @@ void Model::InitRuntime() {
     rope_cos_[1] = std::move(local.cos);
     rope_sin_[1] = std::move(local.sin);
   }
-  pool_ = &ThreadPool::Global();
-  arch_ = &ArchitectureOf(config_);
 }
 
 void CheckFiniteWeights(const std::string& file, const std::string& name, const Tensor& t) {
@@ -306,6 +322,8 @@ Model Model::Load(const std::string& path, const LoadOptions& options) {
 
 Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
   const std::unique_ptr<WeightSource> src = OpenWeights(path);
+  // The recurrent families have no int4 path: their linears run in fp32 (dequantized at load).
+  if (ArchitectureOf(src->config()).recurrent != nullptr) return Build(*src, true);
   const char* env = std::getenv("AWQ_INT4");
   const bool int4 = options.int4 && (env == nullptr || std::string(env) != "0");
   if (!int4 || !std::filesystem::is_directory(path)) {
@@ -331,6 +349,7 @@ Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
 
 int64_t ParameterCount(const ModelConfig& c) {
   const Architecture& arch = ArchitectureOf(c);
+  if (arch.recurrent != nullptr) return RecurrentParameterCount(*arch.recurrent, c);
   const int64_t d = c.hidden_size;
   int64_t n = c.vocab_size * d * (c.tie_word_embeddings ? 1 : 2) + d;
   int64_t per_layer =
@@ -352,9 +371,11 @@ int64_t ParameterCount(const ModelConfig& c) {
 }
 
 int64_t Model::ParameterCount() const {
-  int64_t n = weights_.embed.numel() + weights_.final_norm.numel();
+  int64_t n =
+      weights_.embed.numel() + weights_.final_norm.numel() + weights_.final_norm_bias.numel();
   if (weights_.lm_head.raw() != weights_.embed.raw()) n += weights_.lm_head.numel();
   for (const LayerWeights& l : weights_.layers) {
+    for (const auto& [name, t] : l.recurrent) n += t.numel();
     n += l.attn_norm.numel() + l.bqkv.numel() + l.ffn_norm.numel() + l.q_norm.numel() +
          l.k_norm.numel() + l.post_attn_norm.numel() + l.post_ffn_norm.numel();
     n += l.router.numel() + l.experts_gate_up.numel() + l.experts_down.numel() +
@@ -374,7 +395,8 @@ int64_t Model::ParameterCount() const {
 }
 
 bool Model::has_dense_linears() const {
-  return !weights_.layers.empty() && !weights_.layers[0].wqkv.empty();
+  return !weights_.layers.empty() &&
+         (!weights_.layers[0].wqkv.empty() || !weights_.layers[0].recurrent.empty());
 }
 
 void Model::RequireFp32Weights(const std::string& what) const {
@@ -391,7 +413,9 @@ int64_t Model::DecodeWeightBytes() const {
   } else {
     n += static_cast<int64_t>(weights_.lm_head.nbytes());
   }
+  n += static_cast<int64_t>(weights_.final_norm_bias.nbytes());
   for (const LayerWeights& l : weights_.layers) {
+    for (const auto& [name, t] : l.recurrent) n += static_cast<int64_t>(t.nbytes());
     n += static_cast<int64_t>(l.attn_norm.nbytes() + l.bqkv.nbytes() + l.ffn_norm.nbytes() +
                               l.q_norm.nbytes() + l.k_norm.nbytes() + l.post_attn_norm.nbytes() +
                               l.post_ffn_norm.nbytes());
@@ -418,6 +442,11 @@ int64_t Model::DecodeWeightBytes() const {
 }
 
 KvCache Model::NewCache(int64_t max_tokens) const {
+  if (arch_->recurrent != nullptr) {
+    // A fixed-size state, whatever the context: max_tokens only bounds Forward's positions.
+    return KvCache::Recurrent(config_.num_hidden_layers, max_tokens,
+                              RecurrentStateFloats(*arch_->recurrent, config_));
+  }
   if (max_tokens > rope_positions_) {
     throw Error("context of " + std::to_string(max_tokens) + " tokens exceeds the model's " +
                 "max_position_embeddings " + std::to_string(rope_positions_));

@@ -123,6 +123,11 @@ SalienceSummary SummarizeSalience(const ChannelStats& s, double threshold) {
 
 ActivationStats CollectActivationStats(const Model& model, const CalibrationBatch& batch) {
   model.RequireFp32Weights("collecting activation statistics");
+  if (ArchitectureOf(model.config()).recurrent != nullptr) {
+    throw Error("collecting activation statistics: model_type " + model.config().model_type +
+                " is recurrent, and its layers have none of the attention and MLP points "
+                "observed (docs/RECURRENT.md)");
+  }
   const ModelConfig& c = model.config();
   const int64_t n_layers = c.num_hidden_layers, d = c.hidden_size;
   const int64_t qd = c.num_attention_heads * c.head_dim, inter = c.intermediate_size;

@@ -34,6 +34,7 @@
 #include "awq/tokenizer.h"
 #include "core/mapped_file.h"
 #include "core/output_guard.h"
+#include "model/arch.h"
 #include "model/weight_source.h"
 #include "quant/quantize_block.h"
 
@@ -309,6 +310,18 @@ QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& 
   CheckLinearShapes(c, options);
   if (!options.ggml_types.empty()) {
     throw Error("QuantizeToFolder writes awq.cpp checkpoints; ggml types go to QuantizeToGguf");
+  }
+  if (ArchitectureOf(c).recurrent != nullptr) {
+    // Recurrent models (Mamba, RWKV) are read whole by OpenStreaming and quantized in memory,
+    // not staged block by block (no resume); the folder holds the same bytes QuantizeModel and
+    // SaveQuantizedModel write.
+    QuantizeResult r = QuantizeModel(model, tokenizer, options);
+    const auto t_write = Clock::now();
+    SaveQuantizedModel(model, r, qc, &tokenizer, out, max_shard_bytes, overwrite);
+    r.seconds.write = Since(t_write);
+    r.seconds.total = Since(t_start);
+    r.linears.clear();  // as the streaming result: no codes
+    return r;
   }
   const WeightSource& src = *model.source();
   QuantizeResult result;

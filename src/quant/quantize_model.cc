@@ -27,6 +27,7 @@
 #include "kernels/cpu/sgemm.h"
 #include "model/arch.h"
 #include "quant/quantize_block.h"
+#include "quant/quantize_recurrent.h"
 
 namespace awq {
 
@@ -1179,6 +1180,7 @@ uint64_t Fnv1a64(const void* data, size_t n) {
 }  // namespace
 
 void CheckLinearShapes(const ModelConfig& config, const QuantizeOptions& options) {
+  if (ArchitectureOf(config).recurrent != nullptr) return CheckRecurrentQuantize(config, options);
   // Every quantization entry (QuantizeModel, QuantizeToFolder, QuantizeToGguf) passes here first.
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     Linears(config, nullptr, l, options.config, options.ggml_types);
@@ -1236,6 +1238,9 @@ void EmbedCalibration(const Model& model, CalibrationActivations& a) {
 void QuantizeBlock(Model& model, int64_t l, const QuantizeOptions& options,
                    CalibrationActivations& acts, std::map<std::string, QuantizedLinear>& linears,
                    QuantizeResult& result) {
+  if (ArchitectureOf(model.config()).recurrent != nullptr) {
+    return QuantizeRecurrentBlock(model, l, options, acts, linears, result);
+  }
   const QuantConfig& qc = options.config;
   const bool awq = options.method == QuantMethod::kAwq || options.method == QuantMethod::kAwqGptq;
   const bool gptq = options.method == QuantMethod::kGptq || options.method == QuantMethod::kAwqGptq;

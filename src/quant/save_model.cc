@@ -10,7 +10,9 @@
 #include "awq/model.h"
 #include "awq/quantize.h"
 #include "model/arch.h"
+#include "model/recurrent.h"
 #include "quant/quantize_block.h"
+#include "quant/quantize_recurrent.h"
 
 namespace awq {
 
@@ -40,6 +42,7 @@ void AddBlockTensors(AwqCheckpointWriter& w, const Model& model, int64_t l,
                      const std::map<std::string, QuantizedLinear>& linears) {
   const ModelConfig& c = model.config();
   const Architecture& arch = ArchitectureOf(c);
+  if (arch.recurrent != nullptr) return AddRecurrentBlockTensors(w, model, l, linears);
   const LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
   const std::string p = LayerPrefix(l);
   for (const auto& [name, t] : BlockNorms(arch, lw)) {
@@ -157,9 +160,18 @@ void SaveQuantizedModel(const Model& model, const QuantizeResult& r, const Quant
   w.method = QuantMethodName(r.method);
   const ModelWeights& mw = model.weights();
   const ModelConfig& c = model.config();
-  w.AddTensor("model.embed_tokens.weight", mw.embed);
-  w.AddTensor("model.norm.weight", mw.final_norm);
-  if (!c.tie_word_embeddings) w.AddTensor("lm_head.weight", mw.lm_head);
+  if (const RecurrentSpec* rec = ArchitectureOf(c).recurrent) {
+    w.AddTensor(rec->embed, mw.embed);
+    w.AddTensor(std::string(rec->final_norm) + ".weight", mw.final_norm);
+    if (!mw.final_norm_bias.empty()) {
+      w.AddTensor(std::string(rec->final_norm) + ".bias", mw.final_norm_bias);
+    }
+    if (!c.tie_word_embeddings) w.AddTensor(rec->lm_head, mw.lm_head);
+  } else {
+    w.AddTensor("model.embed_tokens.weight", mw.embed);
+    w.AddTensor("model.norm.weight", mw.final_norm);
+    if (!c.tie_word_embeddings) w.AddTensor("lm_head.weight", mw.lm_head);
+  }
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) AddBlockTensors(w, model, l, r.linears);
   w.Write(dir, HfConfigToJson(c), WithFamilyExclusions(qc, c), tokenizer, max_shard_bytes,
           overwrite);

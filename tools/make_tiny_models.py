@@ -191,6 +191,12 @@ def is_recurrent(model_type):
     return model_type in ("mamba", "rwkv")
 
 
+def has_greedy(model_type):
+    """Families whose golden.json carries greedy tokens: the recurrent ones and the mixtures of
+    experts (whose routing a generation exercises token by token)."""
+    return is_recurrent(model_type) or model_type in ("mixtral", "qwen3_moe", "qwen2_moe")
+
+
 # Recurrent parameters keep transformers' own initialisation (which gives them their working
 # ranges: A_log = log(1..N), dt_proj.bias = softplus^-1 of dt in [1e-3, 0.1], RWKV's decay and
 # mix ramps) plus N(0, RECURRENT_NOISE) so no two channels are alike.
@@ -545,7 +551,7 @@ def golden(name, model, cls_name, seed, notes, ps):
         "logits_significant_digits": SIG,
         "checks": None,  # filled by the caller
         "prompts": rows,
-        **({"greedy": greedy(model, ps[0])} if is_recurrent(cfg.model_type) else {}),
+        **({"greedy": greedy(model, ps[0])} if has_greedy(cfg.model_type) else {}),
     }
 
 

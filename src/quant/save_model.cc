@@ -139,8 +139,10 @@ QuantConfig WithFamilyExclusions(QuantConfig qc, const ModelConfig& c) {
     if (std::find(list.begin(), list.end(), m) == list.end()) list.push_back(m);
   };
   for (const std::string& m : ArchitectureOf(c).default_not_convert) {
+    // A linear named by `m` itself (Mamba's dt_proj) is one it is meant to keep.
     const bool catches_linear = std::any_of(linears.begin(), linears.end(), [&](const auto& n) {
-      return n.find(m) != std::string::npos;
+      const bool is_it = n.size() >= m.size() && n.compare(n.size() - m.size(), m.size(), m) == 0;
+      return !is_it && n.find(m) != std::string::npos;
     });
     if (!catches_linear) {
       add(m);

@@ -112,6 +112,9 @@ const Architecture& MambaArchitecture() {
     a.gguf_archs = {};  // llama.cpp's mamba GGUF layout is not read
     a.read_hf = ReadMamba;
     a.recurrent = &MambaSpec();
+    // dt_proj stays in full precision (docs/RECURRENT.md); transformers must not expect it
+    // packed.
+    a.default_not_convert = {"dt_proj"};
     return a;
   }();
   return a;

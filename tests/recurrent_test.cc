@@ -20,7 +20,6 @@
 #include "awq/metrics.h"
 #include "awq/model.h"
 #include "awq/quantize.h"
-#include "awq/sampling.h"
 #include "awq/tokenizer.h"
 #include "model/arch.h"
 #include "model/recurrent.h"
@@ -142,19 +141,7 @@ TEST_P(Recurrent, GreedyGenerationMatchesTransformers) {
   const nlohmann::json g = ReadGoldenJson(GetParam()).at("greedy");
   const std::vector<int32_t> prompt = g.at("prompt").get<std::vector<int32_t>>();
   const std::vector<int32_t> want = g.at("new_tokens").get<std::vector<int32_t>>();
-  const int64_t v = m.config().vocab_size, d = m.config().hidden_size;
-  KvCache cache = m.NewCache(static_cast<int64_t>(prompt.size() + want.size()));
-  std::vector<float> hidden(prompt.size() * static_cast<size_t>(d)), logits(static_cast<size_t>(v));
-  m.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), cache, hidden.data());
-  m.Logits(hidden.data() + (prompt.size() - 1) * static_cast<size_t>(d), 1, logits.data());
-  Sampler sampler(SamplingParams{});
-  std::vector<int32_t> got;
-  while (got.size() < want.size()) {
-    const int32_t next = sampler.Sample(logits.data(), v);
-    got.push_back(next);
-    m.Forward(&next, 1, cache, hidden.data());
-    m.Logits(hidden.data(), 1, logits.data());
-  }
+  const std::vector<int32_t> got = test::GreedyTokens(m, prompt, want.size());
   EXPECT_EQ(got, want) << GetParam()
                        << " (smallest top-2 margin in transformers: " << g.at("min_top2_margin")
                        << ")";

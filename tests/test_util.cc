@@ -1,6 +1,8 @@
 // Test helpers: asset paths and temporary folders.
 #include "test_util.h"
 
+#include "awq/sampling.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -171,6 +173,23 @@ std::string WriteTinyCalibration(const std::string& dir, uint64_t seed) {
     }
   }
   return path;
+}
+
+std::vector<int32_t> GreedyTokens(const Model& m, const std::vector<int32_t>& prompt, size_t n) {
+  const int64_t v = m.config().vocab_size, d = m.config().hidden_size;
+  KvCache cache = m.NewCache(static_cast<int64_t>(prompt.size() + n));
+  std::vector<float> hidden(prompt.size() * static_cast<size_t>(d)), logits(static_cast<size_t>(v));
+  m.Forward(prompt.data(), static_cast<int64_t>(prompt.size()), cache, hidden.data());
+  m.Logits(hidden.data() + (prompt.size() - 1) * static_cast<size_t>(d), 1, logits.data());
+  Sampler sampler(SamplingParams{});
+  std::vector<int32_t> got;
+  while (got.size() < n) {
+    const int32_t next = sampler.Sample(logits.data(), v);
+    got.push_back(next);
+    m.Forward(&next, 1, cache, hidden.data());
+    m.Logits(hidden.data(), 1, logits.data());
+  }
+  return got;
 }
 
 }  // namespace awq::test

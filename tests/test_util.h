@@ -49,6 +49,10 @@ std::map<std::string, std::string> ReadTree(const std::string& dir);
 // Expects the folders `a` and `b` to hold the same files with the same bytes (`a` not empty).
 void ExpectSameTree(const std::string& a, const std::string& b);
 
+// The generate loop's greedy continuation of `prompt`: the prompt through the cache, then n
+// tokens one at a time, each the greedy Sampler's choice.
+std::vector<int32_t> GreedyTokens(const Model& m, const std::vector<int32_t>& prompt, size_t n);
+
 // DIR/calib.txt: 200 short lines of common words (each under the 32-token sample limit of the
 // tiny models' tokenizer), drawn by a seeded generator; returns the path.
 std::string WriteTinyCalibration(const std::string& dir, uint64_t seed = 7);

@@ -32,70 +32,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Pre-tokenized calibration samples of `len` ids below `vocab`, seeded.
-std::string WriteCalibIds(const std::string& dir, int n, int len, int vocab) {
-  std::mt19937 rng(7);
-  std::ofstream f(dir + "/calib_ids.jsonl");
-  for (int i = 0; i < n; ++i) {
-    json ids = json::array();
-    for (int t = 0; t < len; ++t) ids.push_back(static_cast<int>(rng() % vocab));
-    f << json{{"input_ids", ids}}.dump() << "\n";
-  }
-  return dir + "/calib_ids.jsonl";
-}
-
-// A Qwen3-shaped model of random fp32 weights, deeper and wider than the committed tiny one so a
-// quantization lasts a few seconds: tiny/qwen3's config and tokenizer, `layers` blocks.
-std::string MakeDeepModel(const std::string& dir, int layers, int hidden, int inter) {
-  fs::create_directories(dir);
-  json cfg = json::parse(ReadFileToString(test::DataPath("tiny/qwen3/config.json")));
-  const int heads = 4, kv = 2, hd = hidden / heads, vocab = cfg["vocab_size"].get<int>();
-  cfg["hidden_size"] = hidden;
-  cfg["intermediate_size"] = inter;
-  cfg["head_dim"] = hd;
-  cfg["num_attention_heads"] = heads;
-  cfg["num_key_value_heads"] = kv;
-  cfg["num_hidden_layers"] = layers;
-  cfg["max_position_embeddings"] = 256;
-  cfg["layer_types"] = std::vector<std::string>(static_cast<size_t>(layers), "full_attention");
-  std::ofstream(dir + "/config.json") << cfg.dump(2);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-    fs::copy_file(test::DataPath(std::string("tiny/qwen3/") + f), dir + "/" + f,
-                  fs::copy_options::overwrite_existing);
-  }
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  SafetensorsWriter w;
-  const auto add = [&](const std::string& name, Shape shape, float base, float noise) {
-    Tensor t(DType::kF32, shape);
-    float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = base + noise * normal(rng) / 0.05f;
-    w.Add(name, std::move(t));
-  };
-  add("model.embed_tokens.weight", {vocab, hidden}, 0, 0.5f);
-  add("model.norm.weight", {hidden}, 1, 0.05f);
-  for (int l = 0; l < layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {hidden}, 1, 0.3f);
-    add(p + "post_attention_layernorm.weight", {hidden}, 1, 0.3f);
-    add(p + "self_attn.q_norm.weight", {hd}, 1, 0.05f);
-    add(p + "self_attn.k_norm.weight", {hd}, 1, 0.05f);
-    add(p + "self_attn.q_proj.weight", {heads * hd, hidden}, 0, 0.05f);
-    add(p + "self_attn.k_proj.weight", {kv * hd, hidden}, 0, 0.05f);
-    add(p + "self_attn.v_proj.weight", {kv * hd, hidden}, 0, 0.05f);
-    add(p + "self_attn.o_proj.weight", {hidden, heads * hd}, 0, 0.05f);
-    add(p + "mlp.gate_proj.weight", {inter, hidden}, 0, 0.05f);
-    add(p + "mlp.up_proj.weight", {inter, hidden}, 0, 0.05f);
-    add(p + "mlp.down_proj.weight", {hidden, inter}, 0, 0.05f);
-  }
-  w.WriteFile(dir + "/model.safetensors");
-  return dir;
-}
-
 TEST(QuantizeStream, SameBytesAsInMemoryPipeline) {
   const std::string tmp = test::MakeTempDir("stream-same");
-  const std::string model_dir = MakeDeepModel(tmp + "/model", 3, 64, 128);
-  const std::string calib = WriteCalibIds(tmp, 8, 64, 405);
+  const std::string model_dir = test::MakeRandomQwen3(tmp + "/model", 3, 64, 128);
+  const std::string calib = test::WriteCalibrationIds(tmp, 8, 64);
   const Tokenizer tok =
       Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
   for (QuantMethod m : {QuantMethod::kAwq, QuantMethod::kGptq, QuantMethod::kRtn}) {
@@ -125,8 +65,8 @@ TEST(QuantizeStream, SameBytesAsInMemoryPipeline) {
 // gives the same checkpoint as the whole batch at once.
 TEST(QuantizeStream, ChunkingChangesNothing) {
   const std::string tmp = test::MakeTempDir("stream-chunks");
-  const std::string model_dir = MakeDeepModel(tmp + "/model", 2, 64, 128);
-  const std::string calib = WriteCalibIds(tmp, 8, 64, 405);
+  const std::string model_dir = test::MakeRandomQwen3(tmp + "/model", 2, 64, 128);
+  const std::string calib = test::WriteCalibrationIds(tmp, 8, 64);
   const Tokenizer tok =
       Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
   // awq with search_samples: the chunked run scores 3 of 8 samples and takes the next block's
@@ -154,8 +94,8 @@ TEST(QuantizeStream, ChunkingChangesNothing) {
 // the same ratio; the identity's loss is the same; the search does about half the work.
 TEST(QuantizeStream, CoarseToFineGridScoresASubsetOfTheCandidates) {
   const std::string tmp = test::MakeTempDir("stream-grid");
-  const std::string model_dir = MakeDeepModel(tmp + "/model", 3, 64, 128);
-  const std::string calib = WriteCalibIds(tmp, 4, 64, 405);
+  const std::string model_dir = test::MakeRandomQwen3(tmp + "/model", 3, 64, 128);
+  const std::string calib = test::WriteCalibrationIds(tmp, 4, 64);
   const Tokenizer tok =
       Tokenizer::FromHfJson(model_dir + "/tokenizer.json", model_dir + "/tokenizer_config.json");
   QuantizeOptions o = test::RandomModelAwqOptions(calib);
@@ -223,8 +163,8 @@ int Wait(const Child& c) {
 // byte-identical to an uninterrupted run's, and a restart with other options refuses to mix.
 TEST(QuantizeStream, KilledRunsResumeToTheSameBytes) {
   const std::string tmp = test::MakeTempDir("stream-kill");
-  const std::string model_dir = MakeDeepModel(tmp + "/model", 8, 128, 256);
-  const std::string calib = WriteCalibIds(tmp, 8, 128, 405);
+  const std::string model_dir = test::MakeRandomQwen3(tmp + "/model", 8, 128, 256);
+  const std::string calib = test::WriteCalibrationIds(tmp, 8, 128);
   const auto args = [&](const std::string& out) {
     return std::vector<std::string>{"quantize", model_dir,
                                     out,        "--method",

@@ -32,12 +32,14 @@ struct RecurrentTensor {
 // `scale_norm` names the layer's norm whose output is this linear's input, channel for channel,
 // so an AWQ scale s folds exactly into it (weight, and bias for a LayerNorm, divided by s);
 // linears with the same scale_norm share one scale. Empty: no exact fold, so clipping and
-// round-to-nearest only. `full_precision`: never quantized (Mamba's dt_proj, whose input width
-// time_step_rank is no multiple of a group and whose output goes through softplus and exp).
+// round-to-nearest only. `narrow_input`: the input width is a small model constant (Mamba's
+// dt_proj: time_step_rank, 48 to 160) that the usual group sizes need not divide; such a linear
+// then takes one group per row where the layout holds per-linear groups, and stays in full
+// precision in AutoAWQ's layouts (WithFamilyExclusions).
 struct RecurrentLinear {
   const char* name;             // "mixer.in_proj" under the layer prefix
   const char* scale_norm = "";  // "norm", "ln1", "ln2", or ""
-  bool full_precision = false;
+  bool narrow_input = false;
 };
 
 struct RecurrentSpec {

@@ -69,7 +69,10 @@ const float* ExpertRows(const LayerWeights& lw, const ModelConfig& config,
 
 // `qc` with the family's modules that stay in full precision (Architecture::default_not_convert:
 // a mixture of experts' router) added to modules_to_not_convert, as the written
-// quantization_config must list them for transformers and vLLM.
+// quantization_config must list them for transformers and vLLM. A recurrent linear with a
+// narrow input (Mamba's dt_proj) whose width the group size does not divide gets one group per
+// row in the awqcpp_packed layout (an override) and is added to modules_to_not_convert in
+// AutoAWQ's, which hold one group size for every linear.
 QuantConfig WithFamilyExclusions(QuantConfig qc, const ModelConfig& config);
 
 // The block's norms by the family's names (empty name: the family has none; empty tensor: the

@@ -61,7 +61,7 @@ std::vector<RecLinear> LayerLinears(const ModelConfig& c, const RecurrentSpec& s
     r.rows = t->shape[0];
     r.in = t->shape[1];
     if (lw != nullptr) r.w = lw->recurrent.at(weight).data<float>();
-    if (!l.full_precision) r.params = qc.ParamsFor(r.name);
+    r.params = qc.ParamsFor(r.name);
     if (r.params) {
       try {
         GroupSize(*r.params, r.in);
@@ -213,7 +213,7 @@ void CheckRecurrentQuantize(const ModelConfig& c, const QuantizeOptions& options
     throw Error("model_type " + c.model_type + " is recurrent: awq.cpp writes no GGUF for it");
   }
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    LayerLinears(c, spec, nullptr, l, options.config);
+    LayerLinears(c, spec, nullptr, l, WithFamilyExclusions(options.config, c));
   }
 }
 
@@ -222,7 +222,7 @@ void QuantizeRecurrentBlock(Model& model, int64_t layer, const QuantizeOptions& 
                             std::map<std::string, QuantizedLinear>& linears,
                             QuantizeResult& result) {
   const ModelConfig& c = model.config();
-  const QuantConfig& qc = options.config;
+  const QuantConfig qc = WithFamilyExclusions(options.config, c);
   const RecurrentSpec& spec = *ArchitectureOf(c).recurrent;
   LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
   std::vector<RecLinear> lins = LayerLinears(c, spec, &lw, layer, qc);

@@ -138,11 +138,10 @@ QuantConfig WithFamilyExclusions(QuantConfig qc, const ModelConfig& c) {
   const auto add = [&](const std::string& m) {
     if (std::find(list.begin(), list.end(), m) == list.end()) list.push_back(m);
   };
-  for (const std::string& m : ArchitectureOf(c).default_not_convert) {
-    // A linear named by `m` itself (Mamba's dt_proj) is one it is meant to keep.
+  const Architecture& arch = ArchitectureOf(c);
+  for (const std::string& m : arch.default_not_convert) {
     const bool catches_linear = std::any_of(linears.begin(), linears.end(), [&](const auto& n) {
-      const bool is_it = n.size() >= m.size() && n.compare(n.size() - m.size(), m.size(), m) == 0;
-      return !is_it && n.find(m) != std::string::npos;
+      return n.find(m) != std::string::npos;
     });
     if (!catches_linear) {
       add(m);
@@ -150,6 +149,33 @@ QuantConfig WithFamilyExclusions(QuantConfig qc, const ModelConfig& c) {
     }
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       if (c.IsMoeLayer(l)) add(LayerPrefix(l) + m);
+    }
+  }
+  if (arch.recurrent != nullptr && c.num_hidden_layers > 0) {
+    const std::vector<RecurrentTensor> tensors = arch.recurrent->tensors(c, 0);
+    for (const RecurrentLinear& l : arch.recurrent->linears) {
+      if (!l.narrow_input) continue;
+      const std::string weight = std::string(l.name) + ".weight";
+      const auto t = std::find_if(tensors.begin(), tensors.end(),
+                                  [&](const RecurrentTensor& rt) { return rt.name == weight; });
+      const std::optional<QuantParams> p =
+          qc.ParamsFor(RecurrentLayerPrefix(*arch.recurrent, 0) + l.name);
+      if (t == tensors.end() || !p || p->group_size == -1 || t->shape[1] % p->group_size == 0) {
+        continue;
+      }
+      if (qc.version == kLayoutPacked) {
+        std::string pattern;
+        for (const char* ch = l.name; *ch != '\0'; ++ch) {
+          if (*ch == '.') pattern += '\\';
+          pattern += *ch;
+        }
+        LayerOverride o;
+        o.pattern = pattern + "$";
+        o.group_size = -1;
+        qc.overrides.push_back(std::move(o));
+      } else {
+        add(l.name);
+      }
     }
   }
   return qc;

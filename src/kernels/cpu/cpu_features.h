@@ -3,6 +3,9 @@
 // architecture (the x86 kernels are built for x86-64 only, the NEON one for AArch64 only).
 #pragma once
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -21,10 +24,14 @@ inline bool CpuHasAvx2Fma() {
 }
 
 // AVX2 + FMA + F16C: every *_avx2.cc kernel that reads fp16 (int4 scales, fp16 weights, the KV
-// cache).
+// cache). F16C is read from CPUID leaf 1 (ECX bit 29): clang before 15 has no "f16c" for
+// __builtin_cpu_supports.
 inline bool CpuHasAvx2Fma16() {
 #if defined(__x86_64__)
-  static const bool has = CpuHasAvx2Fma() && __builtin_cpu_supports("f16c");
+  static const bool has = CpuHasAvx2Fma() && [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+  }();
   return has;
 #else
   return false;

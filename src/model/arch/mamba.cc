@@ -95,7 +95,7 @@ const RecurrentSpec& MambaSpec() {
       .final_norm_bias = false,
       .linears = {{"mixer.in_proj", "norm"},
                   {"mixer.x_proj"},
-                  {"mixer.dt_proj", "", /*full_precision=*/true},
+                  {"mixer.dt_proj", "", /*narrow_input=*/true},
                   {"mixer.out_proj"}},
       .tensors = MambaTensors,
   };
@@ -112,9 +112,6 @@ const Architecture& MambaArchitecture() {
     a.gguf_archs = {};  // llama.cpp's mamba GGUF layout is not read
     a.read_hf = ReadMamba;
     a.recurrent = &MambaSpec();
-    // dt_proj stays in full precision (docs/RECURRENT.md); transformers must not expect it
-    // packed.
-    a.default_not_convert = {"dt_proj"};
     return a;
   }();
   return a;

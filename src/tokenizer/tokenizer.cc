@@ -157,7 +157,9 @@ Tokenizer::Impl::Impl(tok::TokenizerSpec s) : spec(std::move(s)) {
 
   merges.reserve(spec.merges.size() * 2);
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
-    const auto& [a, b] = spec.merges[rank];
+    // Not a structured binding: clang before 16 cannot capture one in a lambda.
+    const std::string& a = spec.merges[rank].first;
+    const std::string& b = spec.merges[rank].second;
     auto find = [&](const std::string& piece) {
       const auto it = vocab_to_id.find(piece);
       if (it == vocab_to_id.end()) {

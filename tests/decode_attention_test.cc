@@ -9,6 +9,7 @@
 
 #include "awq/half.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/decode_attention.h"
 #include "model/attention.h"
 #include "test_util.h"
@@ -26,10 +27,7 @@ std::vector<uint16_t> ToF16(const std::vector<float>& x) {
   return h;
 }
 
-bool HasAvx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
-}
+bool HasAvx2() { return CpuHasAvx2Fma16(); }
 
 TEST(AttendPartial, Avx2MatchesScalarReferenceOnAwkwardShapes) {
   if (!HasAvx2()) GTEST_SKIP() << "no AVX2 + FMA + F16C on this CPU";

@@ -74,7 +74,10 @@ TEST(SafetensorsGolden, ReadsFileWrittenByPython) {
   EXPECT_EQ(f.metadata(), (expected["metadata"].get<std::map<std::string, std::string>>()));
   EXPECT_EQ(f.metadata().at("unicode"), "Jane Austen \xe2\x80\x94 Emma");
 
-  for (const auto& [name, e] : expected["tensors"].items()) {
+  for (const auto& item : expected["tensors"].items()) {
+    // Not a structured binding: clang before 16 cannot capture one in a lambda.
+    const std::string name = item.key();
+    const nlohmann::json& e = item.value();
     SCOPED_TRACE(name);
     const SafetensorsTensorInfo* info = f.Find(name);
     ASSERT_NE(info, nullptr);

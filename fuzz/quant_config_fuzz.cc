@@ -16,11 +16,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const awq::Error&) {
     return 0;  // malformed input is expected
   }
-  // What loaded has been validated; re-validating or resolving must not throw.
+  // What loaded has been validated; re-validating must not throw. Resolving may only refuse a
+  // pattern that backtracks past the match limit, with awq::Error.
   config.Validate();
   for (const char* name : {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
                            "model.layers.31.mlp.gate_proj", "lm_head", "model.embed_tokens"}) {
-    const std::optional<awq::QuantParams> p = config.ParamsFor(name);
+    std::optional<awq::QuantParams> p;
+    try {
+      p = config.ParamsFor(name);
+    } catch (const awq::Error&) {
+      return 0;
+    }
     if (!p) continue;
     if (p->bits < 2 || p->bits > 8) __builtin_trap();
     if (p->group_size != -1 && (p->group_size <= 0 || p->group_size % 8 != 0)) __builtin_trap();

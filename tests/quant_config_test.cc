@@ -73,7 +73,14 @@ TEST(QuantConfigTest, ValidateNamesOptionAndValue) {
       [](QuantConfig& c) {
         c.overrides = {{"(unclosed", {}, {}, true}};
       },
-      {"overrides[0].pattern", "'(unclosed'", "not a valid ECMAScript regex"});
+      {"overrides[0].pattern", "'(unclosed'", "not a valid regex", "offset 9"});
+  // Nested quantifiers, which std::regex accepted and then backtracked on for minutes (found by
+  // libFuzzer; fuzz/seeds/quant_config_fuzz/timeout-*), do not compile.
+  ExpectInvalid(
+      [](QuantConfig& c) {
+        c.overrides = {{"[a-z]+_pr****oj$", {}, {}, true}};
+      },
+      {"overrides[0].pattern", "not a valid regex"});
   ExpectInvalid([](QuantConfig& c) { c.overrides = {{"", {}, {}, true}}; }, {"pattern is empty"});
   ExpectInvalid(
       [](QuantConfig& c) {
@@ -138,6 +145,18 @@ TEST(QuantConfigTest, ParamsForSkipsHeadsEmbeddingsAndNotConverted) {
   EXPECT_FALSE(c.ParamsFor("model.layers.0.mlp.gate_proj"));
   EXPECT_FALSE(c.ParamsFor("model.layers.3.mlp.up_proj"));
   EXPECT_TRUE(c.ParamsFor("model.layers.13.mlp.up_proj"));
+}
+
+// A valid pattern that backtracks exponentially stops at the match limit with an error naming
+// it and the module, instead of hanging the run.
+TEST(QuantConfigTest, BacktrackingPatternIsAnErrorNotAHang) {
+  QuantConfig c;
+  c.overrides = {{"^(\\w|\\w\\w)+$", {}, {}, true}};
+  c.Validate();
+  // Every split of the 60 word characters into runs of 1 and 2 is tried before "." fails "$".
+  const std::string name = "layers_0_down_proj" + std::string(42, 'x') + ".weight";
+  ExpectError([&] { c.ParamsFor(name); }, {"overrides[0]", "(\\w|\\w\\w)", name, "limit"});
+  EXPECT_FALSE(c.ParamsFor("layers_0_down_proj").has_value());  // a few steps: matched, skipped
 }
 
 TEST(QuantConfigTest, Presets) {

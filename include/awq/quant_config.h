@@ -27,7 +27,7 @@ struct QuantParams {
 
 // A per-layer exception to the global bits/group size. Later overrides win over earlier ones.
 struct LayerOverride {
-  // std::regex_search (ECMAScript) on the Hugging Face module name, e.g.
+  // A PCRE2 regex searched in the Hugging Face module name, e.g.
   // "model.layers.0.mlp.down_proj"; "down_proj$" matches every down projection.
   std::string pattern;
   std::optional<int> bits;

@@ -41,7 +41,7 @@ std::string ToUpper(std::string s) {
   return s;
 }
 
-// ECMAScript-escapes a module name so an override matches it literally and only it.
+// Escapes a module name so an override pattern matches it literally and only it.
 std::string AnchoredPattern(const std::string& name) {
   std::string p = "^";
   for (char c : name) {

@@ -1,8 +1,12 @@
 // QuantConfig validation, per-linear parameter resolution, presets and the JSON override file.
 #include "awq/quant_config.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,32 +20,75 @@ namespace {
 
 using nlohmann::json;
 
-// std::regex compiles and matches recursively; a bound on the pattern keeps a hostile override
-// file from exhausting the stack, and no real module-name pattern comes near it.
+// Override patterns are PCRE2 regexes (Perl syntax; ECMAScript's module-name patterns mean the
+// same). A hostile file cannot make a match run for ever: the pattern length is bounded, nested
+// quantifiers such as "a**" do not compile, and a match that backtracks past kMatchLimit steps
+// (as "(a*)*b" can on a long name) is an error naming the pattern instead of a hang. Module
+// names are under 100 characters; real patterns match them in a few hundred steps.
 constexpr size_t kMaxPatternLength = 256;
+constexpr uint32_t kMatchLimit = 100000;
 
-std::regex CompilePattern(const std::string& pattern, const std::string& where) {
+std::string PcreMessage(int code) {
+  PCRE2_UCHAR buf[256];
+  pcre2_get_error_message(code, buf, sizeof(buf));
+  return reinterpret_cast<const char*>(buf);
+}
+
+struct PcreCodeFree {
+  void operator()(pcre2_code* c) const { pcre2_code_free(c); }
+};
+using PcreCode = std::unique_ptr<pcre2_code, PcreCodeFree>;
+
+PcreCode CompilePattern(const std::string& pattern, const std::string& where) {
   if (pattern.empty()) throw Error(where + ": pattern is empty (it would match every module)");
   if (pattern.size() > kMaxPatternLength) {
     throw Error(where + ": pattern is " + std::to_string(pattern.size()) +
                 " characters long, more than the limit of " + std::to_string(kMaxPatternLength));
   }
-  try {
-    return std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    throw Error(where + ": pattern '" + pattern + "' is not a valid ECMAScript regex: " + e.what());
+  int err = 0;
+  PCRE2_SIZE offset = 0;
+  PcreCode code(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), 0, &err,
+                              &offset, nullptr));
+  if (!code) {
+    throw Error(where + ": pattern '" + pattern + "' is not a valid regex at offset " +
+                std::to_string(offset) + ": " + PcreMessage(err));
   }
+  return code;
 }
 
 // ParamsFor runs for every linear against every override (a read-back config has one override
 // per linear that differs), so compiled patterns are kept per thread.
-const std::regex& CachedPattern(const std::string& pattern, const std::string& where) {
+const pcre2_code* CachedPattern(const std::string& pattern, const std::string& where) {
   constexpr size_t kMaxCached = 4096;
-  thread_local std::unordered_map<std::string, std::regex> cache;
+  thread_local std::unordered_map<std::string, PcreCode> cache;
   auto it = cache.find(pattern);
-  if (it != cache.end()) return it->second;
+  if (it != cache.end()) return it->second.get();
   if (cache.size() >= kMaxCached) cache.clear();
-  return cache.emplace(pattern, CompilePattern(pattern, where)).first->second;
+  return cache.emplace(pattern, CompilePattern(pattern, where)).first->second.get();
+}
+
+// regex_search: whether `pattern` matches anywhere in `name`.
+bool PatternFinds(const std::string& pattern, const std::string& name, const std::string& where) {
+  const pcre2_code* code = CachedPattern(pattern, where);
+  struct Match {
+    pcre2_match_data* data;
+    pcre2_match_context* context;
+    ~Match() {
+      pcre2_match_data_free(data);
+      pcre2_match_context_free(context);
+    }
+  } m{pcre2_match_data_create_from_pattern(code, nullptr), pcre2_match_context_create(nullptr)};
+  AWQ_CHECK(m.data != nullptr && m.context != nullptr);
+  pcre2_set_match_limit(m.context, kMatchLimit);
+  pcre2_set_depth_limit(m.context, kMatchLimit);
+  const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(name.data()), name.size(), 0, 0,
+                             m.data, m.context);
+  if (rc == PCRE2_ERROR_NOMATCH) return false;
+  if (rc < 0) {
+    throw Error(where + ": pattern '" + pattern + "' failed on module " + name + ": " +
+                PcreMessage(rc) + " (a pattern that backtracks this much needs simplifying)");
+  }
+  return true;
 }
 
 void ValidateBits(int bits, const std::string& where) {
@@ -201,8 +248,7 @@ std::optional<QuantParams> QuantConfig::ParamsFor(const std::string& module_name
   bool skip = false;
   for (size_t i = 0; i < overrides.size(); ++i) {
     const LayerOverride& o = overrides[i];
-    const std::regex& re = CachedPattern(o.pattern, "overrides[" + std::to_string(i) + "]");
-    if (!std::regex_search(module_name, re)) continue;
+    if (!PatternFinds(o.pattern, module_name, "overrides[" + std::to_string(i) + "]")) continue;
     // Each field takes the value of the last matching override that sets it; skip is always
     // set, so the last match decides it.
     if (o.bits) p.bits = *o.bits;

@@ -10,7 +10,10 @@
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -50,6 +53,30 @@ using Progress = std::function<void(int64_t, int64_t)>;
 // it). It derives from both ValueError and RuntimeError so that code catching either sees it.
 PyObject* g_awq_error = nullptr;
 
+// nb::gil_scoped_release for a long library call, with SIGINT held back from this thread until
+// the call ends or reaches a progress callback (PyProgress lets it in there). The kernel then
+// delivers Ctrl-C to another thread of the process (the pool's workers take none), and Python's
+// handler only sets its flag: no handler runs in the middle of the library's kernels, where one
+// has been seen to corrupt the heap (an os.kill from a Python thread, as
+// test_sigint_stops_quantize_and_the_model_reloads sends, about one run in five).
+class ReleaseGil {
+ public:
+  ReleaseGil() {
+    sigset_t interrupt;
+    sigemptyset(&interrupt);
+    sigaddset(&interrupt, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &interrupt, &old_);
+  }
+  // A SIGINT that arrived meanwhile is delivered here, before the GIL is taken back.
+  ~ReleaseGil() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  ReleaseGil(const ReleaseGil&) = delete;
+  ReleaseGil& operator=(const ReleaseGil&) = delete;
+
+ private:
+  nb::gil_scoped_release release_;
+  sigset_t old_;
+};
+
 // A Python callable (or None) as a library progress callback. The long call runs with the GIL
 // released; each call takes it back, runs pending signal handlers (Ctrl-C raises
 // KeyboardInterrupt there) and then the callable. A Python exception is thrown as
@@ -61,6 +88,12 @@ Progress PyProgress(nb::handle callback) {
   PyObject* fn = callback.is_none() ? nullptr : callback.ptr();
   return [fn](int64_t done, int64_t total) {
     nb::gil_scoped_acquire gil;
+    // Let a SIGINT held back by ReleaseGil in, so that its handler runs now.
+    sigset_t interrupt, old;
+    sigemptyset(&interrupt);
+    sigaddset(&interrupt, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &interrupt, &old);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (PyErr_CheckSignals() != 0) throw nb::python_error();
     if (fn != nullptr) {
       const nb::handle callable(fn);
@@ -311,7 +344,7 @@ void BindModel(nb::module_& m) {
       .def_static(
           "load",
           [](const std::string& path, bool int4, bool int8_lm_head) {
-            nb::gil_scoped_release release;
+            ReleaseGil release;
             return Model::Load(path, LoadOptions{.int4 = int4, .int8_lm_head = int8_lm_head});
           },
           "path"_a, "int4"_a = true, "int8_lm_head"_a = false,
@@ -330,7 +363,7 @@ void BindModel(nb::module_& m) {
             const int64_t d = md.config().hidden_size, v = md.config().vocab_size;
             std::vector<float> logits(static_cast<size_t>(n * v));
             {
-              nb::gil_scoped_release release;
+              ReleaseGil release;
               KvCache cache = md.NewCache(n);
               std::vector<float> hidden(static_cast<size_t>(n * d));
               md.Forward(t.data(), n, cache, hidden.data());
@@ -346,7 +379,7 @@ void BindModel(nb::module_& m) {
              nb::handle on_token) {
             const std::vector<int32_t> prompt = ToVector(ids);
             const SamplingParams sp{temperature, top_k, top_p, seed};
-            nb::gil_scoped_release release;
+            ReleaseGil release;
             return Generate(md, prompt, max_new_tokens, sp, stop_ids, ctx, on_token);
           },
           "ids"_a, "max_new_tokens"_a, "temperature"_a = 0.0f, "top_k"_a = 0, "top_p"_a = 1.0f,
@@ -365,7 +398,7 @@ void BindModel(nb::module_& m) {
             opt.progress = PyProgress(progress);
             PerplexityResult r;
             {
-              nb::gil_scoped_release release;
+              ReleaseGil release;
               r = EvaluatePerplexity(md, t, opt);
             }
             nb::dict d;
@@ -390,7 +423,7 @@ void BindModel(nb::module_& m) {
             auto run = std::make_unique<QuantizeRun>();
             run->config = opt.config;
             {
-              nb::gil_scoped_release release;
+              ReleaseGil release;
               run->result = QuantizeModel(md, tok, opt);
             }
             return run;
@@ -403,7 +436,7 @@ void BindModel(nb::module_& m) {
           "save_quantized",
           [](const Model& md, const QuantizeRun& run, const Tokenizer* tok, const std::string& dir,
              uint64_t max_shard_bytes, bool overwrite) {
-            nb::gil_scoped_release release;
+            ReleaseGil release;
             SaveQuantizedModel(md, run.result, run.config, tok, dir, max_shard_bytes, overwrite);
           },
           "run"_a, "tokenizer"_a.none(), "dir"_a, "max_shard_bytes"_a, "overwrite"_a = false);
@@ -420,7 +453,7 @@ void BindFunctions(nb::module_& m) {
             MakeOptions(config_json, method, calib_data, activation_budget_bytes, progress);
         QuantizeResult r;
         {
-          nb::gil_scoped_release release;
+          ReleaseGil release;
           r = QuantizeToFolder(model_path, tok, opt, out, max_shard_bytes, overwrite);
         }
         return ResultDict(r);
@@ -440,7 +473,7 @@ void BindFunctions(nb::module_& m) {
         opt.progress = PyProgress(progress);
         OutputComparison c;
         {
-          nb::gil_scoped_release release;
+          ReleaseGil release;
           c = CompareModelOutputs(ref, q, t, opt);
         }
         return ComparisonDict(c);
@@ -481,7 +514,7 @@ void BindFunctions(nb::module_& m) {
       [](const std::string& path) {
         CheckpointSizes s;
         {
-          nb::gil_scoped_release release;
+          ReleaseGil release;
           s = MeasureCheckpointSizes(path);
         }
         nb::list entries;
@@ -520,7 +553,7 @@ void BindFunctions(nb::module_& m) {
          int64_t max_samples) {
         std::vector<LinearComparison> cs;
         {
-          nb::gil_scoped_release release;
+          ReleaseGil release;
           CalibrationOptions co;
           co.max_samples = max_samples;
           const CalibrationBatch batch = LoadCalibrationBatch(calib_data, tok, co);
@@ -592,7 +625,7 @@ void BindQuantizer(nb::module_& m) {
         std::vector<float> deq;
         TensorMetrics metrics;
         {
-          nb::gil_scoped_release release;
+          ReleaseGil release;
           if (x) {
             s = q.Quantize(w.data(), out, in, x->data(), static_cast<int64_t>(x->shape(0)));
           } else {

@@ -2,7 +2,10 @@
 // parallel loops per token, so a futex wake per loop would cost more than the work), then sleep.
 #include "awq/thread_pool.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <string>
 
@@ -23,7 +26,18 @@ constexpr int kSpinIterations = 20000;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  // Workers take no asynchronous signals (Ctrl-C, SIGTERM, timers): the kernel then delivers
+  // them to a thread of the host program, which is where their handlers expect to run (Python's
+  // sets a flag for its main thread), never in the middle of a kernel. Faults (SIGSEGV, ...) stay
+  // with the thread that caused them.
+  sigset_t async_signals, old;
+  sigfillset(&async_signals);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) {
+    sigdelset(&async_signals, sig);
+  }
+  pthread_sigmask(SIG_BLOCK, &async_signals, &old);  // inherited by the threads created here
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 ThreadPool::~ThreadPool() {

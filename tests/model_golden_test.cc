@@ -62,7 +62,8 @@ template <class T>
 std::vector<T> ReadArray(ByteReader& r, uint64_t n, const char* field) {
   std::vector<T> v(n);
   const auto bytes = r.ReadBytes(n * sizeof(T), field);
-  std::memcpy(v.data(), bytes.data(), bytes.size());
+  // An empty array: memcpy's pointers must not be null even for 0 bytes (UBSan).
+  if (!bytes.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
   return v;
 }
 std::string ReadStr(ByteReader& r) {

@@ -113,7 +113,8 @@ void BM_F32(benchmark::State& st, Shape s, int64_t m) {
   std::vector<float> y(m * s.out);
   auto& pool = awq::ThreadPool::Global();
   for (auto _ : st) {
-    awq::LinearF32(x.data(), s.in, w.data(), s.in, y.data(), s.out, m, s.out, s.in, false, pool);
+    awq::LinearF32On(awq::SgemmPath::kOneDnn, x.data(), s.in, w.data(), s.in, y.data(), s.out, m,
+                     s.out, s.in, false, pool);
     benchmark::DoNotOptimize(y.data());
   }
   SetCounters(st, 4.0 * s.out * s.in, 2.0 * m * s.out * s.in);
@@ -184,8 +185,8 @@ void BM_SgemmPeak(benchmark::State& st) {
   const std::vector<float> a = RandomVector(n * n), b = RandomVector(n * n);
   std::vector<float> c(n * n);
   for (auto _ : st) {
-    awq::LinearF32(a.data(), n, b.data(), n, c.data(), n, n, n, n, false,
-                   awq::ThreadPool::Global());
+    awq::LinearF32On(awq::SgemmPath::kOneDnn, a.data(), n, b.data(), n, c.data(), n, n, n, n, false,
+                     awq::ThreadPool::Global());
     benchmark::DoNotOptimize(c.data());
   }
   SetCounters(st, 0, 2.0 * n * n * n);

@@ -1,7 +1,8 @@
 // The same inputs and options give a byte-identical checkpoint whatever the thread count
-// (AWQ_NUM_THREADS 1, 2, 3): `awq quantize` runs as a child process for each setting. The
-// instruction set is another matter: oneDNN's sgemm sums in a different order per ISA, and
-// ONEDNN_MAX_CPU_ISA=SSE41 changes the checkpoint's bytes against AVX2 (docs/FAULTS.md).
+// (AWQ_NUM_THREADS 1, 2, 3) and whatever the sgemm's instruction set (AWQ_SGEMM scalar, avx2 and,
+// where the CPU has it, avx512: the ordered sgemm's fixed summation order): `awq quantize` runs as
+// a child process for each setting. tests/sgemm_test.cc pins the AVX-512 tile's bytes on every CPU
+// through SIMDe.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 
 #include "cli_child.h"
 #include "core/mapped_file.h"
+#include "kernels/cpu/sgemm.h"
 #include "random_model.h"
 #include "test_util.h"
 
@@ -59,6 +61,35 @@ TEST(Determinism, AwqCheckpointIsTheSameOnOneTwoAndThreeThreads) {
 
 TEST(Determinism, GptqCheckpointIsTheSameOnOneTwoAndThreeThreads) {
   ExpectSameCheckpoint("gptq", kThreadCounts);
+}
+
+std::vector<Setting> SgemmPaths() {
+  std::vector<Setting> paths = {{"default", {}}};
+  for (SgemmPath p : {SgemmPath::kScalar, SgemmPath::kAvx2, SgemmPath::kAvx512}) {
+    if (SgemmPathSupported(p)) {
+      paths.push_back({SgemmPathName(p), {std::string("AWQ_SGEMM=") + SgemmPathName(p)}});
+    }
+  }
+  return paths;
+}
+
+TEST(Determinism, AwqCheckpointIsTheSameOnEverySgemmPath) {
+  ExpectSameCheckpoint("awq", SgemmPaths());
+}
+
+TEST(Determinism, GptqCheckpointIsTheSameOnEverySgemmPath) {
+  ExpectSameCheckpoint("gptq", SgemmPaths());
+}
+
+TEST(Determinism, UnknownSgemmPathIsAnError) {
+  const std::string tmp = test::MakeTempDir("determinism-badpath");
+  const std::string model = test::MakeRandomQwen3(tmp + "/model", 1, 64, 128);
+  test::ChildOptions o;
+  o.env = {"AWQ_SGEMM=avx1024"};
+  const test::ChildResult r = test::RunAwq({"quantize", model, tmp + "/out"}, tmp, o);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("AWQ_SGEMM=avx1024: unknown sgemm path"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp + "/out"));
 }
 
 }  // namespace

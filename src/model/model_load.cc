@@ -13,6 +13,7 @@
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/i8_linear.h"
+#include "kernels/cpu/sgemm.h"
 #include "model/arch.h"
 #include "model/recurrent.h"
 #include "model/rope.h"
@@ -321,6 +322,7 @@ Model Model::Load(const std::string& path, const LoadOptions& options) {
 }
 
 Model Model::LoadWeights(const std::string& path, const LoadOptions& options) {
+  ActiveSgemmPath();  // a bad AWQ_SGEMM is an error here, not in a pool worker's first product
   const std::unique_ptr<WeightSource> src = OpenWeights(path);
   // The recurrent families have no int4 path: their linears run in fp32 (dequantized at load).
   if (ArchitectureOf(src->config()).recurrent != nullptr) return Build(*src, true);

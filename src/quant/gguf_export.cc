@@ -3,6 +3,7 @@
 // final. A GGUF input's metadata carries over; a Hugging Face folder's config and tokenizer are
 // written as llama.cpp's converter writes them.
 #include "awq/gguf_export.h"
+#include "kernels/cpu/sgemm.h"
 
 #include <algorithm>
 #include <chrono>
@@ -219,6 +220,7 @@ void CheckSameTensors(const std::string& path, const GgufFile& input,
 QuantizeResult QuantizeToGguf(const std::string& model_path, const Tokenizer& tokenizer,
                               QuantizeOptions options, const GgufExportOptions& gguf,
                               const std::string& out_path) {
+  ActiveSgemmPath();  // a bad AWQ_SGEMM is an error before any output exists
   const auto t_start = Clock::now();
   if (options.method != QuantMethod::kAwq && options.method != QuantMethod::kRtn) {
     throw Error(std::string("--method ") + QuantMethodName(options.method) +

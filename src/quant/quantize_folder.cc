@@ -34,6 +34,7 @@
 #include "awq/tokenizer.h"
 #include "core/mapped_file.h"
 #include "core/output_guard.h"
+#include "kernels/cpu/sgemm.h"
 #include "model/arch.h"
 #include "model/weight_source.h"
 #include "quant/quantize_block.h"
@@ -295,6 +296,7 @@ void StageHead(const std::string& path, const std::string& name, const Tensor& t
 QuantizeResult QuantizeToFolder(const std::string& model_path, const Tokenizer& tokenizer,
                                 const QuantizeOptions& options, const std::string& out_in,
                                 uint64_t max_shard_bytes, bool overwrite) {
+  ActiveSgemmPath();  // a bad AWQ_SGEMM is an error before any output exists
   const auto t_start = Clock::now();
   const QuantConfig& qc = options.config;
   qc.Validate();

@@ -35,71 +35,24 @@ constexpr float kLogitTol = 1e-3f;
 // a wrong window or rope moves these logits by > 0.3.
 constexpr float kDecodeTol = 1e-2f;
 
-struct Prompt {
-  std::vector<int32_t> ids;
-  std::vector<std::vector<float>> logits;  // [T][V]
-};
-
-std::vector<Prompt> ReadGolden(const std::string& dir) {
-  std::ifstream f(dir + "/golden.json");
-  const nlohmann::json j = nlohmann::json::parse(f);
-  std::vector<Prompt> out;
-  for (const auto& p : j.at("prompts")) {
-    Prompt pr;
-    pr.ids = p.at("ids").get<std::vector<int32_t>>();
-    pr.logits = p.at("logits").get<std::vector<std::vector<float>>>();
-    out.push_back(std::move(pr));
-  }
-  return out;
-}
-
-std::string TinyDir(const std::string& name) { return test::DataPath("tiny/" + name); }
+using test::GoldenPrompt;
+using test::TinyDir;
 
 class ArchGolden : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ArchGolden, PromptLogitsMatchTransformers) {
   const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
-  const int64_t v = m.config().vocab_size;
-  float worst = 0;
-  for (const Prompt& p : ReadGolden(TinyDir(GetParam()))) {
-    const std::vector<float> logits = test::PromptLogits(m, p.ids);
-    for (size_t t = 0; t < p.ids.size(); ++t) {
-      ASSERT_EQ(static_cast<int64_t>(p.logits[t].size()), v);
-      for (int64_t j = 0; j < v; ++j) {
-        const float diff = std::fabs(logits[t * v + j] - p.logits[t][static_cast<size_t>(j)]);
-        worst = std::max(worst, diff);
-        ASSERT_LE(diff, kLogitTol) << GetParam() << " position " << t << " logit " << j;
-      }
-    }
-  }
-  std::printf("%s: largest |logit - transformers| = %.3g\n", GetParam(), worst);
+  test::ExpectPromptLogitsMatchGolden(m, GetParam(), kLogitTol);
 }
 
 TEST_P(ArchGolden, DecodeThroughTheCacheMatches) {
-  // The first 5 tokens as a prompt, the rest one at a time: the fp16 cache, the decode attention
-  // (and its sliding window) and a later prompt's widened cache all run.
+  // The first 5 tokens as a prompt, the rest one at a time with a second prompt of 3 at position
+  // 20: the fp16 cache, the decode attention (and its sliding window) and a later prompt's
+  // widened cache all run.
   const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
-  const int64_t v = m.config().vocab_size, d = m.config().hidden_size;
-  const Prompt p = ReadGolden(TinyDir(GetParam())).back();
-  const int64_t n = static_cast<int64_t>(p.ids.size());
-  KvCache cache = m.NewCache(n);
-  std::vector<float> hidden(static_cast<size_t>(n * d)), logits(static_cast<size_t>(n * v));
-  float worst = 0;
-  for (int64_t t = 0; t < n;) {
-    const int64_t step = t == 0 ? 5 : (t == 20 ? 3 : 1);  // a second prompt of 3 at position 20
-    m.Forward(p.ids.data() + t, step, cache, hidden.data());
-    m.Logits(hidden.data(), step, logits.data());
-    for (int64_t i = 0; i < step; ++i) {
-      for (int64_t j = 0; j < v; ++j) {
-        const float diff = std::fabs(logits[i * v + j] -
-                                     p.logits[static_cast<size_t>(t + i)][static_cast<size_t>(j)]);
-        worst = std::max(worst, diff);
-        ASSERT_LE(diff, kDecodeTol) << GetParam() << " position " << t + i;
-      }
-    }
-    t += step;
-  }
-  std::printf("%s: largest decode |logit - transformers| = %.3g\n", GetParam(), worst);
+  const GoldenPrompt p = test::ReadGoldenPrompts(GetParam()).back();
+  KvCache cache = m.NewCache(static_cast<int64_t>(p.ids.size()));
+  test::ExpectChunkedDecodeMatchesGolden(m, p, cache, kDecodeTol, GetParam());
 }
 
 QuantizeOptions TinyAwqOptions(const std::string& tmp) {
@@ -121,7 +74,7 @@ TEST_P(ArchGolden, AwqQuantizeSaveAndReload) {
   const std::string tmp = test::MakeTempDir("arch_golden");
   QuantizeOptions o = TinyAwqOptions(tmp);
   const ModelConfig& c = m.config();
-  const Prompt p = ReadGolden(src).back();
+  const GoldenPrompt p = test::ReadGoldenPrompts(GetParam()).back();
   const std::vector<float> before = test::PromptLogits(m, p.ids);
   const auto relative_error = [&](const std::vector<float>& got) {
     double num = 0, den = 0;
@@ -222,60 +175,40 @@ INSTANTIATE_TEST_SUITE_P(Families, ArchGolden,
 class MoeGreedy : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(MoeGreedy, GreedyGenerationMatchesTransformers) {
-  const std::string dir = TinyDir(GetParam());
-  const Model m = Model::Load(dir, LoadOptions{.int4 = false});
-  std::ifstream f(dir + "/golden.json");
-  const nlohmann::json g = nlohmann::json::parse(f).at("greedy");
-  const std::vector<int32_t> prompt = g.at("prompt").get<std::vector<int32_t>>();
-  const std::vector<int32_t> want = g.at("new_tokens").get<std::vector<int32_t>>();
-  const std::vector<int32_t> got = test::GreedyTokens(m, prompt, want.size());
-  EXPECT_EQ(got, want) << GetParam()
-                       << " (smallest top-2 margin in transformers: " << g.at("min_top2_margin")
-                       << ")";
+  const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
+  test::ExpectGreedyMatchesGolden(m, GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, MoeGreedy,
                          ::testing::Values("mixtral", "qwen3_moe", "qwen2_moe"),
                          [](const auto& info) { return std::string(info.param); });
 
-// A copy of a tiny folder whose config.json has `key` set to `value`.
-std::string EditedCopy(const std::string& name, const std::string& key,
-                       const nlohmann::json& value) {
-  const std::string dir = test::MakeTempDir("arch_golden_" + name);
-  for (const auto& f : std::filesystem::directory_iterator(TinyDir(name))) {
-    std::filesystem::copy_file(f.path(), dir + "/" + f.path().filename().string(),
-                               std::filesystem::copy_options::overwrite_existing);
-  }
-  std::ifstream in(dir + "/config.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  in.close();
-  j[key] = value;
-  std::ofstream(dir + "/config.json") << j.dump(2);
-  return dir;
-}
-
 TEST(ArchGolden, MixtureOfExpertsConfigErrorsNameTheKey) {
   test::ExpectError(
       [] {
-        Model::Load(EditedCopy("mixtral", "num_experts_per_tok", 5), LoadOptions{.int4 = false});
+        Model::Load(test::EditedTinyCopy("mixtral", "num_experts_per_tok", 5),
+                    LoadOptions{.int4 = false});
       },
       {"config.json", "num_experts_per_tok", "4 experts", "5"});
   test::ExpectError(
       [] {
-        Model::Load(EditedCopy("mixtral", "num_local_experts", 0), LoadOptions{.int4 = false});
+        Model::Load(test::EditedTinyCopy("mixtral", "num_local_experts", 0),
+                    LoadOptions{.int4 = false});
       },
       {"config.json", "num_local_experts", "0"});
   // More experts than the checkpoint holds: the first missing tensor is named.
   test::ExpectError(
       [] {
-        Model::Load(EditedCopy("qwen3_moe", "num_local_experts", 5), LoadOptions{.int4 = false});
+        Model::Load(test::EditedTinyCopy("qwen3_moe", "num_local_experts", 5),
+                    LoadOptions{.int4 = false});
       },
       {"model.layers.0.mlp"});
   // A dense layer where the checkpoint has experts: its missing MLP linear is named.
   test::ExpectError(
       [] {
-        Model::Load(EditedCopy("qwen3_moe", "mlp_only_layers", nlohmann::json::array({1})),
-                    LoadOptions{.int4 = false});
+        Model::Load(
+            test::EditedTinyCopy("qwen3_moe", "mlp_only_layers", nlohmann::json::array({1})),
+            LoadOptions{.int4 = false});
       },
       {"model.layers.1.mlp.gate_proj.weight"});
 }

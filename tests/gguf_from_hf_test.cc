@@ -27,7 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string TinyDir(const std::string& name) { return test::DataPath("tiny/" + name); }
+using test::TinyDir;
 
 Tokenizer FolderTokenizer(const std::string& dir) {
   return Tokenizer::FromHfJson(dir + "/tokenizer.json", dir + "/tokenizer_config.json");

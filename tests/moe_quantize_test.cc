@@ -24,7 +24,7 @@
 namespace awq {
 namespace {
 
-std::string TinyDir(const std::string& name) { return test::DataPath("tiny/" + name); }
+using test::TinyDir;
 
 Tokenizer TinyTokenizer(const std::string& dir) {
   return Tokenizer::FromHfJson(dir + "/tokenizer.json", dir + "/tokenizer_config.json");

@@ -40,56 +40,15 @@ constexpr float kDecodeTol = 1e-3f;
 // wrong fold moves (> 0.1).
 constexpr float kFoldTol = 5e-4f;
 
-struct Prompt {
-  std::vector<int32_t> ids;
-  std::vector<std::vector<float>> logits;  // [T][V]
-};
-
-std::string TinyDir(const std::string& name) { return test::DataPath("tiny/" + name); }
-
-nlohmann::json ReadGoldenJson(const std::string& name) {
-  std::ifstream f(TinyDir(name) + "/golden.json");
-  return nlohmann::json::parse(f);
-}
-
-std::vector<Prompt> ReadGolden(const std::string& name) {
-  const nlohmann::json g = ReadGoldenJson(name);
-  std::vector<Prompt> out;
-  for (const auto& p : g.at("prompts")) {
-    out.push_back({p.at("ids").get<std::vector<int32_t>>(),
-                   p.at("logits").get<std::vector<std::vector<float>>>()});
-  }
-  return out;
-}
-
-float MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-  }
-  return worst;
-}
+using test::GoldenPrompt;
+using test::TinyDir;
 
 class Recurrent : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Recurrent, PromptLogitsMatchTransformers) {
   const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
   EXPECT_NE(ArchitectureOf(m.config()).recurrent, nullptr);
-  const int64_t v = m.config().vocab_size;
-  float worst = 0;
-  for (const Prompt& p : ReadGolden(GetParam())) {
-    const std::vector<float> logits = test::PromptLogits(m, p.ids);
-    for (size_t t = 0; t < p.ids.size(); ++t) {
-      ASSERT_EQ(static_cast<int64_t>(p.logits[t].size()), v);
-      for (int64_t j = 0; j < v; ++j) {
-        const float diff = std::fabs(logits[t * v + j] - p.logits[t][static_cast<size_t>(j)]);
-        worst = std::max(worst, diff);
-        ASSERT_LE(diff, kLogitTol) << GetParam() << " position " << t << " logit " << j;
-      }
-    }
-  }
-  std::printf("%s: largest |logit - transformers| = %.3g\n", GetParam(), worst);
+  test::ExpectPromptLogitsMatchGolden(m, GetParam(), kLogitTol);
 }
 
 TEST_P(Recurrent, DecodeThroughTheStateMatches) {
@@ -97,33 +56,18 @@ TEST_P(Recurrent, DecodeThroughTheStateMatches) {
   // convolution / shift rows and the scan / WKV sums carry over between calls.
   const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
   const int64_t v = m.config().vocab_size, d = m.config().hidden_size;
-  const Prompt p = ReadGolden(GetParam()).back();
+  const GoldenPrompt p = test::ReadGoldenPrompts(GetParam()).back();
   const int64_t n = static_cast<int64_t>(p.ids.size());
   KvCache cache = m.NewCache(n);
   EXPECT_EQ(cache.state_floats(),
             RecurrentStateFloats(*ArchitectureOf(m.config()).recurrent, m.config()));
-  std::vector<float> hidden(static_cast<size_t>(n * d)), logits(static_cast<size_t>(n * v));
-  float worst = 0;
-  for (int64_t t = 0; t < n;) {
-    const int64_t step = t == 0 ? 5 : (t == 20 ? 3 : 1);
-    m.Forward(p.ids.data() + t, step, cache, hidden.data());
-    m.Logits(hidden.data(), step, logits.data());
-    for (int64_t i = 0; i < step; ++i) {
-      for (int64_t j = 0; j < v; ++j) {
-        const float diff = std::fabs(logits[i * v + j] -
-                                     p.logits[static_cast<size_t>(t + i)][static_cast<size_t>(j)]);
-        worst = std::max(worst, diff);
-        ASSERT_LE(diff, kDecodeTol) << GetParam() << " position " << t + i;
-      }
-    }
-    t += step;
-  }
+  test::ExpectChunkedDecodeMatchesGolden(m, p, cache, kDecodeTol, GetParam());
   EXPECT_EQ(cache.size(), n);
-  std::printf("%s: largest decode |logit - transformers| = %.3g\n", GetParam(), worst);
 
   // Clear() starts over, here one token at a time from position 0 (fewer tokens than Mamba's
   // convolution window: its state supplies the zeros and then the earlier inputs).
   cache.Clear();
+  std::vector<float> hidden(static_cast<size_t>(d)), logits(static_cast<size_t>(v));
   for (int64_t t = 0; t < 8; ++t) {
     m.Forward(p.ids.data() + t, 1, cache, hidden.data());
     m.Logits(hidden.data(), 1, logits.data());
@@ -138,20 +82,14 @@ TEST_P(Recurrent, GreedyGenerationMatchesTransformers) {
   // The generate loop (prompt forward, then one token at a time through the state, greedy
   // Sampler) against transformers' argmax of full forwards.
   const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
-  const nlohmann::json g = ReadGoldenJson(GetParam()).at("greedy");
-  const std::vector<int32_t> prompt = g.at("prompt").get<std::vector<int32_t>>();
-  const std::vector<int32_t> want = g.at("new_tokens").get<std::vector<int32_t>>();
-  const std::vector<int32_t> got = test::GreedyTokens(m, prompt, want.size());
-  EXPECT_EQ(got, want) << GetParam()
-                       << " (smallest top-2 margin in transformers: " << g.at("min_top2_margin")
-                       << ")";
+  test::ExpectGreedyMatchesGolden(m, GetParam());
 }
 
 TEST_P(Recurrent, PerplexityWindowsStartFromTheInitialState) {
   // Two windows of the same 40 ids: each is run from a cleared cache, so the second scores as
   // the first, and both as transformers' logits say.
   const Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
-  const Prompt p = ReadGolden(GetParam()).back();
+  const GoldenPrompt p = test::ReadGoldenPrompts(GetParam()).back();
   double nll = 0;
   for (size_t t = 0; t + 1 < p.ids.size(); ++t) {
     double mx = -INFINITY, sum = 0;
@@ -175,7 +113,7 @@ TEST_P(Recurrent, FoldedScalesKeepTheOutput) {
   // rounding: the token-shift mixes and the decode state see the same scaled rows.
   Model m = Model::Load(TinyDir(GetParam()), LoadOptions{.int4 = false});
   const RecurrentSpec& spec = *ArchitectureOf(m.config()).recurrent;
-  const Prompt p = ReadGolden(GetParam()).back();
+  const GoldenPrompt p = test::ReadGoldenPrompts(GetParam()).back();
   const std::vector<float> before = test::PromptLogits(m, p.ids);
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> log2s(-1.0f, 1.0f);
@@ -197,7 +135,7 @@ TEST_P(Recurrent, FoldedScalesKeepTheOutput) {
   }
   EXPECT_EQ(folds, m.config().num_hidden_layers * (m.config().model_type == "rwkv" ? 2 : 1));
   const std::vector<float> after = test::PromptLogits(m, p.ids);
-  const float worst = MaxDiff(before, after);
+  const float worst = test::MaxAbsDiff(before, after);
   EXPECT_LE(worst, kFoldTol) << GetParam();
   std::printf("%s: largest |logit change| from folding = %.3g\n", GetParam(), worst);
 }
@@ -253,7 +191,7 @@ TEST_P(Recurrent, AwqQuantizeSaveAndReload) {
       Tokenizer::FromHfJson(src + "/tokenizer.json", src + "/tokenizer_config.json");
   const std::string tmp = test::MakeTempDir("recurrent");
   const QuantizeOptions o = TinyAwqOptions(tmp);
-  const Prompt p = ReadGolden(GetParam()).back();
+  const GoldenPrompt p = test::ReadGoldenPrompts(GetParam()).back();
   const std::vector<float> before = test::PromptLogits(m, p.ids);
 
   // RTN on a copy, for the comparison.
@@ -296,7 +234,8 @@ TEST_P(Recurrent, AwqQuantizeSaveAndReload) {
   const std::string out2 = tmp + "/q2";
   QuantizeToFolder(src, tok, o, out2, 5000000000ull, false);
   const Model back2 = Model::Load(out2, LoadOptions{.int4 = false});
-  EXPECT_LE(MaxDiff(test::PromptLogits(back2, p.ids), test::PromptLogits(Model::Load(out), p.ids)),
+  EXPECT_LE(test::MaxAbsDiff(test::PromptLogits(back2, p.ids),
+                             test::PromptLogits(Model::Load(out), p.ids)),
             0.0f);
 }
 
@@ -331,8 +270,9 @@ TEST(RecurrentMamba, DtProjFollowsTheGroupSize) {
     EXPECT_EQ(std::find(skip.begin(), skip.end(), "mixer.dt_proj") != skip.end(), !packed)
         << skip.dump();
     const Model back = Model::Load(out, LoadOptions{.int4 = false});
-    const Prompt p = ReadGolden("mamba").back();
-    EXPECT_LE(MaxDiff(test::PromptLogits(back, p.ids), test::PromptLogits(m, p.ids)), 2e-2f);
+    const GoldenPrompt p = test::ReadGoldenPrompts("mamba").back();
+    EXPECT_LE(test::MaxAbsDiff(test::PromptLogits(back, p.ids), test::PromptLogits(m, p.ids)),
+              2e-2f);
   }
 }
 
@@ -359,45 +299,29 @@ TEST_P(Recurrent, BlockPointAnalysesAreRefused) {
 INSTANTIATE_TEST_SUITE_P(Families, Recurrent, ::testing::Values("mamba", "rwkv"),
                          [](const auto& info) { return std::string(info.param); });
 
-// A copy of a tiny folder whose config.json has `key` set to `value`.
-std::string EditedCopy(const std::string& name, const std::string& key,
-                       const nlohmann::json& value) {
-  const std::string dir = test::MakeTempDir("recurrent_" + name);
-  for (const auto& f : std::filesystem::directory_iterator(TinyDir(name))) {
-    std::filesystem::copy_file(f.path(), dir + "/" + f.path().filename().string(),
-                               std::filesystem::copy_options::overwrite_existing);
-  }
-  std::ifstream in(dir + "/config.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  in.close();
-  if (value.is_null()) {
-    j.erase(key);
-  } else {
-    j[key] = value;
-  }
-  std::ofstream(dir + "/config.json") << j.dump(2);
-  return dir;
-}
-
 TEST(RecurrentConfig, ErrorsNameFileKeyAndValue) {
   const LoadOptions fp32{.int4 = false};
-  test::ExpectError([&] { Model::Load(EditedCopy("mamba", "state_size", 0), fp32); },
+  test::ExpectError([&] { Model::Load(test::EditedTinyCopy("mamba", "state_size", 0), fp32); },
                     {"config.json", "state_size", "0"});
-  test::ExpectError([&] { Model::Load(EditedCopy("mamba", "time_step_rank", "big"), fp32); },
-                    {"config.json", "time_step_rank", "big"});
-  test::ExpectError([&] { Model::Load(EditedCopy("mamba", "hidden_act", "gelu"), fp32); },
+  test::ExpectError(
+      [&] { Model::Load(test::EditedTinyCopy("mamba", "time_step_rank", "big"), fp32); },
+      {"config.json", "time_step_rank", "big"});
+  test::ExpectError([&] { Model::Load(test::EditedTinyCopy("mamba", "hidden_act", "gelu"), fp32); },
                     {"config.json", "hidden_act", "gelu"});
-  test::ExpectError([&] { Model::Load(EditedCopy("mamba", "use_bias", 3), fp32); },
+  test::ExpectError([&] { Model::Load(test::EditedTinyCopy("mamba", "use_bias", 3), fp32); },
                     {"config.json", "use_bias", "3"});
-  test::ExpectError([&] { Model::Load(EditedCopy("rwkv", "attention_hidden_size", -4), fp32); },
-                    {"config.json", "attention_hidden_size", "-4"});
-  test::ExpectError([&] { Model::Load(EditedCopy("rwkv", "hidden_size", nullptr), fp32); },
-                    {"config.json", "hidden_size", "missing"});
+  test::ExpectError(
+      [&] { Model::Load(test::EditedTinyCopy("rwkv", "attention_hidden_size", -4), fp32); },
+      {"config.json", "attention_hidden_size", "-4"});
+  test::ExpectError(
+      [&] { Model::Load(test::EditedTinyCopy("rwkv", "hidden_size", nullptr), fp32); },
+      {"config.json", "hidden_size", "missing"});
   // A wider state than the checkpoint holds: the first tensor whose shape disagrees is named.
-  test::ExpectError([&] { Model::Load(EditedCopy("mamba", "state_size", 16), fp32); },
+  test::ExpectError([&] { Model::Load(test::EditedTinyCopy("mamba", "state_size", 16), fp32); },
                     {"backbone.layers.0.mixer", "shape", "40"});
-  test::ExpectError([&] { Model::Load(EditedCopy("rwkv", "intermediate_size", 80), fp32); },
-                    {"rwkv.blocks.0.feed_forward", "shape", "80"});
+  test::ExpectError(
+      [&] { Model::Load(test::EditedTinyCopy("rwkv", "intermediate_size", 80), fp32); },
+      {"rwkv.blocks.0.feed_forward", "shape", "80"});
 }
 
 TEST(RecurrentConfig, ParameterCountAndLinearNames) {

@@ -55,13 +55,13 @@ std::vector<float> Formula(const Operands& o, float alpha, float beta) {
   std::vector<float> c = o.c;
   for (int64_t i = 0; i < o.m; ++i) {
     for (int64_t j = 0; j < o.n; ++j) {
-      float acc = beta == 0.0f ? 0.0f : (beta == 1.0f ? c[i * o.ldc + j] : beta * c[i * o.ldc + j]);
+      float acc = 0.0f;
       for (int64_t p = 0; p < o.k; ++p) {
         const float a = o.ta ? o.a[p * o.lda + i] : o.a[i * o.lda + p];
         const float b = o.tb ? o.b[j * o.ldb + p] : o.b[p * o.ldb + j];
         acc = std::fma(alpha * a, b, acc);
       }
-      c[i * o.ldc + j] = acc;
+      c[i * o.ldc + j] = beta == 0.0f ? acc : std::fma(beta, c[i * o.ldc + j], acc);
     }
   }
   return c;
@@ -177,6 +177,22 @@ TEST(OrderedSgemm, LinearIsTheSameOnOneTwoAndThreeThreads) {
   EXPECT_EQ(outs[0], outs[1]);
   EXPECT_EQ(outs[0], outs[2]);
   EXPECT_EQ(outs[0], Formula(o, 1.0f, 1.0f));
+}
+
+TEST(OrderedSgemm, AccumulatingEqualsAddingTheProduct) {
+  // The block walk adds o_proj's and down_proj's products into the residual directly, or keeps
+  // them apart for an observer and adds after: both must give the same bytes.
+  std::mt19937 rng(13);
+  const Operands o = Make({70, 130, 600}, false, true, rng);
+  std::vector<float> direct = o.c, product(o.c.size()), added = o.c;
+  LinearF32(o.a.data(), o.lda, o.b.data(), o.ldb, direct.data(), o.ldc, o.m, o.n, o.k, true,
+            ThreadPool::Global());
+  LinearF32(o.a.data(), o.lda, o.b.data(), o.ldb, product.data(), o.ldc, o.m, o.n, o.k, false,
+            ThreadPool::Global());
+  for (int64_t i = 0; i < o.m; ++i) {
+    for (int64_t j = 0; j < o.n; ++j) added[i * o.ldc + j] += product[i * o.ldc + j];
+  }
+  EXPECT_EQ(direct, added);
 }
 
 TEST(OrderedSgemm, PathNamesAndSupport) {

@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
 
@@ -157,6 +159,116 @@ std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids)
   std::vector<float> logits(static_cast<size_t>(n * m.config().vocab_size));
   m.Logits(hidden.data(), n, logits.data());
   return logits;
+}
+
+std::string TinyDir(const std::string& name) { return DataPath("tiny/" + name); }
+
+namespace {
+nlohmann::json ReadGoldenJson(const std::string& name) {
+  const std::string path = TinyDir(name) + "/golden.json";
+  std::ifstream f(path);
+  EXPECT_TRUE(f.good()) << path;
+  return nlohmann::json::parse(f);
+}
+}  // namespace
+
+std::vector<GoldenPrompt> ReadGoldenPrompts(const std::string& name) {
+  const nlohmann::json golden = ReadGoldenJson(name);  // alive through the loop below
+  std::vector<GoldenPrompt> out;
+  for (const auto& p : golden.at("prompts")) {
+    out.push_back({p.at("ids").get<std::vector<int32_t>>(),
+                   p.at("logits").get<std::vector<std::vector<float>>>()});
+  }
+  return out;
+}
+
+float ExpectPromptLogitsMatchGolden(const Model& m, const std::string& name, float tol) {
+  const int64_t v = m.config().vocab_size;
+  float worst = 0;
+  const std::vector<GoldenPrompt> prompts = ReadGoldenPrompts(name);
+  EXPECT_FALSE(prompts.empty()) << name << ": no golden prompts";
+  for (const GoldenPrompt& p : prompts) {
+    const std::vector<float> logits = PromptLogits(m, p.ids);
+    for (size_t t = 0; t < p.ids.size(); ++t) {
+      EXPECT_EQ(static_cast<int64_t>(p.logits[t].size()), v);
+      if (static_cast<int64_t>(p.logits[t].size()) != v) return worst;
+      for (int64_t j = 0; j < v; ++j) {
+        const float diff = std::fabs(logits[t * v + j] - p.logits[t][static_cast<size_t>(j)]);
+        worst = std::max(worst, diff);
+        if (diff > tol) {
+          ADD_FAILURE() << name << " position " << t << " logit " << j << ": |diff| " << diff
+                        << " > " << tol;
+          return worst;
+        }
+      }
+    }
+  }
+  std::printf("%s: largest |logit - transformers| = %.3g\n", name.c_str(), worst);
+  return worst;
+}
+
+float ExpectChunkedDecodeMatchesGolden(const Model& m, const GoldenPrompt& p, KvCache& cache,
+                                       float tol, const std::string& name) {
+  const int64_t v = m.config().vocab_size, d = m.config().hidden_size;
+  const int64_t n = static_cast<int64_t>(p.ids.size());
+  std::vector<float> hidden(static_cast<size_t>(n * d)), logits(static_cast<size_t>(n * v));
+  float worst = 0;
+  for (int64_t t = 0; t < n;) {
+    const int64_t step = std::min<int64_t>(n - t, t == 0 ? 5 : (t == 20 ? 3 : 1));
+    m.Forward(p.ids.data() + t, step, cache, hidden.data());
+    m.Logits(hidden.data(), step, logits.data());
+    for (int64_t i = 0; i < step; ++i) {
+      for (int64_t j = 0; j < v; ++j) {
+        const float diff = std::fabs(logits[i * v + j] -
+                                     p.logits[static_cast<size_t>(t + i)][static_cast<size_t>(j)]);
+        worst = std::max(worst, diff);
+        if (diff > tol) {
+          ADD_FAILURE() << name << " position " << t + i << " logit " << j << ": |diff| " << diff
+                        << " > " << tol;
+          return worst;
+        }
+      }
+    }
+    t += step;
+  }
+  std::printf("%s: largest decode |logit - transformers| = %.3g\n", name.c_str(), worst);
+  return worst;
+}
+
+void ExpectGreedyMatchesGolden(const Model& m, const std::string& name) {
+  const nlohmann::json g = ReadGoldenJson(name).at("greedy");
+  const std::vector<int32_t> prompt = g.at("prompt").get<std::vector<int32_t>>();
+  const std::vector<int32_t> want = g.at("new_tokens").get<std::vector<int32_t>>();
+  EXPECT_EQ(GreedyTokens(m, prompt, want.size()), want)
+      << name << " (smallest top-2 margin in transformers: " << g.at("min_top2_margin") << ")";
+}
+
+std::string EditedTinyCopy(const std::string& name, const std::string& key,
+                           const nlohmann::json& value) {
+  const std::string dir = MakeTempDir("tiny_" + name);
+  for (const auto& f : std::filesystem::directory_iterator(TinyDir(name))) {
+    std::filesystem::copy_file(f.path(), dir + "/" + f.path().filename().string(),
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  std::ifstream in(dir + "/config.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  in.close();
+  if (value.is_null()) {
+    j.erase(key);
+  } else {
+    j[key] = value;
+  }
+  std::ofstream(dir + "/config.json") << j.dump(2);
+  return dir;
+}
+
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float worst = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    worst = std::max(worst, std::fabs(a[i] - b[i]));
+  }
+  return worst;
 }
 
 std::string WriteTinyCalibration(const std::string& dir, uint64_t seed) {

@@ -5,12 +5,14 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace awq {
+class KvCache;
 class Model;
-}
+}  // namespace awq
 
 namespace awq::test {
 
@@ -59,6 +61,34 @@ std::string WriteTinyCalibration(const std::string& dir, uint64_t seed = 7);
 
 // The fp32 logits [n, V] of `ids` at positions 0..n-1, in one prompt pass from an empty cache.
 std::vector<float> PromptLogits(const Model& m, const std::vector<int32_t>& ids);
+
+// ---- Tiny random-weight models with transformers' golden outputs (tests/data/tiny/<name>,
+// written by tools/make_tiny_models.py; the golden.json format is in docs/GOLDEN.md).
+
+std::string TinyDir(const std::string& name);
+// One golden prompt: its ids and transformers' fp32 logits [T][V].
+struct GoldenPrompt {
+  std::vector<int32_t> ids;
+  std::vector<std::vector<float>> logits;
+};
+std::vector<GoldenPrompt> ReadGoldenPrompts(const std::string& name);
+// Expects the logits of one prompt pass over each golden prompt within `tol` of transformers'
+// (failing at the first position beyond it) and prints and returns the largest difference.
+float ExpectPromptLogitsMatchGolden(const Model& m, const std::string& name, float tol);
+// Runs `p` through `cache` as a prompt of 5 tokens, then one token at a time, with a second
+// prompt of 3 at position 20, expecting every position's logits within `tol` of the golden ones;
+// prints and returns the largest difference.
+float ExpectChunkedDecodeMatchesGolden(const Model& m, const GoldenPrompt& p, KvCache& cache,
+                                       float tol, const std::string& name);
+// Expects the generate loop's greedy continuation of the golden "greedy" prompt to be
+// transformers' tokens.
+void ExpectGreedyMatchesGolden(const Model& m, const std::string& name);
+// A copy of tests/data/tiny/<name> in a fresh temp folder whose config.json has `key` set to
+// `value` (removed when `value` is null); returns the folder.
+std::string EditedTinyCopy(const std::string& name, const std::string& key,
+                           const nlohmann::json& value);
+// The largest |a[i] - b[i]| (the sizes expected equal).
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b);
 
 // n draws of N(0, scale^2) from mt19937_64 seeded with `seed`.
 std::vector<float> RandomNormal(size_t n, uint64_t seed, float scale = 1.0f);

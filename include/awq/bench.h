@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace awq {
@@ -41,9 +42,13 @@ class BandwidthProbe {
 MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array = 256ll << 20,
                                        int reps = 5);
 
-// The fp32 GEMM rate of the machine as the quantizer's searches call it: LinearF32 (oneDNN sgemm
-// per thread) on m x n x k = 2048 x 2048 x 2048 over `pool`, best of `reps`, in GFLOP/s.
+// The fp32 GEMM rate of the machine as the quantizer's searches call it: LinearF32 (the sgemm in
+// use, per thread) on m x n x k = 2048 x 2048 x 2048 over `pool`, best of `reps`, in GFLOP/s.
 double MeasureSgemmGflops(ThreadPool& pool, int reps = 3);
+
+// The sgemm the fp32 products run (AWQ_SGEMM or the automatic choice): "avx2 (ordered)",
+// "onednn", ...; benchmarks print it next to fp32 figures (docs/KERNELS.md has their speeds).
+std::string SgemmInUse();
 
 struct BenchOptions {
   int64_t prompt_tokens = 512;  // prefill: one forward over a prompt of this many tokens

@@ -180,7 +180,10 @@ int RunBench(const BenchArgs& a) {
   }
   const BandwidthSummary triad = Summarize(entries, true), read = Summarize(entries, false);
   if (a.json) {
-    nlohmann::json j = {{"model", subject}, {"threads", pool.size()}, {"int4_kernel", kernel}};
+    nlohmann::json j = {{"model", subject},
+                        {"threads", pool.size()},
+                        {"int4_kernel", kernel},
+                        {"fp32_sgemm", SgemmInUse()}};
     if (!a.skip_memory) {
       j["memory"] = {{"bytes_per_array", 256ll << 20},  {"triad_gb_per_s", triad.median},
                      {"triad_gb_per_s_low", triad.low}, {"triad_gb_per_s_high", triad.high},
@@ -195,8 +198,8 @@ int RunBench(const BenchArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("model: %s\nthreads: %d, int4 kernels: %s\n", subject.c_str(), pool.size(),
-              kernel.c_str());
+  std::printf("model: %s\nthreads: %d, int4 kernels: %s, fp32 sgemm: %s\n", subject.c_str(),
+              pool.size(), kernel.c_str(), SgemmInUse().c_str());
   if (!a.skip_memory) {
     std::printf(
         "memory bandwidth (256 MiB arrays, measured before the first run and after every run): "

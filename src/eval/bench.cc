@@ -111,6 +111,11 @@ MemoryBandwidth BandwidthProbe::Measure(int reps) const {
   return r;
 }
 
+std::string SgemmInUse() {
+  const SgemmPath p = ActiveSgemmPath();
+  return std::string(SgemmPathName(p)) + (p == SgemmPath::kOneDnn ? "" : " (ordered)");
+}
+
 double MeasureSgemmGflops(ThreadPool& pool, int reps) {
   constexpr int64_t kN = 2048;
   std::vector<float> a(static_cast<size_t>(kN * kN)), b(a.size()), c(a.size());

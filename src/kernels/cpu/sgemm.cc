@@ -119,22 +119,28 @@ sgemm_tile::TileSet sgemm_tile::ScalarTiles() {
 void sgemm_tile::SgemmOrdered(const TileSet& set, bool trans_a, bool trans_b, int64_t m, int64_t n,
                               int64_t k, float alpha, const float* a, int64_t lda, const float* b,
                               int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (beta != 0.0f && beta != 1.0f) {
+  if (beta != 0.0f) {
+    // The product's chains start from 0 and C is added after, as BLAS defines beta: accumulating
+    // into C then gives the bytes of computing the product and adding it, which the block walk's
+    // two paths (residual added by the product, or kept apart for an observer) rely on.
+    float* t = ThreadScratch<6>(static_cast<size_t>(m * n));
+    SgemmOrdered(set, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 0.0f, t, n);
     for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] *= beta;
+      float* ci = c + i * ldc;
+      const float* ti = t + i * n;
+      for (int64_t j = 0; j < n; ++j) ci[j] = std::fma(beta, ci[j], ti[j]);
     }
+    return;
   }
   if (k == 0) {
-    if (beta == 0.0f) {
-      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    }
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
     return;
   }
   if (m == 1 && trans_b) {
     // One row times W^T: the row scaled by alpha, then each output's chain straight from W.
     float* xa = ThreadScratch<4>(static_cast<size_t>(k));
     for (int64_t p = 0; p < k; ++p) xa[p] = alpha * (trans_a ? a[p * lda] : a[p]);
-    set.gemv_trans(xa, b, ldb, n, k, c, beta != 0.0f);
+    set.gemv_trans(xa, b, ldb, n, k, c, false);
     return;
   }
   const TileKernel& t = m <= kNarrowMaxRows ? set.narrow : set.wide;
@@ -150,7 +156,7 @@ void sgemm_tile::SgemmOrdered(const TileSet& set, bool trans_a, bool trans_b, in
     const int64_t ncols = std::min(kNc, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKc) {
       const int64_t kc = std::min(kKc, k - pc);
-      const bool load = pc > 0 || beta != 0.0f;
+      const bool load = pc > 0;
       if (!one_row_block) {
         for (int64_t jr = 0; jr < ncols; jr += t.nb) {
           PackB(trans_b, b, ldb, pc, kc, jc + jr, std::min<int64_t>(t.nb, ncols - jr), t.nb,

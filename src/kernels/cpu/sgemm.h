@@ -17,10 +17,11 @@ void LinearF32(const float* x, int64_t ldx, const float* w, int64_t ldw, float* 
                int64_t m, int64_t n, int64_t k, bool accumulate, ThreadPool& pool);
 
 // Single-threaded row-major sgemm: c = op(a) * op(b) * alpha + c * beta, on the path
-// ActiveSgemmPath() names. On the ordered paths c[i][j] is
-//   acc = (beta == 0 ? 0 : beta * c[i][j]); for p = 0 .. k-1: acc = fma(alpha * a[i][p], b[p][j],
-//   acc)
-// with every product and sum rounded as written, identical on every ordered path.
+// ActiveSgemmPath() names. On the ordered paths c[i][j] becomes
+//   acc = 0; for p = 0 .. k-1: acc = fma(alpha * a[i][p], b[p][j], acc);
+//   c[i][j] = (beta == 0 ? acc : fma(beta, c[i][j], acc))
+// with every product and sum rounded as written, identical on every ordered path; the product
+// does not depend on beta, so accumulating into c equals adding the product afterwards.
 void SgemmSerial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc);

@@ -325,6 +325,23 @@ void CheckInt8Case(const Case& c, uint32_t seed) {
   std::vector<std::vector<float>> got;
   for (const auto& k : kernels) got.push_back(Run(k.second, w, c, x, ldx, y0, ldy));
   int failures = 0;
+  // Prompts on blocks of 16: the AVX-512 VNNI GEMM does the AVX2 int8 GEMM's arithmetic lane for
+  // lane, so the two give the same bits (native or SIMDe, wherever the AVX2 one runs).
+  if (c.m >= 2 && Int8BlockFor(gs) == 16 && Int4KernelAvailable(Int4Kernel::kAvx2Int8)) {
+    for (size_t f = 0; f < kernels.size(); ++f) {
+      if (kernels[f].first.rfind("avx512-int8", 0) != 0) continue;
+      const std::vector<float> avx2 = Run(Int4Kernel::kAvx2Int8, w, c, x, ldx, y0, ldy);
+      for (int64_t i = 0; i < c.m && failures < 5; ++i) {
+        for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
+          if (got[f][i * ldy + o] != avx2[i * ldy + o]) {
+            ++failures;
+            ADD_FAILURE() << kernels[f].first << " at (" << i << ", " << o
+                          << "): " << got[f][i * ldy + o] << " vs avx2-int8 " << avx2[i * ldy + o];
+          }
+        }
+      }
+    }
+  }
   for (int64_t i = 0; i < c.m && failures < 5; ++i) {
     const int64_t bs = Int8BlockFor(gs);
     std::vector<double> step(q.in / bs);
@@ -366,7 +383,8 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
   uint32_t seed = 500;
   int variant = 0;
   for (const Shape& s : shapes) {
-    // m >= 2 runs the AVX2 kernel's GEMM (panels of 5 rows; 17 leaves a partial one).
+    // m >= 2 runs the GEMMs (panels of 5 rows for AVX2 and 8 for AVX-512; 17 leaves a partial
+    // one in both).
     for (int64_t m : {1, 3, 17}) {
       for (bool zp : {true, false}) {
         const bool misalign = (variant & 1) != 0, acc = (variant & 2) != 0;

@@ -63,7 +63,9 @@ Int4Kernel EnvKernel() {
 
 // kAuto's (int8_prompts false) or kAutoInt8's (true) choice for m rows on this CPU.
 Int4Kernel AutoKernel(int64_t m, bool int8_prompts) {
-  if (int8_prompts && m > 1 && CpuHasAvx2Fma16()) return Int4Kernel::kAvx2Int8;
+  if (int8_prompts && m > 1 && CpuHasAvx2Fma16()) {
+    return CpuHasAvx512Vnni() ? Int4Kernel::kAvx512Int8 : Int4Kernel::kAvx2Int8;
+  }
   if (CpuHasNeonDot()) return m == 1 ? Int4Kernel::kNeonInt8 : Int4Kernel::kReference;
   if (!CpuHasAvx2Fma16()) return Int4Kernel::kReference;
   if (m == 1) return CpuHasAvx512Vnni() ? Int4Kernel::kAvx512Int8 : Int4Kernel::kAvx2Int8;
@@ -164,13 +166,7 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
       Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
     case Int4Kernel::kAvx512Int8:
-      // A GEMV: prompts go to the AVX2 int8 GEMM (the same int8 activations) rather than one
-      // pass over the weights per prompt row.
-      if (m >= 2) {
-        Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
-      } else {
-        Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
-      }
+      Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
 #endif
 #if defined(__aarch64__)

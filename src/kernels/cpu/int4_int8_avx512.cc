@@ -1,6 +1,7 @@
-// AVX-512 VNNI GEMV with int8 activations: one 64-byte load holds two code slots (8 rows x 16
-// inputs) and vpdpbusd multiplies the u4 codes with the s8 activations and adds groups of four
-// products into int32 in one instruction, where AVX2 needs vpmaddubsw + vpaddw + vpmaddwd.
+// AVX-512 VNNI GEMV and GEMM with int8 activations. GEMV: one 64-byte load holds two code slots
+// (8 rows x 16 inputs) and vpdpbusd multiplies the u4 codes with the s8 activations and adds
+// groups of four products into int32 in one instruction, where AVX2 needs vpmaddubsw + vpaddw +
+// vpmaddwd. GEMM (prompts): below, at its code.
 //
 // The same source is compiled a second time against SIMDe's portable AVX-512 (AWQ_EMULATE_SIMD,
 // into namespace awq::emulated) so the test suite checks it against the scalar oracle on CPUs
@@ -13,9 +14,13 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
+#include <vector>
+
 #include "awq/thread_pool.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/scratch.h"
 
 namespace awq {
 #if defined(AWQ_EMULATE_SIMD)
@@ -134,10 +139,183 @@ void RangeBlock16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw
   RangeOf(w, b0, b1, xw, xs, group_sum, 16, y, accumulate);
 }
 
+// ---- GEMM: many rows of x (prompts) ----------------------------------------------------------
+//
+// Two row blocks (16 weight rows) per register: the low half holds a code slot of row block b,
+// the high half the same slot of row block b + 1, so every lane of a vpdpbusd meets the same
+// four activations and their word is one embedded broadcast from memory ({1to16}). Per 16-input
+// block and row of x: 4 vpdpbusd, 1 convert, 1 multiply and 1 FMA for 16 weight rows, where the
+// AVX2 GEMM spends 4 vpmaddubsw, 3 vpaddw, 1 vpmaddwd, 1 convert, 1 multiply and 1 FMA on 8.
+// The arithmetic per lane is the AVX2 GEMM's (exact int32 dot, then (s * xs) * dot + acc and
+// acc - (z * s) * group_sum in the same order), so both give the same bits.
+
+// Rows of x per micro-kernel call: eight accumulators, the four nibble vectors and the group
+// scale take 14 of the 32 registers.
+constexpr int kMt = 8;
+
+// A panel of kMt rows of x, quantized: words [in / 4][kMt], block scales [in / 16][kMt], group
+// sums [n_groups][kMt], each read by the micro-kernel as one sequential stream. Rows past m are
+// zero (scales and sums too), which gives zero outputs.
+struct PanelView {
+  int32_t* words;
+  float* scales;
+  float* group_sums;
+};
+int64_t PanelFloats(int64_t in, int64_t n_groups) { return (in / 4 + in / 16 + n_groups) * kMt; }
+PanelView Panel(float* base, int64_t in) {
+  float* scales = base + in / 4 * kMt;
+  return {reinterpret_cast<int32_t*>(base), scales, scales + in / 16 * kMt};
+}
+
+// Row t of the panel from one row of x: the AVX2 quantizer where the CPU runs AVX2 (always, on a
+// CPU with AVX-512), else the scalar one it equals bit for bit (the SIMDe build on other CPUs).
+void QuantizeRowIntoPanel(const float* x, int64_t in, int64_t group_size, int t,
+                          const PanelView& p) {
+  const int64_t n_words = in / 4, n_blocks = in / 16, ng = in / group_size;
+  float* row = ThreadScratch<8>(static_cast<size_t>(n_words + n_blocks + ng));
+  int32_t* words = reinterpret_cast<int32_t*>(row);
+  float* scales = row + n_words;
+  float* sums = scales + n_blocks;
+#if defined(__x86_64__)
+  const bool vector_quantizer = CpuHasAvx2Fma16();
+#else
+  const bool vector_quantizer = false;
+#endif
+  if (vector_quantizer) {
+#if defined(__x86_64__)
+    QuantizeInt8Block16Avx2(x, in, group_size, words, scales, sums);
+#endif
+  } else {
+    Int8Activations a;
+    QuantizeActivationsInt8(x, in, group_size, &a);
+    std::vector<int32_t> w;
+    InterleaveForSlots(a, &w);
+    std::copy(w.begin(), w.end(), words);
+    std::copy(a.scale.begin(), a.scale.end(), scales);
+    std::copy(a.group_sum.begin(), a.group_sum.end(), sums);
+  }
+  for (int64_t j = 0; j < n_words; ++j) p.words[j * kMt + t] = words[j];
+  for (int64_t j = 0; j < n_blocks; ++j) p.scales[j * kMt + t] = scales[j];
+  for (int64_t g = 0; g < ng; ++g) p.group_sums[g * kMt + t] = sums[g];
+}
+
+// 16 lanes from two 8-lane halves.
+inline __m512 Join(__m256 lo, __m256 hi) {
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
+inline __m512i Join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// Lanes 0-7 of out[t]: rows 8b..8b+7 of W times row t of the panel; lanes 8-15: rows of row block
+// b + 1 (kPair), or zero codes with unused results (the last, odd row block).
+template <bool kPair>
+void KernelPanel(const Int4Matrix& w, int64_t b, const PanelView& p, __m512* out) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[kMt];
+  AWQ_UNROLL for (int t = 0; t < kMt; ++t) acc[t] = _mm512_setzero_ps();
+  const int32_t* xw = p.words;
+  const float* xs = p.scales;
+  const Int4Codes* ha = w.group(b, 0);
+  const Int4Codes* hb = kPair ? w.group(b + 1, 0) : ha;
+  const int64_t blocks_per_group = w.group_size / 16;
+  const auto half = [](const Int4Codes* c) {
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+  };
+  const auto scales = [](const Int4Codes* h, int i) {
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h) + i));
+  };
+  for (int64_t g = 0; g < w.n_groups(); ++g, ha += w.slots_per_group(), hb += w.slots_per_group()) {
+    const __m512 s = Join(scales(ha, 0), kPair ? scales(hb, 0) : _mm256_setzero_ps());
+    const Int4Codes* ca = ha + 1;
+    const Int4Codes* cb = hb + 1;
+    for (int64_t j = 0; j < blocks_per_group; ++j, ca += 2, cb += 2, xw += 4 * kMt, xs += kMt) {
+      const __m512i v0 = Join(half(ca), kPair ? half(cb) : _mm256_setzero_si256());
+      const __m512i v1 = Join(half(ca + 1), kPair ? half(cb + 1) : _mm256_setzero_si256());
+      const __m512i n0 = _mm512_and_si512(v0, low4);
+      const __m512i n1 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), low4);
+      const __m512i n2 = _mm512_and_si512(v1, low4);
+      const __m512i n3 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), low4);
+      AWQ_UNROLL for (int t = 0; t < kMt; ++t) {
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), n0, _mm512_set1_epi32(xw[t]));
+        d = _mm512_dpbusd_epi32(d, n1, _mm512_set1_epi32(xw[kMt + t]));
+        d = _mm512_dpbusd_epi32(d, n2, _mm512_set1_epi32(xw[2 * kMt + t]));
+        d = _mm512_dpbusd_epi32(d, n3, _mm512_set1_epi32(xw[3 * kMt + t]));
+        acc[t] = _mm512_fmadd_ps(ToFloat(d), _mm512_mul_ps(s, _mm512_set1_ps(xs[t])), acc[t]);
+      }
+    }
+    const __m512 zs =
+        _mm512_mul_ps(Join(scales(ha, 1), kPair ? scales(hb, 1) : _mm256_setzero_ps()), s);
+    AWQ_UNROLL for (int t = 0; t < kMt; ++t) {
+      acc[t] = _mm512_fnmadd_ps(zs, _mm512_set1_ps(p.group_sums[g * kMt + t]), acc[t]);
+    }
+  }
+  AWQ_UNROLL for (int t = 0; t < kMt; ++t) out[t] = acc[t];
+}
+
+// Stores (or adds) the outputs of row blocks b and b + 1 (where it exists) to one row of y.
+void StoreRowBlocks(__m512 r, float* y, int64_t b, int64_t out, bool accumulate) {
+  alignas(64) float tmp[2 * kInt4Rows];
+  _mm512_store_ps(tmp, r);
+  const int64_t valid = std::min<int64_t>(2 * kInt4Rows, out - b * kInt4Rows);
+  float* yb = y + b * kInt4Rows;
+  for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
+}
+
+// Panels a thread sweeps with each pair of row blocks before moving on: about 256 KiB, so they
+// stay in L2 while the row blocks stream past (the AVX2 GEMM's choice).
+constexpr int64_t kPanelChunkBytes = 256 << 10;
+
+void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+              bool accumulate, ThreadPool& pool) {
+  const int64_t in = w.in, panels = (m + kMt - 1) / kMt;
+  const int64_t per_panel = PanelFloats(in, w.n_groups());
+  float* buf = ThreadScratch<7>(static_cast<size_t>(panels * per_panel));
+  pool.ParallelFor(panels, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
+      float* base = buf + p * per_panel;
+      if (rows < kMt) std::fill(base, base + per_panel, 0.0f);  // all-zero bits: 0 and 0.0f
+      for (int t = 0; t < rows; ++t) {
+        QuantizeRowIntoPanel(x + (p * kMt + t) * ldx, in, w.group_size, t, Panel(base, in));
+      }
+    }
+  });
+  const int64_t chunk =
+      std::max<int64_t>(1, kPanelChunkBytes / (per_panel * static_cast<int64_t>(sizeof(float))));
+  const int64_t pairs = (w.row_blocks() + 1) / 2;
+  pool.ParallelFor(pairs, [&](int64_t q0, int64_t q1, int) {
+    __m512 out[kMt];
+    for (int64_t c0 = 0; c0 < panels; c0 += chunk) {
+      const int64_t c1 = std::min(panels, c0 + chunk);
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t b = 2 * q;
+        for (int64_t p = c0; p < c1; ++p) {
+          if (b + 1 < w.row_blocks()) {
+            KernelPanel<true>(w, b, Panel(buf + p * per_panel, in), out);
+          } else {
+            KernelPanel<false>(w, b, Panel(buf + p * per_panel, in), out);
+          }
+          const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
+          for (int t = 0; t < rows; ++t) {
+            StoreRowBlocks(out[t], y + (p * kMt + t) * ldy, b, w.out, accumulate);
+          }
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                           int64_t ldy, bool accumulate, ThreadPool& pool) {
+  // Two or more rows on blocks of 16: the GEMM reads each pair of weight row blocks once per
+  // panel chunk instead of once per row of x.
+  if (m >= 2 && Int8BlockFor(w.group_size) == 16) {
+    return GemmInt8(w, x, ldx, m, y, ldy, accumulate, pool);
+  }
 #if defined(__x86_64__)
   // A decode step on blocks of 16 goes through the AVX2 GEMV's driver: the vectorized quantizer
   // into reused scratch, chunks sized by the matrix, the streams' first lines requested together

@@ -3,8 +3,8 @@
 # of wall time on one core, starting from its committed seeds plus the corpus grown by earlier
 # runs in WORK, restarted after a finding (the crashing input is kept in WORK/<target>/findings).
 # At the end each target's corpus is minimised with -merge=1 into WORK/<target>/merged, and a
-# summary line per target (seconds, executions, cov, ft, corpus size, findings) goes to
-# WORK/summary.tsv. Copy merged/ over fuzz/seeds/<target>/ to commit the grown corpus.
+# summary line per target (wall seconds, CPU seconds of the fuzzer, executions, cov, ft, corpus
+# files and KiB, findings) goes to WORK/summary.tsv. Copy merged/ over fuzz/seeds/<target>/ to commit the grown corpus.
 #
 #   SECS=600 WORK=/tmp/fuzzrun bash scripts/fuzz_campaign.sh [target ...]
 #
@@ -20,6 +20,9 @@ if [[ ${#targets[@]} -eq 0 ]]; then
            quant_config_fuzz awq_checkpoint_fuzz)
 fi
 mkdir -p "$WORK"
+# CPU time (user + system, in clock ticks) of this shell's finished children: the fuzzer runs.
+child_ticks() { awk '{print $16 + $17}' /proc/$$/stat; }
+hz=$(getconf CLK_TCK)
 for t in "${targets[@]}"; do
   bin="$BUILD/fuzz/$t"
   [[ -x "$bin" ]] || { echo "fuzz_campaign: $bin is missing; build it with -DAWQ_FUZZ=ON" >&2; exit 1; }
@@ -27,6 +30,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$dir/corpus" "$dir/findings"
   cp -n fuzz/seeds/"$t"/* "$dir/corpus/" 2>/dev/null || true
   start=$(date +%s)
+  ticks0=$(child_ticks)
   left=$SECS
   execs=0
   findings=0
@@ -58,10 +62,11 @@ for t in "${targets[@]}"; do
     left=$((SECS - ($(date +%s) - start)))
   done
   secs=$(($(date +%s) - start))
+  cpu=$((($(child_ticks) - ticks0) / hz))
   rm -rf "$dir/merged" && mkdir -p "$dir/merged"
   "$bin" -merge=1 "$dir/merged" fuzz/seeds/"$t" "$dir/corpus" >"$dir/merge.log" 2>&1 || true
   files=$(find "$dir/merged" -type f | wc -l)
   kib=$(du -sk "$dir/merged" | cut -f1)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "$execs" "$cov" "$ft" "$files" "$kib" \
-    "$findings" | tee -a "$WORK/summary.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "$cpu" "$execs" "$cov" "$ft" "$files" \
+    "$kib" "$findings" | tee -a "$WORK/summary.tsv"
 done

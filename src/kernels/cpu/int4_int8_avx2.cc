@@ -10,6 +10,7 @@
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_avx2_util.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/int8_gemm.h"
 #include "kernels/cpu/scratch.h"
 
 namespace awq {
@@ -238,38 +239,10 @@ namespace {
 // accumulator to the stack.
 constexpr int kMt = 5;
 
-// A panel of kMt rows of x, quantized: words [in / 4][kMt], block scales [in / 16][kMt], group
-// sums [n_groups][kMt], so the micro-kernel reads each as one sequential stream. Rows past m are
-// zero (their scales and sums too), which gives zero outputs.
-struct PanelView {
-  int32_t* words;
-  float* scales;
-  float* group_sums;
-};
-int64_t PanelFloats(int64_t in, int64_t n_groups) { return (in / 4 + in / 16 + n_groups) * kMt; }
-PanelView Panel(float* base, int64_t in) {
-  float* scales = base + in / 4 * kMt;
-  return {reinterpret_cast<int32_t*>(base), scales, scales + in / 16 * kMt};
-}
-
-void QuantizeRowIntoPanel(const float* x, int64_t in, int64_t group_size, int t,
-                          const PanelView& p) {
-  QuantizeBlocks16(
-      x, in, group_size,
-      [&](int64_t blk, __m128i words, float scale) {
-        p.words[(4 * blk + 0) * kMt + t] = _mm_extract_epi32(words, 0);
-        p.words[(4 * blk + 1) * kMt + t] = _mm_extract_epi32(words, 1);
-        p.words[(4 * blk + 2) * kMt + t] = _mm_extract_epi32(words, 2);
-        p.words[(4 * blk + 3) * kMt + t] = _mm_extract_epi32(words, 3);
-        p.scales[blk * kMt + t] = scale;
-      },
-      [&](int64_t g, float group_sum) { p.group_sums[g * kMt + t] = group_sum; });
-}
-
 // Lane r of out[t] = row 8b + r of W times row t of the panel: per 16-input block, the four nibble
 // vectors of two code slots meet each row's four word broadcasts in vpmaddubsw, the int32 dot
 // is scaled by (group scale * block scale); per group, minus z * s * group sum.
-void KernelInt8Panel(const Int4Matrix& w, int64_t b, const PanelView& p, __m256* out) {
+void KernelInt8Panel(const Int4Matrix& w, int64_t b, const Int8Panel<kMt>& p, __m256* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256 acc[kMt];
   AWQ_UNROLL for (int t = 0; t < kMt; ++t) acc[t] = _mm256_setzero_ps();
@@ -305,42 +278,17 @@ void KernelInt8Panel(const Int4Matrix& w, int64_t b, const PanelView& p, __m256*
   AWQ_UNROLL for (int t = 0; t < kMt; ++t) out[t] = acc[t];
 }
 
-// Panels a thread sweeps with each of its row blocks before moving on: about 256 KiB, so they
-// stay in L2 while the row blocks stream past.
-constexpr int64_t kPanelChunkBytes = 256 << 10;
-
+// One unit of the shared driver is one row block.
 void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
               bool accumulate, ThreadPool& pool) {
-  const int64_t in = w.in, panels = (m + kMt - 1) / kMt;
-  const int64_t per_panel = PanelFloats(in, w.n_groups());
-  float* buf = ThreadScratch<3>(static_cast<size_t>(panels * per_panel));
-  pool.ParallelFor(panels, [&](int64_t p0, int64_t p1, int) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
-      float* base = buf + p * per_panel;
-      if (rows < kMt) std::fill(base, base + per_panel, 0.0f);  // all-zero bits: 0 and 0.0f
-      for (int t = 0; t < rows; ++t) {
-        QuantizeRowIntoPanel(x + (p * kMt + t) * ldx, in, w.group_size, t, Panel(base, in));
-      }
-    }
-  });
-  const int64_t chunk =
-      std::max<int64_t>(1, kPanelChunkBytes / (per_panel * static_cast<int64_t>(sizeof(float))));
-  pool.ParallelFor(w.row_blocks(), [&](int64_t b0, int64_t b1, int) {
-    __m256 out[kMt];
-    for (int64_t c0 = 0; c0 < panels; c0 += chunk) {
-      const int64_t c1 = std::min(panels, c0 + chunk);
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t p = c0; p < c1; ++p) {
-          KernelInt8Panel(w, b, Panel(buf + p * per_panel, in), out);
-          const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
-          for (int t = 0; t < rows; ++t) {
-            StoreRowBlock(out[t], y + (p * kMt + t) * ldy, b, w.out, accumulate);
-          }
-        }
-      }
-    }
-  });
+  GemmInt8Panels<kMt, 3>(w, x, ldx, m, w.row_blocks(), pool,
+                         [&](int64_t b, int64_t row0, int rows, const Int8Panel<kMt>& panel) {
+                           __m256 out[kMt];
+                           KernelInt8Panel(w, b, panel, out);
+                           for (int t = 0; t < rows; ++t) {
+                             StoreRowBlock(out[t], y + (row0 + t) * ldy, b, w.out, accumulate);
+                           }
+                         });
 }
 
 }  // namespace

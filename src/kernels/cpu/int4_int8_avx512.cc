@@ -15,12 +15,11 @@
 #endif
 
 #include <algorithm>
-#include <vector>
 
 #include "awq/thread_pool.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int4_layout.h"
-#include "kernels/cpu/scratch.h"
+#include "kernels/cpu/int8_gemm.h"
 
 namespace awq {
 #if defined(AWQ_EMULATE_SIMD)
@@ -153,52 +152,6 @@ void RangeBlock16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw
 // scale take 14 of the 32 registers.
 constexpr int kMt = 8;
 
-// A panel of kMt rows of x, quantized: words [in / 4][kMt], block scales [in / 16][kMt], group
-// sums [n_groups][kMt], each read by the micro-kernel as one sequential stream. Rows past m are
-// zero (scales and sums too), which gives zero outputs.
-struct PanelView {
-  int32_t* words;
-  float* scales;
-  float* group_sums;
-};
-int64_t PanelFloats(int64_t in, int64_t n_groups) { return (in / 4 + in / 16 + n_groups) * kMt; }
-PanelView Panel(float* base, int64_t in) {
-  float* scales = base + in / 4 * kMt;
-  return {reinterpret_cast<int32_t*>(base), scales, scales + in / 16 * kMt};
-}
-
-// Row t of the panel from one row of x: the AVX2 quantizer where the CPU runs AVX2 (always, on a
-// CPU with AVX-512), else the scalar one it equals bit for bit (the SIMDe build on other CPUs).
-void QuantizeRowIntoPanel(const float* x, int64_t in, int64_t group_size, int t,
-                          const PanelView& p) {
-  const int64_t n_words = in / 4, n_blocks = in / 16, ng = in / group_size;
-  float* row = ThreadScratch<8>(static_cast<size_t>(n_words + n_blocks + ng));
-  int32_t* words = reinterpret_cast<int32_t*>(row);
-  float* scales = row + n_words;
-  float* sums = scales + n_blocks;
-#if defined(__x86_64__)
-  const bool vector_quantizer = CpuHasAvx2Fma16();
-#else
-  const bool vector_quantizer = false;
-#endif
-  if (vector_quantizer) {
-#if defined(__x86_64__)
-    QuantizeInt8Block16Avx2(x, in, group_size, words, scales, sums);
-#endif
-  } else {
-    Int8Activations a;
-    QuantizeActivationsInt8(x, in, group_size, &a);
-    std::vector<int32_t> w;
-    InterleaveForSlots(a, &w);
-    std::copy(w.begin(), w.end(), words);
-    std::copy(a.scale.begin(), a.scale.end(), scales);
-    std::copy(a.group_sum.begin(), a.group_sum.end(), sums);
-  }
-  for (int64_t j = 0; j < n_words; ++j) p.words[j * kMt + t] = words[j];
-  for (int64_t j = 0; j < n_blocks; ++j) p.scales[j * kMt + t] = scales[j];
-  for (int64_t g = 0; g < ng; ++g) p.group_sums[g * kMt + t] = sums[g];
-}
-
 // 16 lanes from two 8-lane halves.
 inline __m512 Join(__m256 lo, __m256 hi) {
   return _mm512_castpd_ps(
@@ -211,7 +164,7 @@ inline __m512i Join(__m256i lo, __m256i hi) {
 // Lanes 0-7 of out[t]: rows 8b..8b+7 of W times row t of the panel; lanes 8-15: rows of row block
 // b + 1 (kPair), or zero codes with unused results (the last, odd row block).
 template <bool kPair>
-void KernelPanel(const Int4Matrix& w, int64_t b, const PanelView& p, __m512* out) {
+void KernelPanel(const Int4Matrix& w, int64_t b, const Int8Panel<kMt>& p, __m512* out) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 acc[kMt];
   AWQ_UNROLL for (int t = 0; t < kMt; ++t) acc[t] = _mm512_setzero_ps();
@@ -263,48 +216,23 @@ void StoreRowBlocks(__m512 r, float* y, int64_t b, int64_t out, bool accumulate)
   for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
 }
 
-// Panels a thread sweeps with each pair of row blocks before moving on: about 256 KiB, so they
-// stay in L2 while the row blocks stream past (the AVX2 GEMM's choice).
-constexpr int64_t kPanelChunkBytes = 256 << 10;
-
+// One unit of the shared driver is a pair of row blocks (the last one alone when their number is
+// odd).
 void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
               bool accumulate, ThreadPool& pool) {
-  const int64_t in = w.in, panels = (m + kMt - 1) / kMt;
-  const int64_t per_panel = PanelFloats(in, w.n_groups());
-  float* buf = ThreadScratch<7>(static_cast<size_t>(panels * per_panel));
-  pool.ParallelFor(panels, [&](int64_t p0, int64_t p1, int) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
-      float* base = buf + p * per_panel;
-      if (rows < kMt) std::fill(base, base + per_panel, 0.0f);  // all-zero bits: 0 and 0.0f
-      for (int t = 0; t < rows; ++t) {
-        QuantizeRowIntoPanel(x + (p * kMt + t) * ldx, in, w.group_size, t, Panel(base, in));
-      }
-    }
-  });
-  const int64_t chunk =
-      std::max<int64_t>(1, kPanelChunkBytes / (per_panel * static_cast<int64_t>(sizeof(float))));
-  const int64_t pairs = (w.row_blocks() + 1) / 2;
-  pool.ParallelFor(pairs, [&](int64_t q0, int64_t q1, int) {
-    __m512 out[kMt];
-    for (int64_t c0 = 0; c0 < panels; c0 += chunk) {
-      const int64_t c1 = std::min(panels, c0 + chunk);
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t b = 2 * q;
-        for (int64_t p = c0; p < c1; ++p) {
-          if (b + 1 < w.row_blocks()) {
-            KernelPanel<true>(w, b, Panel(buf + p * per_panel, in), out);
-          } else {
-            KernelPanel<false>(w, b, Panel(buf + p * per_panel, in), out);
-          }
-          const int rows = static_cast<int>(std::min<int64_t>(kMt, m - p * kMt));
-          for (int t = 0; t < rows; ++t) {
-            StoreRowBlocks(out[t], y + (p * kMt + t) * ldy, b, w.out, accumulate);
-          }
-        }
-      }
-    }
-  });
+  GemmInt8Panels<kMt, 7>(w, x, ldx, m, (w.row_blocks() + 1) / 2, pool,
+                         [&](int64_t u, int64_t row0, int rows, const Int8Panel<kMt>& panel) {
+                           const int64_t b = 2 * u;
+                           __m512 out[kMt];
+                           if (b + 1 < w.row_blocks()) {
+                             KernelPanel<true>(w, b, panel, out);
+                           } else {
+                             KernelPanel<false>(w, b, panel, out);
+                           }
+                           for (int t = 0; t < rows; ++t) {
+                             StoreRowBlocks(out[t], y + (row0 + t) * ldy, b, w.out, accumulate);
+                           }
+                         });
 }
 
 }  // namespace

@@ -60,7 +60,9 @@ inline __m512i DotNibbles(__m512i acc, __m512i v, __m512i even, __m512i odd) {
 
 // y[r] (8 rows each) for row blocks b, b + step, ..., b + (R - 1) * step: per activation block
 // of bs inputs (any whole number of slots; a lone last slot fills the low half of the register),
-// lanes r and r + 8 hold the two slots' partial dots of row r and are added once per group.
+// lanes r and r + 8 hold the two slots' partial dots of row r. They are added in int32 before the
+// block's conversion, so each row sees the AVX2 GEMV's arithmetic (the block's exact dot, then
+// fp32 FMAs in the same order) and both give the same bits.
 // Activations: interleaved words xw [in / 4], block scales xscale [in / bs], group sums
 // gsums [n_groups].
 template <int R>
@@ -73,8 +75,8 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, 
   const Int4Codes* hdr = w.group(b, 0);
   for (int64_t g = 0; g < ng; ++g, hdr += w.slots_per_group()) {
     const Int4Codes* codes = hdr + 1;
-    __m512 dot[R];
-    AWQ_UNROLL for (int r = 0; r < R; ++r) dot[r] = _mm512_setzero_ps();
+    __m256 dot[R];
+    AWQ_UNROLL for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
     for (int64_t blk = 0; blk < blocks; ++blk) {
       __m512i acc[R];
       AWQ_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
@@ -97,20 +99,19 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, 
         }
       }
       codes += slots;
-      const __m512 sc = _mm512_set1_ps(*xscale++);
+      const __m256 sc = _mm256_set1_ps(*xscale++);
       AWQ_UNROLL for (int r = 0; r < R; ++r) {
-        dot[r] = _mm512_fmadd_ps(ToFloat(acc[r]), sc, dot[r]);
+        const __m256i d =
+            _mm256_add_epi32(_mm512_castsi512_si256(acc[r]), _mm512_extracti64x4_epi64(acc[r], 1));
+        dot[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sc, dot[r]);
       }
     }
     const __m256 gsum = _mm256_set1_ps(gsums[g]);
     AWQ_UNROLL for (int r = 0; r < R; ++r) {
-      const __m256 d =
-          _mm256_add_ps(_mm512_castps512_ps256(dot[r]),
-                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dot[r]), 1)));
       const __m128i* h = reinterpret_cast<const __m128i*>(hdr + r * stride);
       const __m256 s = _mm256_cvtph_ps(_mm_load_si128(h));
       const __m256 z = _mm256_cvtph_ps(_mm_load_si128(h + 1));
-      y[r] = _mm256_fmadd_ps(s, _mm256_fnmadd_ps(z, gsum, d), y[r]);
+      y[r] = _mm256_fmadd_ps(s, _mm256_fnmadd_ps(z, gsum, dot[r]), y[r]);
     }
   }
 }

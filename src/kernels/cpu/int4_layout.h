@@ -105,9 +105,10 @@ void Int4LinearAvx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
 void Int4LinearAvx2Sgemm(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                          int64_t ldy, bool accumulate, ThreadPool& pool);
 // The int8-activation kernels on AVX-512 VNNI (x86-64 builds) and on NEON with sdot (AArch64
-// builds): GEMVs with the AVX2 one's results (exact integer dots, fp32 sums in another order);
-// on blocks of 16 the AVX-512 one multiplies prompts (m >= 2) with a VNNI GEMM that gives the
-// AVX2 int8 GEMM's bits.
+// builds). Both GEMVs do the AVX2 GEMV's arithmetic per row (the exact integer dot of each
+// activation block, then the same fp32 FMAs in the same order) and give its bits; on blocks of 16
+// the AVX-512 one multiplies prompts (m >= 2) with a VNNI GEMM that gives the AVX2 int8 GEMM's
+// bits, while NEON runs its GEMV per prompt row.
 void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                           int64_t ldy, bool accumulate, ThreadPool& pool);
 void Int4LinearInt8Neon(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,

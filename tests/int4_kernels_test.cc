@@ -16,6 +16,7 @@
 #include "awq/quantizer.h"
 #include "awq/thread_pool.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/kernel_race.h"
 #include "test_util.h"
 
 namespace awq {
@@ -561,6 +562,77 @@ TEST(Int4Linear, ZeroRowsLeaveYAlone) {
   float y = 42.0f;
   Int4Linear(w, nullptr, 64, 0, &y, 8, false, ThreadPool::Global());
   EXPECT_EQ(y, 42.0f);
+}
+
+// The race between two kernels of the same bits (the VNNI and the AVX2 int8 kernels where both
+// run): each matrix's first call is untimed; later calls alternate per matrix and between
+// neighbouring matrices.
+TEST(KernelRace, FirstCallUntimedThenAlternating) {
+  KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+  const int a = 0, b = 0;
+  bool timed = true;
+  EXPECT_EQ(race.Next(&a, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_FALSE(timed);
+  EXPECT_EQ(race.Next(&b, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_FALSE(timed);
+  EXPECT_EQ(race.Next(&a, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_TRUE(timed);
+  EXPECT_EQ(race.Next(&b, &timed), Int4Kernel::kAvx2Int8);
+  EXPECT_TRUE(timed);
+  EXPECT_EQ(race.Next(&a, &timed), Int4Kernel::kAvx2Int8);
+  EXPECT_EQ(race.Next(&b, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_FALSE(race.Decided());
+}
+
+// Decode-like use: 7 matrices of different sizes (costs per byte differ by matrix), the host
+// slowing by 1% per token and noise of +-10% per call; the second kernel costs 0.93x the first.
+// The race must pick it after 32 timed calls each, then run it untimed.
+TEST(KernelRace, FasterKernelWinsDespiteDriftAndNoise) {
+  for (const double ratio : {0.93, 1.07}) {
+    KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<double> noise(0.9, 1.1);
+    int keys[7];
+    int token = 0;
+    for (; !race.Decided() && token < 100; ++token) {
+      for (int i = 0; i < 7; ++i) {
+        bool timed = false;
+        const Int4Kernel k = race.Next(&keys[i], &timed);
+        const double cost = (1.0 + 0.2 * i) * (1.0 + 0.01 * token) * noise(rng) *
+                            (k == Int4Kernel::kAvx2Int8 ? ratio : 1.0);
+        if (timed) race.Record(k, cost);
+      }
+    }
+    SCOPED_TRACE("ratio " + std::to_string(ratio) + ": " + race.Summary());
+    ASSERT_TRUE(race.Decided());
+    EXPECT_LE(token, 12);  // 64 timed calls after 7 untimed ones: 11 tokens of 7 products
+    const Int4Kernel winner = ratio < 1 ? Int4Kernel::kAvx2Int8 : Int4Kernel::kAvx512Int8;
+    EXPECT_EQ(race.Current(), winner);
+    bool timed = true;
+    EXPECT_EQ(race.Next(&keys[0], &timed), winner);
+    EXPECT_FALSE(timed);
+    EXPECT_NE(race.Summary().find(std::string(Int4KernelName(winner)) + " over"),
+              std::string::npos);
+  }
+}
+
+TEST(KernelRace, TieKeepsTheFirstKernel) {
+  KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+  for (int i = 0; i < KernelRace::kSamples; ++i) {
+    race.Record(Int4Kernel::kAvx512Int8, 1.0);
+    race.Record(Int4Kernel::kAvx2Int8, 1.0);
+  }
+  EXPECT_TRUE(race.Decided());
+  EXPECT_EQ(race.Current(), Int4Kernel::kAvx512Int8);
+}
+
+// Without both VNNI and AVX2 nothing races, and bench prints nothing about it.
+TEST(KernelRace, NoRaceWithoutBothKernels) {
+  if (Int4KernelAvailable(Int4Kernel::kAvx512Int8) && Int4KernelAvailable(Int4Kernel::kAvx2Int8)) {
+    EXPECT_NE(Int4KernelRaces().find("decode"), std::string::npos);
+  } else {
+    EXPECT_EQ(Int4KernelRaces(), "");
+  }
 }
 
 }  // namespace

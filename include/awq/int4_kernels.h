@@ -95,7 +95,7 @@ enum class Int4Kernel {
   kAvx512Int8,     // the same on AVX-512 VNNI (vpdpbusd, two code slots per 512-bit load)
   kNeonInt8,       // the same on AArch64 NEON with the dot-product extension (sdot)
   kAutoInt8,       // as kAuto, but prompts (m > 1) also through int8 activations where a GEMM
-                   // for them exists (AVX2): the fastest choice, for generation
+                   // for them exists (AVX2, AVX-512 VNNI): the fastest choice, for generation
 };
 // True when `k` is compiled in and this CPU can run it (kAuto and kReference always are).
 bool Int4KernelAvailable(Int4Kernel k);
@@ -125,15 +125,24 @@ Int4Kernel ParseInt4Kernel(const std::string& name);
 //  - int8 activations (kReferenceInt8, kAvx2Int8, kAvx512Int8, kNeonInt8): each row of x is
 //    quantized to int8 per block of 16 inputs (symmetric, max |x| / 127; the whole group when
 //    the group is not a multiple of 16) and dotted with the codes in integers; one GEMV per row,
-//    except kAvx2Int8 and kAvx512Int8 with m >= 2, which run kAvx2Int8's GEMM over panels of 5
-//    rows. Faster, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
+//    except kAvx2Int8 and kAvx512Int8 with m >= 2 on blocks of 16, which run GEMMs over panels
+//    of rows. Faster, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
+//    kAvx2Int8, kAvx512Int8 and (for m == 1) kNeonInt8 give the same bits.
 // kAuto runs, for m == 1, kAvx512Int8 where AVX-512 VNNI exists, else kAvx2Int8, and kNeonInt8 on
 // AArch64 with sdot; for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2; kReference where none
-// of these runs. kAutoInt8 is kAuto for m == 1 and kAvx2Int8 for m > 1 where AVX2 runs (else
-// kAuto's choice). The environment variable AWQ_INT4_KERNEL (a name above) replaces the automatic
-// choice of kAuto and kAutoInt8 for every m (ResolveInt4Kernel); a kernel passed explicitly is
-// run as given. Call it from outside the pool's tasks (the pool is not re-entrant).
+// of these runs. kAutoInt8 is kAuto for m == 1 and, for m > 1, kAvx512Int8 where VNNI exists, else
+// kAvx2Int8 where AVX2 runs (else kAuto's choice). Where both VNNI and AVX2 run, an automatic
+// kAvx512Int8 races kAvx2Int8 on the first calls (decode and prompts apart, each matrix's first
+// call untimed, 32 timed calls each) and the faster runs from then on (Int4KernelRaces); results
+// do not depend on it. The environment variable AWQ_INT4_KERNEL (a name above) replaces the
+// automatic choice of kAuto and kAutoInt8 for every m (ResolveInt4Kernel); a kernel passed
+// explicitly is run as given. Call it from outside the pool's tasks (the pool is not re-entrant).
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                 bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);
+
+// The state of the decode and prompt races between the VNNI and AVX2 int8 kernels ("decode
+// avx512-int8 over avx2-int8, median cost 0.91x (...); prompts ..."), or "" on a CPU without
+// both.
+std::string Int4KernelRaces();
 
 }  // namespace awq

@@ -126,7 +126,7 @@ int RunBench(const BenchArgs& a) {
   ThreadPool& pool = ThreadPool::Global();
   // The kernels the int4 model's products will run (AWQ_INT4_KERNEL included), so that a forced
   // or mistaken choice shows next to its figures.
-  const std::string kernel =
+  std::string kernel =
       std::string(Int4KernelName(ResolveInt4Kernel(
           a.fp32_prompt ? Int4Kernel::kAuto : Int4Kernel::kAutoInt8, a.prompt_tokens))) +
       " prompt, " + Int4KernelName(ResolveInt4Kernel(Int4Kernel::kAutoInt8, 1)) + " decode";
@@ -171,6 +171,10 @@ int RunBench(const BenchArgs& a) {
   std::vector<const Model*> subjects;
   for (const auto& m : models) subjects.push_back(m.get());
   const std::vector<BenchResult> results = BenchModels(subjects, o);
+  // Where the VNNI and AVX2 int8 kernels both run, the automatic choice races them on the first
+  // calls (Int4Linear); which one won shows next to the figures.
+  const std::string races = Int4KernelRaces();
+  if (!races.empty()) kernel += " (raced: " + races + ")";
   std::vector<Entry> entries;
   for (size_t i = 0; i < results.size(); ++i) entries.push_back({names[i], results[i]});
   double prefill_ratio = 0, decode_ratio = 0;

@@ -1,10 +1,12 @@
 // Int4Linear: argument checks and the choice of kernel by ISA, once per call.
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
 #include "awq/error.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int4_layout.h"
+#include "kernels/cpu/kernel_race.h"
 
 namespace awq {
 
@@ -142,18 +144,33 @@ Int4Kernel ParseInt4Kernel(const std::string& name) {
   throw Error("unknown int4 kernel '" + name + "' (known: " + known + ")");
 }
 
-void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
-                bool accumulate, ThreadPool& pool, Int4Kernel kernel) {
-  AWQ_CHECK(m >= 0 && ldx >= w.in && ldy >= w.out);
-  AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
-  AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));
-  if (m == 0 || w.out == 0) return;
-  kernel = ResolveInt4Kernel(kernel, m);
-  if (!Int4KernelAvailable(kernel)) {
-    throw Error(std::string("int4 kernels: the ") + Int4KernelName(kernel) +
-                " kernel does not run on this CPU (it needs " + Int4KernelNeeds(kernel) +
-                "); kernels that run here: " + AvailableKernelNames());
+namespace {
+
+// The races between the AVX-512 VNNI and the AVX2 int8 kernels on a CPU that runs both, one for
+// decode (m == 1) and one for prompts: they compute the same bits, so the faster on this host
+// may run (KernelRace). Only for an automatic choice: a kernel named by the caller or by
+// AWQ_INT4_KERNEL runs as named.
+KernelRace& DecodeRace() {
+  static KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+  return race;
+}
+KernelRace& PromptRace() {
+  static KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+  return race;
+}
+KernelRace* RaceFor(Int4Kernel requested, Int4Kernel resolved, int64_t m) {
+  const auto automatic = [](Int4Kernel k) {
+    return k == Int4Kernel::kAuto || k == Int4Kernel::kAutoInt8;
+  };
+  if (resolved != Int4Kernel::kAvx512Int8 || !automatic(requested) || !automatic(EnvKernel()) ||
+      !Int4KernelAvailable(Int4Kernel::kAvx2Int8)) {
+    return nullptr;
   }
+  return m == 1 ? &DecodeRace() : &PromptRace();
+}
+
+void RunKernel(Int4Kernel kernel, const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
+               float* y, int64_t ldy, bool accumulate, ThreadPool& pool) {
   switch (kernel) {
 #if defined(__x86_64__)
     case Int4Kernel::kAvx2:
@@ -186,6 +203,42 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   // Resolution never leaves kAuto/kAutoInt8, and an available kernel is compiled in: reaching
   // here is a broken invariant, not a slow fallback to hide.
   AWQ_CHECK(false && "int4 kernel resolved to one this build has no implementation of");
+}
+
+}  // namespace
+
+std::string Int4KernelRaces() {
+  std::string s;
+  if (!CpuHasAvx512Vnni() || !Int4KernelAvailable(Int4Kernel::kAvx2Int8)) return s;
+  s = "decode " + DecodeRace().Summary() + "; prompts " + PromptRace().Summary();
+  return s;
+}
+
+void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                bool accumulate, ThreadPool& pool, Int4Kernel kernel) {
+  AWQ_CHECK(m >= 0 && ldx >= w.in && ldy >= w.out);
+  AWQ_CHECK(w.group_size > 0 && w.group_size % kInt4Inputs == 0 && w.in % w.group_size == 0);
+  AWQ_CHECK(w.slots.size() == static_cast<size_t>(w.row_blocks() * w.slots_per_block()));
+  if (m == 0 || w.out == 0) return;
+  const Int4Kernel requested = kernel;
+  kernel = ResolveInt4Kernel(kernel, m);
+  if (!Int4KernelAvailable(kernel)) {
+    throw Error(std::string("int4 kernels: the ") + Int4KernelName(kernel) +
+                " kernel does not run on this CPU (it needs " + Int4KernelNeeds(kernel) +
+                "); kernels that run here: " + AvailableKernelNames());
+  }
+  if (KernelRace* race = RaceFor(requested, kernel, m)) {
+    bool timed = false;
+    kernel = race->Next(w.slots.data(), &timed);
+    if (timed) {
+      const auto t0 = std::chrono::steady_clock::now();
+      RunKernel(kernel, w, x, ldx, m, y, ldy, accumulate, pool);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      race->Record(kernel, s / (static_cast<double>(m) * static_cast<double>(w.bytes())));
+      return;
+    }
+  }
+  RunKernel(kernel, w, x, ldx, m, y, ldy, accumulate, pool);
 }
 
 }  // namespace awq

@@ -43,6 +43,8 @@ for t in "${targets[@]}"; do
       -print_final_stats=1 -artifact_prefix="$dir/findings/" >"$log" 2>&1
     rc=$?
     set -e
+    # No log means the fuzzer never ran (WORK removed or unwritable): stop rather than retry.
+    [[ -f "$log" ]] || { echo "fuzz_campaign: cannot write $log; stopping" >&2; exit 1; }
     n=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
     execs=$((execs + ${n:-0}))
     last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)

@@ -85,7 +85,7 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, 
         const __m512i even = Pair(xw[0], xw[2]), odd = Pair(xw[1], xw[3]);
         AWQ_UNROLL for (int r = 0; r < R; ++r) {
           const Int4Codes* p = codes + r * stride + c;
-          _mm_prefetch(reinterpret_cast<const char*>(p) + 2048, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p) + kGemvPrefetchBytes, _MM_HINT_T0);
           acc[r] = DotNibbles(acc[r], _mm512_loadu_si512(p), even, odd);
         }
       }

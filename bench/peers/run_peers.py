@@ -192,8 +192,11 @@ def prepare(a):
         out = os.path.join(a.cache, "smollm2.Q4_0.gguf")
         if not os.path.exists(out):
             if not os.path.exists(a.smol_f32):
-                raise SystemExit(f"{a.smol_f32}: missing; it is the F32 GGUF that "
-                                 "tools/llamacpp_reference.py writes (or pass --smol-f32)")
+                # The full-precision baseline as tools/llamacpp_reference.py makes it (its step 1).
+                os.makedirs(os.path.dirname(a.smol_f32) or ".", exist_ok=True)
+                run([os.path.join(bin_dir, "llama-quantize"), "--allow-requantize", a.smol_source,
+                     a.smol_f32 + ".part", "F32", "2"])
+                os.replace(a.smol_f32 + ".part", a.smol_f32)
             run([os.path.join(bin_dir, "llama-quantize"), a.smol_f32, out + ".part", "Q4_0", "2"])
             os.replace(out + ".part", out)
         files["smol/Q4_0"] = out
@@ -238,8 +241,9 @@ def awq_bench(a, target, kernel):
         env = {"AWQ_NUM_THREADS": str(threads)}
         if kernel != "auto":
             env["AWQ_INT4_KERNEL"] = kernel
+        memory = ["--token-paired-read"] if a.token_paired else ["--no-memory"]
         out = run([a.awq, "bench", *args, "--prompt-tokens", str(a.prompt), "--gen-tokens",
-                   str(a.gen), "--reps", "1", "--warmup", "--no-memory", "--json"], env=env)
+                   str(a.gen), "--reps", "1", "--warmup", *memory, "--json"], env=env)
         j = json.loads(out)
         r = j["results"][0]
         res.update(weight_bytes=r["weight_bytes_per_token"],
@@ -249,6 +253,9 @@ def awq_bench(a, target, kernel):
             res["by_threads"].append({"phase": phase, "threads": threads, "tok_s": value})
             if value > res[phase]:
                 res[phase], res[phase + "_threads"] = value, threads
+                if phase == "decode" and "decode_token_share_of_read" in r:
+                    res["token_share"] = r["decode_token_share_of_read"]
+                    res["token_share_with_kv"] = r["decode_token_share_of_read_with_kv"]
     return res
 
 
@@ -263,6 +270,9 @@ def main():
     ap.add_argument("--only", default="7b,smol", help="subjects: 7b, smol or both")
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--no-token-paired", dest="token_paired", action="store_false",
+                    help="skip awq bench's --token-paired-read (a read pass over each decode "
+                         "step's weight bytes right after it)")
     ap.add_argument("--awq", default=os.path.join(ROOT, "build-bench", "awq"))
     ap.add_argument("--llama-bin", default=os.path.join(ROOT, "assets/peers/llama.cpp-build/bin"))
     ap.add_argument("--llama-src", default=os.path.join(ROOT, "assets/peers/llama.cpp-src"))
@@ -347,6 +357,9 @@ def main():
                "share_of_triad": median([g / x["triad"] for g, x in zip(gbs, rs)]),
                "share_of_read_with_kv": median([g / x["read"] for g, x in zip(all_gbs, rs)]),
                "runs": rs}
+        if all("token_share" in x for x in rs):
+            row["token_share"] = median([x["token_share"] for x in rs])
+            row["token_share_with_kv"] = median([x["token_share_with_kv"] for x in rs])
         # The count that won most rounds.
         row["threads"] = "/".join(str(statistics.mode([x[p + "_threads"] for x in rs]))
                                   for p in ("prefill", "decode"))
@@ -374,17 +387,19 @@ def main():
     print()
     hdr = ("| model | engine | threads (prefill/decode) | prefill tok/s | decode tok/s | "
            "MB/token weights + KV | weight GB/s | of read: weights (+ KV) | "
-           "awq/llama.cpp Q4_0 prefill | decode |")
+           "token-paired read: weights (+ KV) | awq/llama.cpp Q4_0 prefill | decode |")
     print(hdr)
     print("|" + "---|" * hdr.count(" | ") + "---|")
     for row in rows:
         ratio = (f"{row['prefill_ratio']:.2f}x | {row['decode_ratio']:.2f}x"
                  if "prefill_ratio" in row else " | ")
+        paired = (f"{100 * row['token_share']:.0f}% ({100 * row['token_share_with_kv']:.0f}%)"
+                  if "token_share" in row else "")
         print(f"| {row['model']} | {row['engine']} | {row['threads']} | "
               f"{row['prefill_tok_s']:.1f} | {row['decode_tok_s']:.2f} | "
               f"{row['weight_bytes_per_token'] / 1e6:.1f} + {row['kv_bytes_per_token'] / 1e6:.1f} | "
               f"{row['decode_gb_s']:.2f} | {100 * row['share_of_read']:.0f}% "
-              f"({100 * row['share_of_read_with_kv']:.0f}%) | {ratio} |")
+              f"({100 * row['share_of_read_with_kv']:.0f}%) | {paired} | {ratio} |")
     print()
     for row in rows:
         if "kernels" in row:
@@ -394,7 +409,9 @@ def main():
           " per round and phase; of read: decode weight GB/s over the read loop's GB/s measured just "
           f"before/after the run, the better of the two; (+ KV): counting the f16 KV cache each decode "
           f"step reads too: awq.cpp decodes after its {a.prompt}-token prompt, llama-bench's tg "
-          "from an empty context)")
+          "from an empty context; token-paired read (awq.cpp only): each decode step's GB/s over "
+          "that of one pass of the read loop over the same bytes right after it, median over the "
+          "steps)")
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
         json.dump({"host": host, "llama_commit": llama_commit, "rounds": a.rounds,

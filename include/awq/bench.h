@@ -31,11 +31,17 @@ class BandwidthProbe {
   explicit BandwidthProbe(ThreadPool& pool, int64_t bytes_per_array = 256ll << 20);
   // Runs both loops `reps` times each on the pool; the best repetition of each.
   MemoryBandwidth Measure(int reps) const;
+  // One pass of the read loop over `bytes` (at least 4) of the three arrays, taken in turn from
+  // where the previous call stopped (so the bytes come from DRAM once `bytes` and the arrays
+  // exceed the caches); the seconds it took.
+  double ReadSeconds(int64_t bytes);
 
  private:
   ThreadPool& pool_;
   int64_t n_;  // floats per array
   std::unique_ptr<float[]> a_, b_, c_;
+  int64_t cursor_ = 0;  // ReadSeconds' position in the arrays a_, b_, c_ laid end to end
+  float sink_ = 0;
 };
 
 // One BandwidthProbe's measurement: both loops on `pool`, `reps` times each.
@@ -64,6 +70,12 @@ struct BenchOptions {
   // llama-bench warms up), so the first timed run does not pay for first-touch page faults of
   // scratch buffers; matters when reps is 1, as in bench/peers' interleaved runs.
   bool warmup = false;
+  // With measure_bandwidth: after every decode step, one pass of the read loop over as many bytes
+  // as the step's weights (BandwidthProbe::ReadSeconds), so each step's speed is set against the
+  // bandwidth of the next few tens of milliseconds rather than of a measurement seconds away. On
+  // the Zen 3 VMs the read loop's rate moves by a quarter to a half between minutes; a pair of
+  // neighbours in time sees the same phase. Doubles the decode's wall time.
+  bool token_paired_read = false;
 };
 
 struct BenchResult {
@@ -85,6 +97,11 @@ struct BenchResult {
   // (that run's decode weight GB/s) / (its paired bandwidth).
   std::vector<double> triad_runs, read_runs;
   double decode_share_of_triad = 0, decode_share_of_read = 0;
+  // With BenchOptions::token_paired_read: per decode step, (weight bytes / step time) / (weight
+  // bytes / time of the read pass right after it), over every step of every run; and the same
+  // with the step's KV cache bytes added to the numerator. Their medians.
+  std::vector<double> token_read_shares, token_read_shares_with_kv;
+  double decode_token_share_of_read = 0, decode_token_share_of_read_with_kv = 0;
 };
 
 // Prefill: a fresh cache, Forward over the prompt and the last position's logits. Decode: after

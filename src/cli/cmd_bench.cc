@@ -36,6 +36,7 @@ struct BenchArgs {
   bool skip_memory = false;
   bool memory_only = false;
   bool warmup = false;
+  bool token_paired = false;
   bool json = false;
 };
 
@@ -72,6 +73,11 @@ nlohmann::json ToJson(const Entry& e) {
     j["read_gb_per_s_runs"] = e.r.read_runs;
     j["decode_share_of_triad"] = e.r.decode_share_of_triad;
     j["decode_share_of_read"] = e.r.decode_share_of_read;
+  }
+  if (!e.r.token_read_shares.empty()) {
+    j["decode_token_share_of_read"] = e.r.decode_token_share_of_read;
+    j["decode_token_share_of_read_with_kv"] = e.r.decode_token_share_of_read_with_kv;
+    j["decode_token_pairs"] = e.r.token_read_shares.size();
   }
   return j;
 }
@@ -117,6 +123,11 @@ int RunBench(const BenchArgs& a) {
   if (!a.synthetic.empty() && a.synthetic != "llama2-7b") {
     throw Error("bench: --synthetic " + a.synthetic + " is not a known shape (known: llama2-7b)");
   }
+  if (a.token_paired && a.skip_memory) {
+    throw Error(
+        "bench: --token-paired-read times the read loop after every decode step; it "
+        "cannot be combined with --no-memory");
+  }
   if (!a.synthetic.empty() && a.layers < 1) {
     throw Error("bench: --layers " + std::to_string(a.layers) + " must be positive");
   }
@@ -136,6 +147,7 @@ int RunBench(const BenchArgs& a) {
   o.reps = a.reps;
   o.measure_bandwidth = !a.skip_memory;
   o.warmup = a.warmup;
+  o.token_paired_read = a.token_paired;
   const std::string subject = a.synthetic.empty() ? a.model
                                                   : "synthetic " + a.synthetic + ", " +
                                                         std::to_string(a.layers) + " layers";
@@ -222,6 +234,12 @@ int RunBench(const BenchArgs& a) {
       std::printf(" %8.1f%% %8.1f%%\n", 100 * e.r.decode_share_of_triad,
                   100 * e.r.decode_share_of_read);
     }
+    if (!e.r.token_read_shares.empty()) {
+      std::printf(
+          "%-14s token-paired read: weights %.1f%%, weights + KV %.1f%% (median of %zu steps)\n",
+          "", 100 * e.r.decode_token_share_of_read, 100 * e.r.decode_token_share_of_read_with_kv,
+          e.r.token_read_shares.size());
+    }
   }
   if (entries.size() == 2) {
     std::printf("%-14s %12s %9s %13.2fx %12.2fx\n", "int4 / fp32", "", "", prefill_ratio,
@@ -235,6 +253,11 @@ int RunBench(const BenchArgs& a) {
       " decode GB/s counts weights only; each step also reads the fp16 KV cache, KV MB on"
       " average)\n",
       static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens), a.reps);
+  if (a.token_paired) {
+    std::printf(
+        "(token-paired read: each decode step's weight GB/s over that of one pass of the read loop"
+        " over the same bytes right after it, median over every step of every run)\n");
+  }
   return 0;
 }
 }  // namespace
@@ -270,6 +293,10 @@ Runner AddBenchCommand(CLI::App& app) {
   sub->add_flag("--no-memory", args->skip_memory, "Skip the memory bandwidth measurement");
   sub->add_flag("--warmup", args->warmup,
                 "One untimed prefill and decode step per model before the timed runs");
+  sub->add_flag("--token-paired-read", args->token_paired,
+                "After every decode step, time one pass of the read loop over the step's weight "
+                "bytes, and report the median of the steps' shares of it (decode takes twice as "
+                "long)");
   sub->add_flag("--memory-only", args->memory_only,
                 "Only measure the memory bandwidth (best of --reps rounds of the read and triad "
                 "loops) and exit");

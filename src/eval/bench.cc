@@ -111,6 +111,29 @@ MemoryBandwidth BandwidthProbe::Measure(int reps) const {
   return r;
 }
 
+double BandwidthProbe::ReadSeconds(int64_t bytes) {
+  AWQ_CHECK(bytes >= 4);
+  const float* arrays[3] = {a_.get(), b_.get(), c_.get()};
+  const Clock::time_point t0 = Clock::now();
+  std::vector<float> sums(static_cast<size_t>(pool_.size()) * 16);
+  for (int64_t left = bytes / 4; left > 0;) {
+    const int64_t array = cursor_ / n_, i0 = cursor_ % n_;
+    const int64_t len = std::min(left, n_ - i0);
+    const float* p = arrays[array] + i0;
+    pool_.ParallelFor(
+        len,
+        [&](int64_t b, int64_t e, int t) {
+          sums[static_cast<size_t>(t) * 16] += Sum(p + b, e - b);
+        },
+        kGrain);
+    left -= len;
+    cursor_ = (cursor_ + len) % (3 * n_);
+  }
+  const double seconds = Seconds(t0);
+  sink_ += sums[0];  // keeps the read loop from being optimised away
+  return seconds;
+}
+
 std::string SgemmInUse() {
   const SgemmPath p = ActiveSgemmPath();
   return std::string(SgemmPathName(p)) + (p == SgemmPath::kOneDnn ? "" : " (ordered)");
@@ -141,9 +164,10 @@ MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array
 namespace {
 
 // One repetition: prefill of the prompt, then gen_tokens greedy decode steps; appends the runs.
-// With r null (the warm-up) nothing is recorded.
+// With r null (the warm-up) nothing is recorded. With `paired` (a probe), each decode step is
+// timed alone and followed by a read pass over its weight bytes (token_paired_read).
 void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_t>& prompt,
-             BenchResult* r) {
+             BenchResult* r, BandwidthProbe* paired = nullptr) {
   const ModelConfig& c = model.config();
   const int64_t d = c.hidden_size, v = c.vocab_size;
   std::vector<float> hidden(static_cast<size_t>(o.prompt_tokens * d)),
@@ -153,14 +177,26 @@ void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_
   model.Forward(prompt.data(), o.prompt_tokens, cache, hidden.data());
   model.Logits(hidden.data() + (o.prompt_tokens - 1) * d, 1, logits.data());
   if (r != nullptr) r->prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
+  const int64_t weights = model.DecodeWeightBytes();
+  const int64_t kv_per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2;
+  double decode_seconds = 0;
   t0 = Clock::now();
   for (int64_t i = 0; i < o.gen_tokens; ++i) {
     const int32_t next =
         static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     model.Forward(&next, 1, cache, hidden.data());
     model.Logits(hidden.data(), 1, logits.data());
+    if (paired == nullptr || r == nullptr) continue;
+    const double step = Seconds(t0);
+    const double read = paired->ReadSeconds(weights);
+    decode_seconds += step;
+    const double kv = static_cast<double>((o.prompt_tokens + i + 1) * kv_per_position);
+    r->token_read_shares.push_back(read / step);
+    r->token_read_shares_with_kv.push_back(read / step * (1.0 + kv / static_cast<double>(weights)));
+    t0 = Clock::now();
   }
-  if (r != nullptr) r->decode_runs.push_back(static_cast<double>(o.gen_tokens) / Seconds(t0));
+  if (paired == nullptr || r == nullptr) decode_seconds = Seconds(t0);
+  if (r != nullptr) r->decode_runs.push_back(static_cast<double>(o.gen_tokens) / decode_seconds);
 }
 
 }  // namespace
@@ -204,7 +240,7 @@ std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
   for (int rep = 0; rep < o.reps; ++rep) {
     for (size_t i = 0; i < models.size(); ++i) {
       BenchResult& r = results[i];
-      RunOnce(*models[i], o, prompts[i], &r);
+      RunOnce(*models[i], o, prompts[i], &r, o.token_paired_read ? probe.get() : nullptr);
       if (!probe) continue;
       const MemoryBandwidth after = probe->Measure(kProbeReps);
       r.triad_runs.push_back(std::max(before.triad_gb_per_s, after.triad_gb_per_s));
@@ -224,6 +260,8 @@ std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
     }
     r.decode_share_of_triad = MedianPairedRatio(decode_gb_per_s, r.triad_runs);
     r.decode_share_of_read = MedianPairedRatio(decode_gb_per_s, r.read_runs);
+    r.decode_token_share_of_read = Median(r.token_read_shares);
+    r.decode_token_share_of_read_with_kv = Median(r.token_read_shares_with_kv);
   }
   return results;
 }

@@ -222,6 +222,18 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(("int4_i8act" + tail).c_str(), BM_Int4, s, m,
                                      awq::Int4Kernel::kAvx2Int8)
             ->UseRealTime();
+        // The prompt kernels of AVX-512 hosts: the VNNI int8 GEMM and the BF16 GEMM (bf16
+        // activations), measured side by side where the CPU runs them.
+        if (awq::Int4KernelAvailable(awq::Int4Kernel::kAvx512Int8)) {
+          benchmark::RegisterBenchmark(("int4_i8act_avx512" + tail).c_str(), BM_Int4, s, m,
+                                       awq::Int4Kernel::kAvx512Int8)
+              ->UseRealTime();
+        }
+        if (awq::Int4KernelAvailable(awq::Int4Kernel::kAvx512Bf16)) {
+          benchmark::RegisterBenchmark(("int4_bf16_avx512" + tail).c_str(), BM_Int4, s, m,
+                                       awq::Int4Kernel::kAvx512Bf16)
+              ->UseRealTime();
+        }
         // The oneDNN route for prompts, which kAuto takes on AVX-512 CPUs.
         benchmark::RegisterBenchmark(("int4_sgemm" + tail).c_str(), BM_Int4, s, m,
                                      awq::Int4Kernel::kAvx2Sgemm)

@@ -403,6 +403,89 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
   }
 }
 
+// The bf16-activation kernels: the scalar oracle is within bf16's rounding of x (each x_k moves
+// by at most 2^-9 |x_k|) of the exact fp32 product, and the AVX-512 BF16 kernel (native where the
+// CPU has AVX512_BF16, and its SIMDe build on any CPU) equals the oracle up to fp32 rounding:
+// every product of a code and a bf16 activation is exact, only the order of the sums differs.
+void CheckBf16Case(const Case& c, uint32_t seed) {
+  SCOPED_TRACE(c.Name());
+  const QuantizedLinear q =
+      RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed);
+  const Int4Matrix w = PackInt4(q);
+  const int64_t ldx = c.shape.in + 3, ldy = c.shape.out + 2;
+  std::vector<float> xbuf = RandomVector(8 + c.m * ldx, seed + 1);
+  const float* x = xbuf.data() + (c.misalign ? 1 : 0);
+  const std::vector<float> y0 = RandomVector(c.m * ldy, seed + 2);
+  const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
+  std::vector<float> wd(q.out * q.in);
+  DequantizeLinear(q, wd.data());
+  const std::vector<float> ref = Run(Int4Kernel::kReferenceBf16, w, c, x, ldx, y0, ldy);
+  std::vector<std::pair<std::string, KernelFn>> kernels;
+  if (Int4KernelAvailable(Int4Kernel::kAvx512Bf16)) {
+    kernels.emplace_back("avx512-bf16",
+                         [](const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                            int64_t ldy, bool acc, ThreadPool& pool) {
+                           Int4Linear(w, x, ldx, m, y, ldy, acc, pool, Int4Kernel::kAvx512Bf16);
+                         });
+  }
+#if defined(AWQ_HAVE_SIMDE) && defined(__x86_64__)
+  kernels.emplace_back("avx512-bf16 (SIMDe)", emulated::Int4LinearBf16Avx512);
+#endif
+  std::vector<std::vector<float>> got;
+  for (const auto& k : kernels) got.push_back(Run(k.second, w, c, x, ldx, y0, ldy));
+  int failures = 0;
+  for (int64_t i = 0; i < c.m && failures < 5; ++i) {
+    for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
+      double round_bound = 0;
+      for (int64_t k = 0; k < q.in; ++k) {
+        round_bound += std::fabs(wd[o * q.in + k]) * std::fabs(double{x[i * ldx + k]}) / 512.0;
+      }
+      const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
+      const double r = ref[i * ldy + o];
+      if (!(std::fabs(r - e) <= round_bound * 1.001 + b)) {
+        ++failures;
+        ADD_FAILURE() << "reference-bf16 at (" << i << ", " << o << "): " << r << " vs exact " << e
+                      << ", bound " << round_bound + b;
+      }
+      for (size_t f = 0; f < kernels.size(); ++f) {
+        const double v = got[f][i * ldy + o];
+        if (!(std::fabs(v - r) <= 2 * b)) {
+          ++failures;
+          ADD_FAILURE() << kernels[f].first << " at (" << i << ", " << o << "): " << v
+                        << " vs reference-bf16 " << r << ", bound " << 2 * b;
+        }
+      }
+    }
+  }
+}
+
+TEST(Int4Linear, Bf16ActivationsMatchTheirOracle) {
+  // Every group width; outputs that leave a lone last row block (odd row-block counts) and a
+  // partial one; m = 1 (panels of one row), 3 and 17 (panels of 8, a partial last one).
+  const std::vector<Shape> shapes = {{1, 72, 8},    {7, 200, 8},   {33, 200, -1},  {7, 160, 32},
+                                     {33, 192, 64}, {1, 384, 128}, {24, 384, 128}, {300, 264, 8}};
+  uint32_t seed = 900;
+  int variant = 0;
+  for (const Shape& s : shapes) {
+    for (int64_t m : {1, 3, 17}) {
+      for (bool zp : {true, false}) {
+        const bool misalign = (variant & 1) != 0, acc = (variant & 2) != 0;
+        const int threads = (variant & 4) ? 2 : 1;
+        ++variant;
+        CheckBf16Case(Case{s, m, zp, acc, misalign, threads}, seed++);
+      }
+    }
+  }
+}
+
+// Rounding to bf16 is to nearest with ties to even, and the kernels see the same values as the
+// oracle: an input exactly between two bf16 values goes to the even one.
+TEST(Int4Linear, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(Fp32ToBf16(1.0f + 1.0f / 256), 0x3F80);          // tie, 1.0 is even
+  EXPECT_EQ(Fp32ToBf16(1.0f + 3.0f / 256), 0x3F82);          // tie, rounds up to even
+  EXPECT_EQ(Fp32ToBf16(1.0f + 1.0f / 256 + 1e-6f), 0x3F81);  // above the tie
+}
+
 // The decode GEMV hands out one chunk of row blocks per 512 KiB of weights per thread (up to
 // four, docs/KERNELS.md): a 4.7 MB matrix takes several chunks per thread, each starting its own
 // four streams, with a partial row block at the end (4101 rows).
@@ -500,7 +583,8 @@ TEST(Int4Linear, KernelNamesParse) {
   for (const Int4Kernel k :
        {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
         Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8,
-        Int4Kernel::kNeonInt8, Int4Kernel::kAutoInt8}) {
+        Int4Kernel::kNeonInt8, Int4Kernel::kAutoInt8, Int4Kernel::kReferenceBf16,
+        Int4Kernel::kAvx512Bf16}) {
     EXPECT_EQ(ParseInt4Kernel(Int4KernelName(k)), k);
   }
   test::ExpectError([] { ParseInt4Kernel("avx9"); }, {"avx9", "avx2-int8"});
@@ -511,9 +595,10 @@ TEST(Int4Linear, KernelNamesParse) {
 // asked for: AWQ_INT4_KERNEL=auto-int8 once sent every product to the fp32 reference (0.35 tok/s).
 TEST(Int4Linear, AutomaticChoiceIsAConcreteFastKernel) {
   const std::vector<Int4Kernel> all = {
-      Int4Kernel::kAuto,     Int4Kernel::kAutoInt8,   Int4Kernel::kReference,
-      Int4Kernel::kAvx2,     Int4Kernel::kAvx2Sgemm,  Int4Kernel::kReferenceInt8,
-      Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8};
+      Int4Kernel::kAuto,          Int4Kernel::kAutoInt8,   Int4Kernel::kReference,
+      Int4Kernel::kAvx2,          Int4Kernel::kAvx2Sgemm,  Int4Kernel::kReferenceInt8,
+      Int4Kernel::kAvx2Int8,      Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8,
+      Int4Kernel::kReferenceBf16, Int4Kernel::kAvx512Bf16};
   const bool avx2 = Int4KernelAvailable(Int4Kernel::kAvx2Int8);
   for (const Int4Kernel env : all) {
     if (!Int4KernelAvailable(env)) continue;
@@ -549,7 +634,8 @@ TEST(Int4Linear, AutomaticChoiceIsAConcreteFastKernel) {
 TEST(Int4Linear, KernelThisCpuCannotRunIsRefusedByName) {
   const Int4Matrix w = PackInt4(RandomQuantized(8, 64, 32, true, 9));
   std::vector<float> x(64, 1.0f), y(8);
-  for (const Int4Kernel k : {Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8, Int4Kernel::kAvx2}) {
+  for (const Int4Kernel k : {Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8, Int4Kernel::kAvx2,
+                             Int4Kernel::kAvx512Bf16}) {
     if (Int4KernelAvailable(k)) continue;
     test::ExpectError(
         [&] { Int4Linear(w, x.data(), 64, 1, y.data(), 8, false, ThreadPool::Global(), k); },

@@ -96,6 +96,8 @@ enum class Int4Kernel {
   kNeonInt8,       // the same on AArch64 NEON with the dot-product extension (sdot)
   kAutoInt8,       // as kAuto, but prompts (m > 1) also through int8 activations where a GEMM
                    // for them exists (AVX2, AVX-512 VNNI): the fastest choice, for generation
+  kReferenceBf16,  // scalar oracle of the bf16-activation path
+  kAvx512Bf16,     // AVX-512 BF16: activations rounded to bf16, exact codes, vdpbf16ps into fp32
 };
 // True when `k` is compiled in and this CPU can run it (kAuto and kReference always are).
 bool Int4KernelAvailable(Int4Kernel k);
@@ -111,7 +113,8 @@ Int4Kernel ResolveInt4Kernel(Int4Kernel requested, int64_t m, Int4Kernel overrid
 Int4Kernel ResolveInt4Kernel(Int4Kernel requested, int64_t m);
 
 // Parses "auto", "reference", "avx2", "avx2-sgemm", "reference-int8", "avx2-int8",
-// "avx512-int8", "neon-int8", "auto-int8" (Int4KernelName's names);
+// "avx512-int8", "neon-int8", "auto-int8", "reference-bf16", "avx512-bf16" (Int4KernelName's
+// names);
 // anything else is an awq::Error listing them.
 Int4Kernel ParseInt4Kernel(const std::string& name);
 
@@ -128,6 +131,9 @@ Int4Kernel ParseInt4Kernel(const std::string& name);
 //    except kAvx2Int8 and kAvx512Int8 with m >= 2 on blocks of 16, which run GEMMs over panels
 //    of rows. Faster, at a small accuracy cost (docs/KERNELS.md has the perplexity figures).
 //    kAvx2Int8, kAvx512Int8 and (for m == 1) kNeonInt8 give the same bits.
+//  - bf16 activations (kReferenceBf16, kAvx512Bf16): each row of x is rounded to bf16 and
+//    multiplied with the exact codes in fp32 (vdpbf16ps), any m. Never an automatic choice: a
+//    prefill candidate to measure against the VNNI GEMM on CPUs with AVX512_BF16.
 // kAuto runs, for m == 1, kAvx512Int8 where AVX-512 VNNI exists, else kAvx2Int8, and kNeonInt8 on
 // AArch64 with sdot; for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2; kReference where none
 // of these runs. kAutoInt8 is kAuto for m == 1 and, for m > 1, kAvx512Int8 where VNNI exists, else

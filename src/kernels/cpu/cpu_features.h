@@ -60,6 +60,23 @@ inline bool CpuHasAvx512Vnni() {
 #endif
 }
 
+// AVX-512 F/BW + BF16 (with AVX2/FMA/F16C): int4_bf16_avx512.cc. AVX512_BF16 is read from CPUID
+// leaf 7 subleaf 1 (EAX bit 5): not every compiler the project builds with names it for
+// __builtin_cpu_supports; the F and BW checks there include the OS's saving of the zmm state.
+inline bool CpuHasAvx512Bf16() {
+#if defined(__x86_64__)
+  static const bool has =
+      CpuHasAvx2Fma16() && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0;
+      }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 // AArch64 NEON with the dot-product extension (asimddp): int4_int8_neon.cc.
 inline bool CpuHasNeonDot() {
 #if defined(__aarch64__)

@@ -22,6 +22,8 @@ const char* Int4KernelNeeds(Int4Kernel k) {
       return "an x86-64 CPU with AVX-512 F/BW and VNNI (and AVX2, FMA, F16C)";
     case Int4Kernel::kNeonInt8:
       return "an AArch64 CPU with the dot-product extension (asimddp)";
+    case Int4Kernel::kAvx512Bf16:
+      return "an x86-64 CPU with AVX-512 F/BW and BF16 (and AVX2, FMA, F16C)";
     default:
       return "nothing";
   }
@@ -30,10 +32,10 @@ const char* Int4KernelNeeds(Int4Kernel k) {
 // The names this CPU runs, for error messages.
 std::string AvailableKernelNames() {
   std::string names;
-  for (const Int4Kernel k :
-       {Int4Kernel::kAuto, Int4Kernel::kAutoInt8, Int4Kernel::kReference, Int4Kernel::kAvx2,
-        Int4Kernel::kAvx2Sgemm, Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8,
-        Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8}) {
+  for (const Int4Kernel k : {Int4Kernel::kAuto, Int4Kernel::kAutoInt8, Int4Kernel::kReference,
+                             Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm, Int4Kernel::kReferenceInt8,
+                             Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8,
+                             Int4Kernel::kReferenceBf16, Int4Kernel::kAvx512Bf16}) {
     if (Int4KernelAvailable(k))
       names += (names.empty() ? "" : ", ") + std::string(Int4KernelName(k));
   }
@@ -94,6 +96,7 @@ bool Int4KernelAvailable(Int4Kernel k) {
     case Int4Kernel::kAutoInt8:
     case Int4Kernel::kReference:
     case Int4Kernel::kReferenceInt8:
+    case Int4Kernel::kReferenceBf16:
       return true;
     case Int4Kernel::kAvx2:
     case Int4Kernel::kAvx2Sgemm:
@@ -103,6 +106,8 @@ bool Int4KernelAvailable(Int4Kernel k) {
       return CpuHasAvx512Vnni();
     case Int4Kernel::kNeonInt8:
       return CpuHasNeonDot();
+    case Int4Kernel::kAvx512Bf16:
+      return CpuHasAvx512Bf16();
   }
   return false;
 }
@@ -127,6 +132,10 @@ const char* Int4KernelName(Int4Kernel k) {
       return "neon-int8";
     case Int4Kernel::kAutoInt8:
       return "auto-int8";
+    case Int4Kernel::kReferenceBf16:
+      return "reference-bf16";
+    case Int4Kernel::kAvx512Bf16:
+      return "avx512-bf16";
   }
   return "?";
 }
@@ -136,7 +145,8 @@ Int4Kernel ParseInt4Kernel(const std::string& name) {
   for (const Int4Kernel k :
        {Int4Kernel::kAuto, Int4Kernel::kReference, Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm,
         Int4Kernel::kReferenceInt8, Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8,
-        Int4Kernel::kNeonInt8, Int4Kernel::kAutoInt8}) {
+        Int4Kernel::kNeonInt8, Int4Kernel::kAutoInt8, Int4Kernel::kReferenceBf16,
+        Int4Kernel::kAvx512Bf16}) {
     if (name == Int4KernelName(k)) return k;
     known += (known.empty() ? "" : ", ") + std::string(Int4KernelName(k));
   }
@@ -185,6 +195,9 @@ void RunKernel(Int4Kernel kernel, const Int4Matrix& w, const float* x, int64_t l
     case Int4Kernel::kAvx512Int8:
       Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
+    case Int4Kernel::kAvx512Bf16:
+      Int4LinearBf16Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
 #endif
 #if defined(__aarch64__)
     case Int4Kernel::kNeonInt8:
@@ -193,6 +206,9 @@ void RunKernel(Int4Kernel kernel, const Int4Matrix& w, const float* x, int64_t l
 #endif
     case Int4Kernel::kReferenceInt8:
       Int4LinearInt8Ref(w, x, ldx, m, y, ldy, accumulate, pool);
+      return;
+    case Int4Kernel::kReferenceBf16:
+      Int4LinearBf16Ref(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
     case Int4Kernel::kReference:
       Int4LinearRef(w, x, ldx, m, y, ldy, accumulate, pool);

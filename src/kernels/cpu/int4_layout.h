@@ -113,6 +113,14 @@ void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int6
                           int64_t ldy, bool accumulate, ThreadPool& pool);
 void Int4LinearInt8Neon(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                         int64_t ldy, bool accumulate, ThreadPool& pool);
+// bf16 activations on AVX-512 BF16 (x86-64 builds; int4_bf16_avx512.cc): x rounded to bf16 (to
+// nearest even), the codes exact, fp32 accumulation; y = sum_g s_g * (q.x_bf16 - z * sum x_bf16).
+void Int4LinearBf16Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                          int64_t ldy, bool accumulate, ThreadPool& pool);
+// The same arithmetic in scalar code, one row of x at a time: the oracle of the bf16 kernels
+// (equal up to fp32 rounding order).
+void Int4LinearBf16Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                       int64_t ldy, bool accumulate, ThreadPool& pool);
 // The same two sources built against SIMDe's portable intrinsics, for the tests on any CPU
 // (tests/simd_emulated_test.cc links them; the library does not).
 namespace emulated {
@@ -120,6 +128,8 @@ void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int6
                           int64_t ldy, bool accumulate, ThreadPool& pool);
 void Int4LinearInt8Neon(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                         int64_t ldy, bool accumulate, ThreadPool& pool);
+void Int4LinearBf16Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                          int64_t ldy, bool accumulate, ThreadPool& pool);
 }  // namespace emulated
 // One row of x at a time through int8 activations: y = sum_g s_g * xs_g * (q.x_q - z * sum x_q),
 // the integer dot exact. The scalar version is its oracle (equal up to fp32 rounding order).

@@ -110,6 +110,43 @@ void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t
   }
 }
 
+void Int4LinearBf16Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                       int64_t ldy, bool accumulate, ThreadPool& pool) {
+  const int64_t gs = w.group_size, ng = w.n_groups();
+  std::vector<float> xb(static_cast<size_t>(w.in)), gsum(static_cast<size_t>(ng));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t g = 0; g < ng; ++g) {
+      float sum = 0.0f;
+      for (int64_t k = g * gs; k < (g + 1) * gs; ++k) {
+        xb[static_cast<size_t>(k)] = Bf16ToFp32(Fp32ToBf16(x[i * ldx + k]));
+        sum += xb[static_cast<size_t>(k)];
+      }
+      gsum[static_cast<size_t>(g)] = sum;
+    }
+    float* yi = y + i * ldy;
+    pool.ParallelFor(
+        w.out,
+        [&](int64_t o0, int64_t o1, int) {
+          for (int64_t o = o0; o < o1; ++o) {
+            const int64_t b = o / kInt4Rows;
+            const int r = static_cast<int>(o % kInt4Rows);
+            float acc = 0.0f;
+            for (int64_t g = 0; g < ng; ++g) {
+              const Int4GroupHeader h = w.Header(b, g);
+              float dot = 0.0f;  // every product q * x_bf16 is exact in fp32
+              for (int64_t k = g * gs; k < (g + 1) * gs; ++k) {
+                dot += static_cast<float>(Int4Code(w, b, r, k)) * xb[static_cast<size_t>(k)];
+              }
+              const float z = Fp16ToFp32(h.zero[r]);
+              acc += Fp16ToFp32(h.scale[r]) * (dot - z * gsum[static_cast<size_t>(g)]);
+            }
+            yi[o] = accumulate ? yi[o] + acc : acc;
+          }
+        },
+        kInt4Rows);
+  }
+}
+
 void InterleaveForSlots(const Int8Activations& xa, std::vector<int32_t>* words) {
   const int64_t in = static_cast<int64_t>(xa.q.size());
   words->resize(static_cast<size_t>(in / 4));

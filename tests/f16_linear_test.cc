@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -70,6 +71,43 @@ TEST(LinearF16, Avx2GemvEqualsReferenceRowByRow) {
   std::vector<float> wide(static_cast<size_t>(k)), wide_ref(wide.size());
   WidenF16Avx2(w.data(), wide.data(), k);
   for (int64_t i = 0; i < k; ++i) EXPECT_EQ(wide[i], Fp16ToFp32(w[i])) << i;
+}
+
+// The KV cache's F16C narrowing equals the scalar Fp32ToFp16 on every non-NaN input: ties to
+// even, the subnormal range and its rounding, the overflow threshold, infinities, signed zeros.
+TEST(LinearF16, NarrowingEqualsTheScalarConversion) {
+  if (!CpuHasAvx2Fma16()) GTEST_SKIP() << "no AVX2/FMA/F16C on this CPU";
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          1.0f + 1.0f / 2048,
+                          1.0f + 3.0f / 2048,
+                          65504.0f,
+                          65519.0f,
+                          65520.0f,
+                          1e9f,
+                          -1e9f,
+                          6.1e-5f,
+                          3.0e-8f,
+                          2.98023224e-8f,
+                          1e-10f,
+                          -5.96e-8f,
+                          INFINITY,
+                          -INFINITY,
+                          1e-40f};
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<uint32_t> bits;
+  while (v.size() < 20000) {
+    const uint32_t b = bits(rng);
+    float f;
+    std::memcpy(&f, &b, 4);
+    if (!std::isnan(f)) v.push_back(f);
+  }
+  std::vector<uint16_t> got(v.size());
+  NarrowF16Avx2(v.data(), got.data(), static_cast<int64_t>(v.size()));
+  for (size_t i = 0; i < v.size(); ++i) {
+    ASSERT_EQ(got[i], Fp32ToFp16(v[i])) << "at " << i << ": " << v[i];
+  }
 }
 
 }  // namespace

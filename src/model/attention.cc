@@ -9,7 +9,9 @@
 
 #include "awq/half.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/decode_attention.h"
+#include "kernels/cpu/f16_linear.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/sgemm.h"
 
@@ -129,10 +131,17 @@ void DecodeAttention(const float* q, const uint16_t* keys, const uint16_t* value
 void StoreKvRows(const float* src, int64_t ld, int64_t n, int64_t pos0, uint16_t* cache,
                  int64_t head_stride, const AttentionShape& shape) {
   const int64_t hd = shape.head_dim;
+  const bool f16c = CpuHasAvx2Fma16();
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < shape.n_kv_heads; ++h) {
       const float* s = src + t * ld + h * hd;
       uint16_t* d = cache + h * head_stride + (pos0 + t) * hd;
+#if defined(__x86_64__)
+      if (f16c) {
+        NarrowF16Avx2(s, d, hd);
+        continue;
+      }
+#endif
       for (int64_t c = 0; c < hd; ++c) d[c] = Fp32ToFp16(s[c]);
     }
   }
@@ -141,10 +150,17 @@ void StoreKvRows(const float* src, int64_t ld, int64_t n, int64_t pos0, uint16_t
 void LoadKvRows(const uint16_t* cache, int64_t head_stride, int64_t n, float* dst,
                 const AttentionShape& shape) {
   const int64_t hd = shape.head_dim, kv_dim = shape.n_kv_heads * hd;
+  const bool f16c = CpuHasAvx2Fma16();
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < shape.n_kv_heads; ++h) {
       const uint16_t* s = cache + h * head_stride + t * hd;
       float* d = dst + t * kv_dim + h * hd;
+#if defined(__x86_64__)
+      if (f16c) {
+        WidenF16Avx2(s, d, hd);
+        continue;
+      }
+#endif
       for (int64_t c = 0; c < hd; ++c) d[c] = Fp16ToFp32(s[c]);
     }
   }

@@ -69,6 +69,15 @@ void GemvF16Avx2(const float* x, const uint16_t* w, int64_t ldw, float* y, int64
   }
 }
 
+void NarrowF16Avx2(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) dst[i] = Fp32ToFp16(src[i]);
+}
+
 void WidenF16Avx2(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, Widen(src + i));

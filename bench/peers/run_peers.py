@@ -160,11 +160,15 @@ def git_commit():
 # --- preparing the files ----------------------------------------------------------------------
 
 def python_with_numpy(explicit):
-    for exe in [explicit, sys.executable, os.environ.get("PEERS_PYTHON")]:
-        if exe and subprocess.run([exe, "-c", "import numpy"], stderr=subprocess.DEVNULL).returncode == 0:
+    # The set-up script's environment (numpy; gguf-py also imports PyYAML) is the last resort.
+    venv = os.path.join(ROOT, "assets", "python-venv", "bin", "python")
+    for exe in [explicit, sys.executable, os.environ.get("PEERS_PYTHON"), venv]:
+        if exe and (os.path.exists(exe) or shutil.which(exe)) and subprocess.run(
+                [exe, "-c", "import numpy, yaml"], stderr=subprocess.DEVNULL).returncode == 0:
             return exe
-    raise SystemExit("writing the 7B-shaped GGUF needs numpy: pass --python /path/to/python with "
-                     "numpy (or set PEERS_PYTHON)")
+    raise SystemExit("writing the 7B-shaped GGUF needs numpy and PyYAML (llama.cpp's gguf-py "
+                     "imports it): pass --python /path/to/python with both (or set PEERS_PYTHON); "
+                     f"{venv} -m pip install pyyaml adds it to the set-up script's environment")
 
 
 def prepare(a):

@@ -220,9 +220,17 @@ def memory(a):
 
 
 def llama_bench(a, path):
-    out = run([os.path.join(a.llama_bin, "llama-bench"), "-m", path, "-p", str(a.prompt),
-               "-n", str(a.gen), "-t", ",".join(map(str, a.threads)), "-r", "1", "-o", "json"])
-    tests = json.loads(out)
+    """llama-bench's prefill (-p, from an empty context) and decode (-n) at each thread count. With
+    --llama-depth D > 0 the decode runs as a separate call at depth D (-d: D positions already in
+    the KV cache), so its steps read the cache that awq bench's decode after its prompt reads."""
+    exe, threads = os.path.join(a.llama_bin, "llama-bench"), ",".join(map(str, a.threads))
+    common = ["-m", path, "-t", threads, "-r", "1", "-o", "json"]
+    if a.llama_depth > 0:
+        tests = json.loads(run([exe, *common, "-p", str(a.prompt), "-n", "0"]))
+        tests += json.loads(run([exe, *common, "-p", "0", "-n", str(a.gen),
+                                 "-d", str(a.llama_depth)]))
+    else:
+        tests = json.loads(run([exe, *common, "-p", str(a.prompt), "-n", str(a.gen)]))
     best = {"prefill": (0.0, 0), "decode": (0.0, 0)}
     by_threads = []
     commit = None
@@ -274,6 +282,10 @@ def main():
     ap.add_argument("--only", default="7b,smol", help="subjects: 7b, smol or both")
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--llama-depth", type=int, default=None,
+                    help="KV cache positions before llama.cpp's decode (llama-bench -d); default "
+                         "--prompt, as awq bench decodes after its prompt; 0: llama-bench's tg "
+                         "from an empty context")
     ap.add_argument("--no-token-paired", dest="token_paired", action="store_false",
                     help="skip awq bench's --token-paired-read (a read pass over each decode "
                          "step's weight bytes right after it)")
@@ -295,6 +307,8 @@ def main():
     ap.add_argument("--json", default=os.path.join(ROOT, "out/peers/results.json"))
     a = ap.parse_args()
     a.threads = [int(t) for t in a.threads.split(",")]
+    if a.llama_depth is None:
+        a.llama_depth = a.prompt
     a.only = a.only.split(",")
     a.awq_kernels = a.awq_kernels.split(",")
     if not os.path.exists(a.awq):
@@ -320,7 +334,8 @@ def main():
                       lambda: llama_bench(a, files["smol/Q4_0"]))]
         subjects += awq_subjects("smol", "SmolLM2-135M", "awq.cpp AWQ w4 g64")
     # llama-bench's tg decodes from an empty context: on average (gen + 1) / 2 cached positions.
-    llama_bytes = {k: llama_decode_bytes(files[k.replace("/llama", "")], (a.gen + 1) / 2)
+    llama_bytes = {k: llama_decode_bytes(files[k.replace("/llama", "")],
+                                         a.llama_depth + (a.gen + 1) / 2)
                    for k, *_ in subjects if "/llama/" in k}
 
     host = {"cpu": cpu_model(), "loadavg_start": os.getloadavg(),
@@ -413,12 +428,14 @@ def main():
           " per round and phase; of read: decode weight GB/s over the read loop's GB/s measured just "
           f"before/after the run, the better of the two; (+ KV): counting the f16 KV cache each decode "
           f"step reads too: awq.cpp decodes after its {a.prompt}-token prompt, llama-bench's tg "
-          "from an empty context; token-paired read (awq.cpp only): each decode step's GB/s over "
+          + (f"at depth {a.llama_depth} (-d)" if a.llama_depth > 0 else "from an empty context") +
+          "; token-paired read (awq.cpp only): each decode step's GB/s over "
           "that of one pass of the read loop over the same bytes right after it, median over the "
           "steps)")
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
         json.dump({"host": host, "llama_commit": llama_commit, "rounds": a.rounds,
+                   "llama_depth": a.llama_depth,
                    "threads": a.threads, "prompt": a.prompt, "gen": a.gen,
                    "memory": {"read_median": median(reads), "read_runs": reads,
                               "triad_median": median(triads), "triad_runs": triads},

@@ -206,15 +206,18 @@ std::vector<float> Run(Int4Kernel kernel, const Int4Matrix& w, const Case& c, co
 // Every int8-activation GEMV this build can run: the native ones this CPU supports, and the
 // AVX-512 and NEON sources compiled against SIMDe's portable intrinsics (where SIMDe was found),
 // so both are checked on any CPU.
+// Int4Linear with kernel k, under its name.
+std::pair<std::string, KernelFn> Named(Int4Kernel k) {
+  return {Int4KernelName(k),
+          [k](const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+              bool acc, ThreadPool& pool) { Int4Linear(w, x, ldx, m, y, ldy, acc, pool, k); }};
+}
+
 std::vector<std::pair<std::string, KernelFn>> Int8Kernels() {
   std::vector<std::pair<std::string, KernelFn>> ks;
   for (const Int4Kernel k :
        {Int4Kernel::kAvx2Int8, Int4Kernel::kAvx512Int8, Int4Kernel::kNeonInt8}) {
-    if (!Int4KernelAvailable(k)) continue;
-    ks.emplace_back(
-        Int4KernelName(k),
-        [k](const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
-            bool acc, ThreadPool& pool) { Int4Linear(w, x, ldx, m, y, ldy, acc, pool, k); });
+    if (Int4KernelAvailable(k)) ks.push_back(Named(k));
   }
 #if defined(AWQ_HAVE_SIMDE)
   ks.emplace_back("avx512-int8 (SIMDe)", emulated::Int4LinearInt8Avx512);
@@ -223,16 +226,35 @@ std::vector<std::pair<std::string, KernelFn>> Int8Kernels() {
   return ks;
 }
 
+// The inputs of one case: random codes (packed), x and the initial y at the case's strides and
+// misalignment, and the exact product.
+struct CaseData {
+  QuantizedLinear q;
+  Int4Matrix w;
+  int64_t ldx, ldy;
+  std::vector<float> xbuf;
+  const float* x;
+  std::vector<float> y0;
+  Result exact;
+  CaseData(const Case& c, uint32_t seed)
+      : q(RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed)),
+        w(PackInt4(q)),
+        ldx(c.shape.in + 3),
+        ldy(c.shape.out + 2),
+        xbuf(RandomVector(8 + c.m * ldx, seed + 1)),
+        x(xbuf.data() + (c.misalign ? 1 : 0)),
+        y0(RandomVector(c.m * ldy, seed + 2)),
+        exact(Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate)) {}
+};
+
 void CheckCase(const Case& c, uint32_t seed) {
   SCOPED_TRACE(c.Name());
-  const QuantizedLinear q =
-      RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed);
-  const Int4Matrix w = PackInt4(q);
-  const int64_t ldx = c.shape.in + 3, ldy = c.shape.out + 2;
-  std::vector<float> xbuf = RandomVector(8 + c.m * ldx, seed + 1);
-  const float* x = xbuf.data() + (c.misalign ? 1 : 0);
-  const std::vector<float> y0 = RandomVector(c.m * ldy, seed + 2);
-  const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
+  const CaseData d(c, seed);
+  const Int4Matrix& w = d.w;
+  const int64_t ldx = d.ldx, ldy = d.ldy;
+  const float* x = d.x;
+  const std::vector<float>& y0 = d.y0;
+  const Result& exact = d.exact;
   const std::vector<float> ref = Run(Int4Kernel::kReference, w, c, x, ldx, y0, ldy);
   std::vector<Int4Kernel> fast;
   for (const Int4Kernel k : {Int4Kernel::kAvx2, Int4Kernel::kAvx2Sgemm}) {
@@ -305,20 +327,51 @@ TEST(Int4Linear, MatchesOracleAcrossPanelsAndThreads) {
   CheckCase(Case{Shape{1032, 8192, 128}, 32, true, false, false, 1}, 8);
 }
 
+// Reports (up to a total of five failures) outputs where the oracle is farther from the exact
+// product than activation_bound(i, o) (its rounding of x) plus b, the exact product's fp32
+// bound, or a kernel is farther from the oracle than 2 b: the kernels and their oracle do the
+// same arithmetic in another order.
+void ExpectKernelsNearOracle(const std::string& oracle, const Case& c, const Result& exact,
+                             const std::vector<float>& ref, int64_t ldy,
+                             const std::vector<std::pair<std::string, KernelFn>>& kernels,
+                             const std::vector<std::vector<float>>& got,
+                             const std::function<double(int64_t, int64_t)>& activation_bound,
+                             int failures) {
+  for (int64_t i = 0; i < c.m && failures < 5; ++i) {
+    for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
+      const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
+      const double r = ref[i * ldy + o], a = activation_bound(i, o);
+      if (!(std::fabs(r - e) <= a * 1.001 + b)) {
+        ++failures;
+        ADD_FAILURE() << oracle << " at (" << i << ", " << o << "): " << r << " vs exact " << e
+                      << ", bound " << a + b;
+      }
+      for (size_t f = 0; f < kernels.size(); ++f) {
+        const double v = got[f][i * ldy + o];
+        if (!(std::fabs(v - r) <= 2 * b)) {
+          ++failures;
+          ADD_FAILURE() << kernels[f].first << " at (" << i << ", " << o << "): " << v << " vs "
+                        << oracle << " " << r << ", bound " << 2 * b;
+        }
+      }
+    }
+  }
+}
+
 // The int8-activation kernels: the scalar oracle is within the activation-rounding bound of the
 // exact fp32 product (each x_k moves by at most half its block's step max|x| / 127), and the
 // SIMD kernels (AVX2, AVX-512 VNNI, NEON sdot) equal the oracle up to fp32 rounding (every
 // integer dot is exact).
 void CheckInt8Case(const Case& c, uint32_t seed) {
   SCOPED_TRACE(c.Name());
-  const QuantizedLinear q =
-      RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed);
-  const Int4Matrix w = PackInt4(q);
-  const int64_t ldx = c.shape.in + 3, ldy = c.shape.out + 2, gs = w.group_size;
-  std::vector<float> xbuf = RandomVector(8 + c.m * ldx, seed + 1);
-  const float* x = xbuf.data() + (c.misalign ? 1 : 0);
-  const std::vector<float> y0 = RandomVector(c.m * ldy, seed + 2);
-  const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
+  const CaseData d(c, seed);
+  const QuantizedLinear& q = d.q;
+  const Int4Matrix& w = d.w;
+  const int64_t ldx = d.ldx, ldy = d.ldy;
+  const float* x = d.x;
+  const std::vector<float>& y0 = d.y0;
+  const Result& exact = d.exact;
+  const int64_t gs = w.group_size;
   std::vector<float> wd(q.out * q.in);
   DequantizeLinear(q, wd.data());
   const std::vector<float> ref = Run(Int4Kernel::kReferenceInt8, w, c, x, ldx, y0, ldy);
@@ -349,35 +402,42 @@ void CheckInt8Case(const Case& c, uint32_t seed) {
       }
     }
   }
-  for (int64_t i = 0; i < c.m && failures < 5; ++i) {
-    const int64_t bs = Int8BlockFor(gs);
-    std::vector<double> step(q.in / bs);
+  // Half a step of each input's block, max |x| / 127, times the weight.
+  const int64_t bs = Int8BlockFor(gs);
+  std::vector<double> step(c.m * (q.in / bs));
+  for (int64_t i = 0; i < c.m; ++i) {
     for (int64_t blk = 0; blk < q.in / bs; ++blk) {
       double amax = 0;
       for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) {
         amax = std::max(amax, std::fabs(double{x[i * ldx + k]}));
       }
-      step[blk] = amax / 127.0;
+      step[i * (q.in / bs) + blk] = amax / 127.0;
     }
-    for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
-      double quant_bound = 0;
-      for (int64_t k = 0; k < q.in; ++k) {
-        quant_bound += std::fabs(wd[o * q.in + k]) * step[k / bs] * 0.5;
-      }
-      const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
-      const double r = ref[i * ldy + o];
-      if (!(std::fabs(r - e) <= quant_bound * 1.001 + b)) {
-        ++failures;
-        ADD_FAILURE() << "reference-int8 at (" << i << ", " << o << "): " << r << " vs exact " << e
-                      << ", bound " << quant_bound + b;
-      }
-      for (size_t f = 0; f < kernels.size(); ++f) {
-        const double v = got[f][i * ldy + o];
-        if (!(std::fabs(v - r) <= 2 * b)) {
-          ++failures;
-          ADD_FAILURE() << kernels[f].first << " at (" << i << ", " << o << "): " << v
-                        << " vs reference-int8 " << r << ", bound " << 2 * b;
+  }
+  ExpectKernelsNearOracle(
+      "reference-int8", c, exact, ref, ldy, kernels, got,
+      [&](int64_t i, int64_t o) {
+        double bound = 0;
+        for (int64_t k = 0; k < q.in; ++k) {
+          bound += std::fabs(wd[o * q.in + k]) * step[i * (q.in / bs) + k / bs] * 0.5;
         }
+        return bound;
+      },
+      failures);
+}
+
+// check(case, seed) for every shape, m = 1, 3 and 17, with and without zero points; the
+// accumulate flag, misalignment and thread count (1, 2) cycle so each meets every other setting.
+void ForEachVariant(const std::vector<Shape>& shapes, uint32_t seed,
+                    void (*check)(const Case&, uint32_t)) {
+  int variant = 0;
+  for (const Shape& s : shapes) {
+    for (int64_t m : {1, 3, 17}) {
+      for (bool zp : {true, false}) {
+        const bool misalign = (variant & 1) != 0, acc = (variant & 2) != 0;
+        const int threads = (variant & 4) ? 2 : 1;
+        ++variant;
+        check(Case{s, m, zp, acc, misalign, threads}, seed++);
       }
     }
   }
@@ -387,20 +447,9 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
   const std::vector<Shape> shapes = {{1, 72, 8},    {7, 200, 8},   {33, 200, -1},  {7, 160, 32},
                                      {33, 192, 64}, {1, 384, 128}, {33, 384, 128}, {16, 72, -1},
                                      {300, 264, 8}, {65, 1024, 64}};
-  uint32_t seed = 500;
-  int variant = 0;
-  for (const Shape& s : shapes) {
-    // m >= 2 runs the GEMMs (panels of 5 rows for AVX2 and 8 for AVX-512; 17 leaves a partial
-    // one in both).
-    for (int64_t m : {1, 3, 17}) {
-      for (bool zp : {true, false}) {
-        const bool misalign = (variant & 1) != 0, acc = (variant & 2) != 0;
-        const int threads = (variant & 4) ? 2 : 1;
-        ++variant;
-        CheckInt8Case(Case{s, m, zp, acc, misalign, threads}, seed++);
-      }
-    }
-  }
+  // m >= 2 runs the GEMMs (panels of 5 rows for AVX2 and 8 for AVX-512; 17 leaves a partial one
+  // in both).
+  ForEachVariant(shapes, 500, CheckInt8Case);
 }
 
 // The bf16-activation kernels: the scalar oracle is within bf16's rounding of x (each x_k moves
@@ -409,54 +458,35 @@ TEST(Int4Linear, Int8ActivationsMatchTheirOracle) {
 // every product of a code and a bf16 activation is exact, only the order of the sums differs.
 void CheckBf16Case(const Case& c, uint32_t seed) {
   SCOPED_TRACE(c.Name());
-  const QuantizedLinear q =
-      RandomQuantized(c.shape.out, c.shape.in, c.shape.group_size, c.zero_point, seed);
-  const Int4Matrix w = PackInt4(q);
-  const int64_t ldx = c.shape.in + 3, ldy = c.shape.out + 2;
-  std::vector<float> xbuf = RandomVector(8 + c.m * ldx, seed + 1);
-  const float* x = xbuf.data() + (c.misalign ? 1 : 0);
-  const std::vector<float> y0 = RandomVector(c.m * ldy, seed + 2);
-  const Result exact = Exact(q, x, ldx, c.m, y0.data(), ldy, c.accumulate);
+  const CaseData d(c, seed);
+  const QuantizedLinear& q = d.q;
+  const Int4Matrix& w = d.w;
+  const int64_t ldx = d.ldx, ldy = d.ldy;
+  const float* x = d.x;
+  const std::vector<float>& y0 = d.y0;
+  const Result& exact = d.exact;
   std::vector<float> wd(q.out * q.in);
   DequantizeLinear(q, wd.data());
   const std::vector<float> ref = Run(Int4Kernel::kReferenceBf16, w, c, x, ldx, y0, ldy);
   std::vector<std::pair<std::string, KernelFn>> kernels;
-  if (Int4KernelAvailable(Int4Kernel::kAvx512Bf16)) {
-    kernels.emplace_back("avx512-bf16",
-                         [](const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
-                            int64_t ldy, bool acc, ThreadPool& pool) {
-                           Int4Linear(w, x, ldx, m, y, ldy, acc, pool, Int4Kernel::kAvx512Bf16);
-                         });
-  }
+  if (Int4KernelAvailable(Int4Kernel::kAvx512Bf16))
+    kernels.push_back(Named(Int4Kernel::kAvx512Bf16));
 #if defined(AWQ_HAVE_SIMDE) && defined(__x86_64__)
   kernels.emplace_back("avx512-bf16 (SIMDe)", emulated::Int4LinearBf16Avx512);
 #endif
   std::vector<std::vector<float>> got;
   for (const auto& k : kernels) got.push_back(Run(k.second, w, c, x, ldx, y0, ldy));
-  int failures = 0;
-  for (int64_t i = 0; i < c.m && failures < 5; ++i) {
-    for (int64_t o = 0; o < c.shape.out && failures < 5; ++o) {
-      double round_bound = 0;
-      for (int64_t k = 0; k < q.in; ++k) {
-        round_bound += std::fabs(wd[o * q.in + k]) * std::fabs(double{x[i * ldx + k]}) / 512.0;
-      }
-      const double e = exact.exact[i * c.shape.out + o], b = exact.bound[i * c.shape.out + o];
-      const double r = ref[i * ldy + o];
-      if (!(std::fabs(r - e) <= round_bound * 1.001 + b)) {
-        ++failures;
-        ADD_FAILURE() << "reference-bf16 at (" << i << ", " << o << "): " << r << " vs exact " << e
-                      << ", bound " << round_bound + b;
-      }
-      for (size_t f = 0; f < kernels.size(); ++f) {
-        const double v = got[f][i * ldy + o];
-        if (!(std::fabs(v - r) <= 2 * b)) {
-          ++failures;
-          ADD_FAILURE() << kernels[f].first << " at (" << i << ", " << o << "): " << v
-                        << " vs reference-bf16 " << r << ", bound " << 2 * b;
+  // bf16 moves each input by at most 2^-9 of itself.
+  ExpectKernelsNearOracle(
+      "reference-bf16", c, exact, ref, ldy, kernels, got,
+      [&](int64_t i, int64_t o) {
+        double bound = 0;
+        for (int64_t k = 0; k < q.in; ++k) {
+          bound += std::fabs(wd[o * q.in + k]) * std::fabs(double{x[i * ldx + k]}) / 512.0;
         }
-      }
-    }
-  }
+        return bound;
+      },
+      0);
 }
 
 TEST(Int4Linear, Bf16ActivationsMatchTheirOracle) {
@@ -464,18 +494,7 @@ TEST(Int4Linear, Bf16ActivationsMatchTheirOracle) {
   // partial one; m = 1 (panels of one row), 3 and 17 (panels of 8, a partial last one).
   const std::vector<Shape> shapes = {{1, 72, 8},    {7, 200, 8},   {33, 200, -1},  {7, 160, 32},
                                      {33, 192, 64}, {1, 384, 128}, {24, 384, 128}, {300, 264, 8}};
-  uint32_t seed = 900;
-  int variant = 0;
-  for (const Shape& s : shapes) {
-    for (int64_t m : {1, 3, 17}) {
-      for (bool zp : {true, false}) {
-        const bool misalign = (variant & 1) != 0, acc = (variant & 2) != 0;
-        const int threads = (variant & 4) ? 2 : 1;
-        ++variant;
-        CheckBf16Case(Case{s, m, zp, acc, misalign, threads}, seed++);
-      }
-    }
-  }
+  ForEachVariant(shapes, 900, CheckBf16Case);
 }
 
 // Rounding to bf16 is to nearest with ties to even, and the kernels see the same values as the

@@ -24,13 +24,7 @@
 // The same source is compiled a second time against SIMDe's portable AVX-512 (AWQ_EMULATE_SIMD,
 // into namespace awq::emulated) so the test suite checks it against the scalar oracle on CPUs
 // without AVX-512 BF16 (tests/int4_kernels_test.cc).
-#if defined(AWQ_EMULATE_SIMD)
-#define SIMDE_ENABLE_NATIVE_ALIASES
-#include <simde/x86/avx512.h>
-#include <simde/x86/f16c.h>
-#else
-#include <immintrin.h>
-#endif
+#include "kernels/cpu/avx512_intrinsics.h"
 
 #include <algorithm>
 #include <cstring>
@@ -47,6 +41,8 @@ namespace emulated {
 
 namespace {
 
+#include "kernels/cpu/int4_avx512_util.h"
+
 // Loops over fixed-size register arrays are unrolled so that the arrays stay in registers.
 #define AWQ_UNROLL _Pragma("GCC unroll 8")
 
@@ -59,15 +55,6 @@ inline __m512bh AsBf16(__m512i v) {
   __m512bh r;
   std::memcpy(&r, &v, sizeof(r));
   return r;
-}
-
-// 16 lanes from two 8-lane halves.
-inline __m512 Join(__m256 lo, __m256 hi) {
-  return _mm512_castpd_ps(
-      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-}
-inline __m512i Join(__m256i lo, __m256i hi) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
 // A panel of kRows rows of x in bf16: words [in / 2][kRows], group sums [n_groups][kRows]. Rows
@@ -151,15 +138,6 @@ void KernelPanel(const Int4Matrix& w, int64_t b, const Bf16Panel<kRows>& p, __m5
     }
   }
   AWQ_UNROLL for (int t = 0; t < kRows; ++t) out[t] = acc[t];
-}
-
-// Stores (or adds) the outputs of row blocks b and b + 1 (where it exists) to one row of y.
-void StoreRowBlocks(__m512 r, float* y, int64_t b, int64_t out, bool accumulate) {
-  alignas(64) float tmp[2 * kInt4Rows];
-  _mm512_store_ps(tmp, r);
-  const int64_t valid = std::min<int64_t>(2 * kInt4Rows, out - b * kInt4Rows);
-  float* yb = y + b * kInt4Rows;
-  for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
 }
 
 // x rounded once into panels of kRows (the calling thread's scratch), then the pairs of row

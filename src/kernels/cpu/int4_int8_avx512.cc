@@ -6,13 +6,7 @@
 // The same source is compiled a second time against SIMDe's portable AVX-512 (AWQ_EMULATE_SIMD,
 // into namespace awq::emulated) so the test suite checks it against the scalar oracle on CPUs
 // without AVX-512 (tests/simd_emulated_test.cc).
-#if defined(AWQ_EMULATE_SIMD)
-#define SIMDE_ENABLE_NATIVE_ALIASES
-#include <simde/x86/avx512.h>
-#include <simde/x86/f16c.h>
-#else
-#include <immintrin.h>
-#endif
+#include "kernels/cpu/avx512_intrinsics.h"
 
 #include <algorithm>
 
@@ -27,6 +21,8 @@ namespace emulated {
 #endif
 
 namespace {
+
+#include "kernels/cpu/int4_avx512_util.h"
 
 // Lane r of the 16: lanes 0-7 take `lo` and lanes 8-15 `hi`, each broadcast.
 inline __m512i Pair(int32_t lo, int32_t hi) {
@@ -153,15 +149,6 @@ void RangeBlock16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw
 // scale take 14 of the 32 registers.
 constexpr int kMt = 8;
 
-// 16 lanes from two 8-lane halves.
-inline __m512 Join(__m256 lo, __m256 hi) {
-  return _mm512_castpd_ps(
-      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-}
-inline __m512i Join(__m256i lo, __m256i hi) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-
 // Lanes 0-7 of out[t]: rows 8b..8b+7 of W times row t of the panel; lanes 8-15: rows of row block
 // b + 1 (kPair), or zero codes with unused results (the last, odd row block).
 template <bool kPair>
@@ -206,15 +193,6 @@ void KernelPanel(const Int4Matrix& w, int64_t b, const Int8Panel<kMt>& p, __m512
     }
   }
   AWQ_UNROLL for (int t = 0; t < kMt; ++t) out[t] = acc[t];
-}
-
-// Stores (or adds) the outputs of row blocks b and b + 1 (where it exists) to one row of y.
-void StoreRowBlocks(__m512 r, float* y, int64_t b, int64_t out, bool accumulate) {
-  alignas(64) float tmp[2 * kInt4Rows];
-  _mm512_store_ps(tmp, r);
-  const int64_t valid = std::min<int64_t>(2 * kInt4Rows, out - b * kInt4Rows);
-  float* yb = y + b * kInt4Rows;
-  for (int64_t i = 0; i < valid; ++i) yb[i] = accumulate ? yb[i] + tmp[i] : tmp[i];
 }
 
 // One unit of the shared driver is a pair of row blocks (the last one alone when their number is

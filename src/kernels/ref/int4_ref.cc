@@ -74,39 +74,47 @@ void QuantizeActivationsInt8(const float* x, int64_t in, int64_t group_size, Int
   }
 }
 
+namespace {
+// yi[o] (+)= value(b, r) for every output o = 8b + r, the rows split over the pool.
+template <class Value>
+void StoreOutputs(const Int4Matrix& w, float* yi, bool accumulate, ThreadPool& pool, Value value) {
+  pool.ParallelFor(
+      w.out,
+      [&](int64_t o0, int64_t o1, int) {
+        for (int64_t o = o0; o < o1; ++o) {
+          const float v = value(o / kInt4Rows, static_cast<int>(o % kInt4Rows));
+          yi[o] = accumulate ? yi[o] + v : v;
+        }
+      },
+      kInt4Rows);
+}
+}  // namespace
+
 void Int4LinearInt8Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                        int64_t ldy, bool accumulate, ThreadPool& pool) {
   const int64_t gs = w.group_size, ng = w.n_groups();
   Int8Activations xa;
   for (int64_t i = 0; i < m; ++i) {
     QuantizeActivationsInt8(x + i * ldx, w.in, gs, &xa);
-    float* yi = y + i * ldy;
-    pool.ParallelFor(
-        w.out,
-        [&](int64_t o0, int64_t o1, int) {
-          for (int64_t o = o0; o < o1; ++o) {
-            const int64_t b = o / kInt4Rows;
-            const int r = static_cast<int>(o % kInt4Rows);
-            float acc = 0.0f;
-            const int64_t bs = xa.block;
-            for (int64_t g = 0; g < ng; ++g) {
-              const Int4GroupHeader h = w.Header(b, g);
-              // sum over blocks of scale * (exact integer dot), then the zero's term.
-              float dot = 0.0f;
-              for (int64_t blk = g * gs / bs; blk < (g + 1) * gs / bs; ++blk) {
-                int32_t d = 0;
-                for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) {
-                  d += Int4Code(w, b, r, k) * xa.q[static_cast<size_t>(k)];
-                }
-                dot += xa.scale[static_cast<size_t>(blk)] * static_cast<float>(d);
-              }
-              const float z = Fp16ToFp32(h.zero[r]);
-              acc += Fp16ToFp32(h.scale[r]) * (dot - z * xa.group_sum[static_cast<size_t>(g)]);
-            }
-            yi[o] = accumulate ? yi[o] + acc : acc;
+    StoreOutputs(w, y + i * ldy, accumulate, pool, [&](int64_t b, int r) {
+      float acc = 0.0f;
+      const int64_t bs = xa.block;
+      for (int64_t g = 0; g < ng; ++g) {
+        const Int4GroupHeader h = w.Header(b, g);
+        // sum over blocks of scale * (exact integer dot), then the zero's term.
+        float dot = 0.0f;
+        for (int64_t blk = g * gs / bs; blk < (g + 1) * gs / bs; ++blk) {
+          int32_t d = 0;
+          for (int64_t k = blk * bs; k < (blk + 1) * bs; ++k) {
+            d += Int4Code(w, b, r, k) * xa.q[static_cast<size_t>(k)];
           }
-        },
-        kInt4Rows);
+          dot += xa.scale[static_cast<size_t>(blk)] * static_cast<float>(d);
+        }
+        const float z = Fp16ToFp32(h.zero[r]);
+        acc += Fp16ToFp32(h.scale[r]) * (dot - z * xa.group_sum[static_cast<size_t>(g)]);
+      }
+      return acc;
+    });
   }
 }
 
@@ -123,27 +131,19 @@ void Int4LinearBf16Ref(const Int4Matrix& w, const float* x, int64_t ldx, int64_t
       }
       gsum[static_cast<size_t>(g)] = sum;
     }
-    float* yi = y + i * ldy;
-    pool.ParallelFor(
-        w.out,
-        [&](int64_t o0, int64_t o1, int) {
-          for (int64_t o = o0; o < o1; ++o) {
-            const int64_t b = o / kInt4Rows;
-            const int r = static_cast<int>(o % kInt4Rows);
-            float acc = 0.0f;
-            for (int64_t g = 0; g < ng; ++g) {
-              const Int4GroupHeader h = w.Header(b, g);
-              float dot = 0.0f;  // every product q * x_bf16 is exact in fp32
-              for (int64_t k = g * gs; k < (g + 1) * gs; ++k) {
-                dot += static_cast<float>(Int4Code(w, b, r, k)) * xb[static_cast<size_t>(k)];
-              }
-              const float z = Fp16ToFp32(h.zero[r]);
-              acc += Fp16ToFp32(h.scale[r]) * (dot - z * gsum[static_cast<size_t>(g)]);
-            }
-            yi[o] = accumulate ? yi[o] + acc : acc;
-          }
-        },
-        kInt4Rows);
+    StoreOutputs(w, y + i * ldy, accumulate, pool, [&](int64_t b, int r) {
+      float acc = 0.0f;
+      for (int64_t g = 0; g < ng; ++g) {
+        const Int4GroupHeader h = w.Header(b, g);
+        float dot = 0.0f;  // every product q * x_bf16 is exact in fp32
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) {
+          dot += static_cast<float>(Int4Code(w, b, r, k)) * xb[static_cast<size_t>(k)];
+        }
+        const float z = Fp16ToFp32(h.zero[r]);
+        acc += Fp16ToFp32(h.scale[r]) * (dot - z * gsum[static_cast<size_t>(g)]);
+      }
+      return acc;
+    });
   }
 }
 

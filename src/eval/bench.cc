@@ -114,8 +114,8 @@ MemoryBandwidth BandwidthProbe::Measure(int reps) const {
 double BandwidthProbe::ReadSeconds(int64_t bytes) {
   AWQ_CHECK(bytes >= 4);
   const float* arrays[3] = {a_.get(), b_.get(), c_.get()};
-  const Clock::time_point t0 = Clock::now();
   std::vector<float> sums(static_cast<size_t>(pool_.size()) * 16);
+  const Clock::time_point t0 = Clock::now();
   for (int64_t left = bytes / 4; left > 0;) {
     const int64_t array = cursor_ / n_, i0 = cursor_ % n_;
     const int64_t len = std::min(left, n_ - i0);
@@ -163,6 +163,12 @@ MemoryBandwidth MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes_per_array
 
 namespace {
 
+// Bytes of fp16 KV cache one position holds (keys and values of every layer): what a decode step
+// reads per position it attends to.
+int64_t KvBytesPerPosition(const ModelConfig& c) {
+  return 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2;
+}
+
 // One repetition: prefill of the prompt, then gen_tokens greedy decode steps; appends the runs.
 // With r null (the warm-up) nothing is recorded. With `paired` (a probe), each decode step is
 // timed alone and followed by a read pass over its weight bytes (token_paired_read).
@@ -178,7 +184,7 @@ void RunOnce(const Model& model, const BenchOptions& o, const std::vector<int32_
   model.Logits(hidden.data() + (o.prompt_tokens - 1) * d, 1, logits.data());
   if (r != nullptr) r->prefill_runs.push_back(static_cast<double>(o.prompt_tokens) / Seconds(t0));
   const int64_t weights = model.DecodeWeightBytes();
-  const int64_t kv_per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2;
+  const int64_t kv_per_position = KvBytesPerPosition(c);
   double decode_seconds = 0;
   t0 = Clock::now();
   for (int64_t i = 0; i < o.gen_tokens; ++i) {
@@ -223,8 +229,8 @@ std::vector<BenchResult> BenchModels(const std::vector<const Model*>& models,
     results[i].gen_tokens = o.gen_tokens;
     results[i].weight_bytes_per_token = models[i]->DecodeWeightBytes();
     const double mean_positions = static_cast<double>(o.prompt_tokens) + (o.gen_tokens + 1) / 2.0;
-    results[i].kv_bytes_per_token = static_cast<int64_t>(
-        mean_positions * 2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2.0);
+    results[i].kv_bytes_per_token =
+        static_cast<int64_t>(mean_positions * static_cast<double>(KvBytesPerPosition(c)));
   }
   if (o.warmup) {
     BenchOptions w = o;

@@ -98,10 +98,16 @@ void KernelPanel(const Int4Matrix& w, int64_t b, const Bf16Panel<kRows>& p, __m5
   }
   // The high half of each lane moves down by 4 bits (its nibble 2p + 1).
   const __m512i shift = _mm512_set1_epi32(4 << 16);
-  // bf16(i & 15) for the 32 indices vpermw reads (the low 5 bits of each half).
-  alignas(64) uint16_t table[32];
-  for (int i = 0; i < 32; ++i) table[i] = Fp32ToBf16(static_cast<float>(i & 15));
-  const __m512i lut = _mm512_load_si512(table);
+  // bf16(i & 15) for the 32 indices vpermw reads (the low 5 bits of each half): the bf16 bits of
+  // a small integer n > 0 are its fp32 bits' upper half, 0x3F80 for 1 up to 0x4170 for 15.
+  struct Table {
+    alignas(64) uint16_t v[32];
+    Table() {
+      for (int i = 0; i < 32; ++i) v[i] = Fp32ToBf16(static_cast<float>(i & 15));
+    }
+  };
+  static const Table table;
+  const __m512i lut = _mm512_load_si512(table.v);
 
   __m512 acc[kRows];
   AWQ_UNROLL for (int t = 0; t < kRows; ++t) acc[t] = _mm512_setzero_ps();

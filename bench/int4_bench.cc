@@ -7,9 +7,9 @@
 // Names: <impl>/<out>x<in>/m:<rows>, impl in {int4 (fp32 activations), int4_i8act (activations
 // quantized to int8: the GEMV, and for m = 512 the int8 GEMM), int4_i8act_cold (the same, the
 // weights cycling through 256 MiB of copies so that they come from DRAM as in decode; Llama-7B
-// shapes), f32_onednn, f16 (LinearF16, the LM head shape only), dequant_sgemm}. Counters: GB/s =
-// weight bytes read per second (4-bit codes + fp16 scales/zeros for int4, fp32 weights for sgemm,
-// both for dequant_sgemm); GFLOP/s = 2
+// shapes), f32_onednn, f16 (LinearF16 on the LM heads: SmolLM2's and, from DRAM, Llama-2-7B's),
+// dequant_sgemm}. Counters: GB/s = weight bytes read per second (4-bit codes + fp16 scales/zeros
+// for int4, fp32 weights for sgemm, both for dequant_sgemm); GFLOP/s = 2
 // * m * out * in per second. Threads: the global pool (AWQ_NUM_THREADS).
 #include <benchmark/benchmark.h>
 
@@ -247,6 +247,10 @@ int main(int argc, char** argv) {
           ->UseRealTime();
     }
   }
+  // Llama-2-7B's fp16 LM head, 262 MB: from DRAM at every call, as in decode.
+  benchmark::RegisterBenchmark("f16/32000x4096/m:1", BM_F16, Shape{"llama7b", 32000, 4096, 128},
+                               int64_t{1})
+      ->UseRealTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("int4_kernel",

@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -669,74 +670,155 @@ TEST(Int4Linear, ZeroRowsLeaveYAlone) {
   EXPECT_EQ(y, 42.0f);
 }
 
-// The race between two kernels of the same bits (the VNNI and the AVX2 int8 kernels where both
-// run): each matrix's first call is untimed; later calls alternate per matrix and between
-// neighbouring matrices.
-TEST(KernelRace, FirstCallUntimedThenAlternating) {
-  KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+// Races between ways of computing the same bits: each matrix's first call runs arm 0 untimed;
+// later calls rotate through the arms per matrix, neighbouring matrices starting at different arms.
+std::vector<RaceArm> Arms(int n) {
+  std::vector<RaceArm> arms;
+  for (int i = 0; i < n; ++i) {
+    arms.push_back({i % 2 == 0 ? Int4Kernel::kAvx512Int8 : Int4Kernel::kAvx2Int8,
+                    GemvTuning{4, 256 << (i / 2)}});
+  }
+  return arms;
+}
+
+TEST(KernelRace, FirstCallUntimedThenRotating) {
+  KernelRace race(Arms(3));
   const int a = 0, b = 0;
   bool timed = true;
-  EXPECT_EQ(race.Next(&a, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_EQ(race.Next(&a, &timed), 0);
   EXPECT_FALSE(timed);
-  EXPECT_EQ(race.Next(&b, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_EQ(race.Next(&b, &timed), 0);
   EXPECT_FALSE(timed);
-  EXPECT_EQ(race.Next(&a, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_EQ(race.Next(&a, &timed), 0);
   EXPECT_TRUE(timed);
-  EXPECT_EQ(race.Next(&b, &timed), Int4Kernel::kAvx2Int8);
+  EXPECT_EQ(race.Next(&b, &timed), 1);
   EXPECT_TRUE(timed);
-  EXPECT_EQ(race.Next(&a, &timed), Int4Kernel::kAvx2Int8);
-  EXPECT_EQ(race.Next(&b, &timed), Int4Kernel::kAvx512Int8);
+  EXPECT_EQ(race.Next(&a, &timed), 1);
+  EXPECT_EQ(race.Next(&b, &timed), 2);
+  EXPECT_EQ(race.Next(&a, &timed), 2);
+  EXPECT_EQ(race.Next(&b, &timed), 0);
   EXPECT_FALSE(race.Decided());
+  EXPECT_NE(race.Summary().find("3 arms: 0 of 96 timed calls"), std::string::npos)
+      << race.Summary();
 }
 
 // Decode-like use: 7 matrices of different sizes (costs per byte differ by matrix), the host
-// slowing by 1% per token and noise of +-10% per call; the second kernel costs 0.93x the first.
-// The race must pick it after 32 timed calls each, then run it untimed.
-TEST(KernelRace, FasterKernelWinsDespiteDriftAndNoise) {
-  for (const double ratio : {0.93, 1.07}) {
-    KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+// slowing by 1% per token and noise of +-10% per call; one arm costs 0.93x the others (or, with
+// two arms, 1.07x). The race must pick the cheapest after 32 timed calls each, then run it
+// untimed.
+TEST(KernelRace, CheapestArmWinsDespiteDriftAndNoise) {
+  struct Case {
+    int arms, cheap;
+    double ratio;
+  };
+  for (const Case c : {Case{2, 1, 0.93}, Case{2, 1, 1.07}, Case{5, 3, 0.93}, Case{10, 7, 0.93}}) {
+    KernelRace race(Arms(c.arms));
     std::mt19937 rng(7);
     std::uniform_real_distribution<double> noise(0.9, 1.1);
     int keys[7];
     int token = 0;
-    for (; !race.Decided() && token < 100; ++token) {
+    for (; !race.Decided() && token < 200; ++token) {
       for (int i = 0; i < 7; ++i) {
         bool timed = false;
-        const Int4Kernel k = race.Next(&keys[i], &timed);
-        const double cost = (1.0 + 0.2 * i) * (1.0 + 0.01 * token) * noise(rng) *
-                            (k == Int4Kernel::kAvx2Int8 ? ratio : 1.0);
-        if (timed) race.Record(k, cost);
+        const int arm = race.Next(&keys[i], &timed);
+        const double cost =
+            (1.0 + 0.2 * i) * (1.0 + 0.01 * token) * noise(rng) * (arm == c.cheap ? c.ratio : 1.0);
+        if (timed) race.Record(&keys[i], arm, cost);
       }
     }
-    SCOPED_TRACE("ratio " + std::to_string(ratio) + ": " + race.Summary());
+    SCOPED_TRACE(std::to_string(c.arms) + " arms, ratio " + std::to_string(c.ratio) + ": " +
+                 race.Summary());
     ASSERT_TRUE(race.Decided());
-    EXPECT_LE(token, 12);  // 64 timed calls after 7 untimed ones: 11 tokens of 7 products
-    const Int4Kernel winner = ratio < 1 ? Int4Kernel::kAvx2Int8 : Int4Kernel::kAvx512Int8;
-    EXPECT_EQ(race.Current(), winner);
+    // 32 timed calls per arm after 7 untimed ones, 7 calls a token.
+    EXPECT_LE(token, 1 + (KernelRace::kSamples * c.arms + 6) / 7 + 1);
+    const int winner = c.ratio < 1 ? c.cheap : 0;
+    EXPECT_EQ(race.Current().kernel, race.arm(winner).kernel);
+    EXPECT_EQ(race.Current().tuning.prefetch_bytes, race.arm(winner).tuning.prefetch_bytes);
     bool timed = true;
     EXPECT_EQ(race.Next(&keys[0], &timed), winner);
     EXPECT_FALSE(timed);
-    EXPECT_NE(race.Summary().find(std::string(Int4KernelName(winner)) + " over"),
-              std::string::npos);
+    // Two arms of Arms() differ only in the kernel, and are named by it alone.
+    std::string name = Int4KernelName(race.arm(winner).kernel);
+    if (c.arms > 2) {
+      name +=
+          " (4 streams, " + std::to_string(race.arm(winner).tuning.prefetch_bytes) + " B ahead)";
+    }
+    EXPECT_EQ(race.Summary().find(name + " over"), 0u);
   }
 }
 
-TEST(KernelRace, TieKeepsTheFirstKernel) {
-  KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+TEST(KernelRace, TieKeepsTheFirstArm) {
+  KernelRace race(Arms(4));
+  const int key = 0;
   for (int i = 0; i < KernelRace::kSamples; ++i) {
-    race.Record(Int4Kernel::kAvx512Int8, 1.0);
-    race.Record(Int4Kernel::kAvx2Int8, 1.0);
+    for (int a = 3; a >= 0; --a) race.Record(&key, a, 1.0);
   }
   EXPECT_TRUE(race.Decided());
-  EXPECT_EQ(race.Current(), Int4Kernel::kAvx512Int8);
+  EXPECT_EQ(race.Current().kernel, Int4Kernel::kAvx512Int8);
+  EXPECT_EQ(race.Current().tuning.prefetch_bytes, 256);
 }
 
-// Without both VNNI and AVX2 nothing races, and bench prints nothing about it.
-TEST(KernelRace, NoRaceWithoutBothKernels) {
-  if (Int4KernelAvailable(Int4Kernel::kAvx512Int8) && Int4KernelAvailable(Int4Kernel::kAvx2Int8)) {
-    EXPECT_NE(Int4KernelRaces().find("decode"), std::string::npos);
+// Arms that differ only in the kernel are named by the kernel alone (the prompt race).
+TEST(KernelRace, TuningNamedOnlyWhereArmsDifferInIt) {
+  KernelRace race({{Int4Kernel::kAvx512Int8, GemvTuning{}}, {Int4Kernel::kAvx2Int8, GemvTuning{}}});
+  const int key = 0;
+  for (int i = 0; i < KernelRace::kSamples; ++i) {
+    race.Record(&key, 0, 2.0);
+    race.Record(&key, 1, 1.0);
+  }
+  EXPECT_EQ(race.Summary(),
+            "avx2-int8 over avx512-int8, median cost 0.50x (32 + 32 timed calls, 2 arms)");
+}
+
+// Decode races wherever the AVX2 int8 GEMV runs; prompts race where VNNI runs too; bench prints
+// nothing elsewhere.
+TEST(KernelRace, RacesWhereTheInt8KernelsRun) {
+  const std::string races = Int4KernelRaces();
+  if (Int4KernelAvailable(Int4Kernel::kAvx2Int8)) {
+    EXPECT_EQ(races.find("decode "), 0u) << races;
+    EXPECT_EQ(races.find("prompts") != std::string::npos,
+              Int4KernelAvailable(Int4Kernel::kAvx512Int8))
+        << races;
   } else {
-    EXPECT_EQ(Int4KernelRaces(), "");
+    EXPECT_EQ(races, "");
+  }
+}
+
+// Every decode tuning gives the default's bits, on the AVX2 GEMV and on the VNNI one (natively
+// where the CPU has it, else through SIMDe): row counts that leave remainders after 2 and 4
+// streams, one and several chunks per thread, accumulate on and off.
+TEST(Int4Linear, GemvTuningsGiveTheSameBits) {
+  if (!Int4KernelAvailable(Int4Kernel::kAvx2Int8)) GTEST_SKIP() << "no AVX2";
+  using Fn = void (*)(const Int4Matrix&, const float*, int64_t, int64_t, float*, int64_t, bool,
+                      ThreadPool&, GemvTuning);
+  std::vector<std::pair<std::string, Fn>> kernels = {
+      {"avx2-int8", Int4LinearInt8Avx2Tuned},
+      {"avx512-int8 (SIMDe)", emulated::Int4LinearInt8Avx512Tuned}};
+  if (Int4KernelAvailable(Int4Kernel::kAvx512Int8)) {
+    kernels.push_back({"avx512-int8", Int4LinearInt8Avx512Tuned});
+  }
+  ThreadPool pool(2);
+  for (const auto& [name, fn] : kernels) {
+    for (const int64_t out : {8, 56, 200, 1208}) {
+      for (const int64_t gs : {16, 64, 128}) {
+        const int64_t in = 512;
+        const Int4Matrix w = PackInt4(RandomQuantized(out, in, gs, true, 11));
+        const std::vector<float> x = RandomVector(in, 12);
+        for (const bool acc : {false, true}) {
+          std::vector<float> want(static_cast<size_t>(out), 0.5f);
+          fn(w, x.data(), in, 1, want.data(), out, acc, pool, GemvTuning{});
+          for (const GemvTuning t : {GemvTuning{4, 256}, GemvTuning{4, 1024}, GemvTuning{4, 2048},
+                                     GemvTuning{2, 512}, GemvTuning{2, 64}}) {
+            std::vector<float> y(static_cast<size_t>(out), 0.5f);
+            fn(w, x.data(), in, 1, y.data(), out, acc, pool, t);
+            SCOPED_TRACE(name + " " + std::to_string(out) + "x" + std::to_string(in) + " g" +
+                         std::to_string(gs) + " streams " + std::to_string(t.streams) + ", " +
+                         std::to_string(t.prefetch_bytes) + " B");
+            EXPECT_EQ(0, std::memcmp(y.data(), want.data(), y.size() * sizeof(float)));
+          }
+        }
+      }
+    }
   }
 }
 

@@ -137,18 +137,20 @@ Int4Kernel ParseInt4Kernel(const std::string& name);
 // kAuto runs, for m == 1, kAvx512Int8 where AVX-512 VNNI exists, else kAvx2Int8, and kNeonInt8 on
 // AArch64 with sdot; for m > 1, kAvx2Sgemm where AVX-512F exists, else kAvx2; kReference where none
 // of these runs. kAutoInt8 is kAuto for m == 1 and, for m > 1, kAvx512Int8 where VNNI exists, else
-// kAvx2Int8 where AVX2 runs (else kAuto's choice). Where both VNNI and AVX2 run, an automatic
-// kAvx512Int8 races kAvx2Int8 on the first calls (decode and prompts apart, each matrix's first
-// call untimed, 32 timed calls each) and the faster runs from then on (Int4KernelRaces); results
-// do not depend on it. The environment variable AWQ_INT4_KERNEL (a name above) replaces the
-// automatic choice of kAuto and kAutoInt8 for every m (ResolveInt4Kernel); a kernel passed
-// explicitly is run as given. Call it from outside the pool's tasks (the pool is not re-entrant).
+// kAvx2Int8 where AVX2 runs (else kAuto's choice). An automatic choice races ways of computing
+// the same bits on the first calls (each matrix's first call untimed, 32 timed calls per arm) and
+// the fastest runs from then on (Int4KernelRaces): for m == 1 the int8 GEMV's streams per core
+// and prefetch distance, with kAvx512Int8 against kAvx2Int8 where both run; for m > 1 the two
+// int8 GEMMs where both run. Results do not depend on it. The environment variable AWQ_INT4_KERNEL
+// (a name above) replaces the automatic choice of kAuto and kAutoInt8 for every m
+// (ResolveInt4Kernel); a kernel passed explicitly is run as given. Call it from outside the pool's
+// tasks (the pool is not re-entrant).
 void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                 bool accumulate, ThreadPool& pool, Int4Kernel kernel = Int4Kernel::kAuto);
 
-// The state of the decode and prompt races between the VNNI and AVX2 int8 kernels ("decode
-// avx512-int8 over avx2-int8, median cost 0.91x (...); prompts ..."), or "" on a CPU without
-// both.
+// The state of the races ("decode avx2-int8 (4 streams, 512 B ahead) over avx512-int8 (4
+// streams, 512 B ahead), median cost 0.91x (...); prompts avx2-int8 over avx512-int8 ..."; the
+// prompt race only where VNNI runs), or "" on a CPU without the AVX2 int8 kernels.
 std::string Int4KernelRaces();
 
 }  // namespace awq

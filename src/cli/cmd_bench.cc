@@ -183,8 +183,9 @@ int RunBench(const BenchArgs& a) {
   std::vector<const Model*> subjects;
   for (const auto& m : models) subjects.push_back(m.get());
   const std::vector<BenchResult> results = BenchModels(subjects, o);
-  // Where the VNNI and AVX2 int8 kernels both run, the automatic choice races them on the first
-  // calls (Int4Linear); which one won shows next to the figures.
+  // The automatic choice races ways of computing the same bits on the first calls (Int4Linear:
+  // the GEMV's tuning, and VNNI against AVX2 where both run); which one won shows next to the
+  // figures.
   const std::string races = Int4KernelRaces();
   if (!races.empty()) kernel += " (raced: " + races + ")";
   std::vector<Entry> entries;

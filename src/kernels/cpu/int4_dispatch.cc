@@ -156,31 +156,50 @@ Int4Kernel ParseInt4Kernel(const std::string& name) {
 
 namespace {
 
-// The races between the AVX-512 VNNI and the AVX2 int8 kernels on a CPU that runs both, one for
-// decode (m == 1) and one for prompts: they compute the same bits, so the faster on this host
-// may run (KernelRace). Only for an automatic choice: a kernel named by the caller or by
-// AWQ_INT4_KERNEL runs as named.
+// The decode GEMV's tunings an automatic choice races, the default first: the distances around
+// the Zen 3 host's 512 bytes (where 256-1024 measured alike and 2 KiB slower) and two streams per
+// core instead of four (5-8% slower there), since other hosts' memory systems may prefer others.
+constexpr GemvTuning kDecodeTunings[] = {{4, 512}, {4, 256}, {4, 1024}, {4, 2048}, {2, 512}};
+
+// The races of an automatic choice (KernelRace); every arm of a race computes the same bits, so
+// the fastest on this host may run. Decode (m == 1) races the int8 GEMV's tunings, each with the
+// VNNI and the AVX2 kernel where both run; prompts race the VNNI against the AVX2 int8 GEMM. A
+// kernel named by the caller or by AWQ_INT4_KERNEL runs as named, with the default tuning.
 KernelRace& DecodeRace() {
-  static KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+  static KernelRace race([] {
+    std::vector<Int4Kernel> kernels;
+    if (Int4KernelAvailable(Int4Kernel::kAvx512Int8)) kernels.push_back(Int4Kernel::kAvx512Int8);
+    kernels.push_back(Int4Kernel::kAvx2Int8);
+    std::vector<RaceArm> arms;
+    for (const GemvTuning& t : kDecodeTunings) {
+      for (const Int4Kernel k : kernels) arms.push_back({k, t});
+    }
+    return arms;
+  }());
   return race;
 }
 KernelRace& PromptRace() {
-  static KernelRace race(Int4Kernel::kAvx512Int8, Int4Kernel::kAvx2Int8);
+  static KernelRace race(
+      {{Int4Kernel::kAvx512Int8, GemvTuning{}}, {Int4Kernel::kAvx2Int8, GemvTuning{}}});
   return race;
 }
 KernelRace* RaceFor(Int4Kernel requested, Int4Kernel resolved, int64_t m) {
   const auto automatic = [](Int4Kernel k) {
     return k == Int4Kernel::kAuto || k == Int4Kernel::kAutoInt8;
   };
-  if (resolved != Int4Kernel::kAvx512Int8 || !automatic(requested) || !automatic(EnvKernel()) ||
+  if (!automatic(requested) || !automatic(EnvKernel()) ||
       !Int4KernelAvailable(Int4Kernel::kAvx2Int8)) {
     return nullptr;
   }
-  return m == 1 ? &DecodeRace() : &PromptRace();
+  if (m == 1) {
+    const bool int8 = resolved == Int4Kernel::kAvx2Int8 || resolved == Int4Kernel::kAvx512Int8;
+    return int8 ? &DecodeRace() : nullptr;
+  }
+  return resolved == Int4Kernel::kAvx512Int8 ? &PromptRace() : nullptr;
 }
 
-void RunKernel(Int4Kernel kernel, const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
-               float* y, int64_t ldy, bool accumulate, ThreadPool& pool) {
+void RunKernel(Int4Kernel kernel, GemvTuning tuning, const Int4Matrix& w, const float* x,
+               int64_t ldx, int64_t m, float* y, int64_t ldy, bool accumulate, ThreadPool& pool) {
   switch (kernel) {
 #if defined(__x86_64__)
     case Int4Kernel::kAvx2:
@@ -190,10 +209,10 @@ void RunKernel(Int4Kernel kernel, const Int4Matrix& w, const float* x, int64_t l
       Int4LinearAvx2Sgemm(w, x, ldx, m, y, ldy, accumulate, pool);
       return;
     case Int4Kernel::kAvx2Int8:
-      Int4LinearInt8Avx2(w, x, ldx, m, y, ldy, accumulate, pool);
+      Int4LinearInt8Avx2Tuned(w, x, ldx, m, y, ldy, accumulate, pool, tuning);
       return;
     case Int4Kernel::kAvx512Int8:
-      Int4LinearInt8Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
+      Int4LinearInt8Avx512Tuned(w, x, ldx, m, y, ldy, accumulate, pool, tuning);
       return;
     case Int4Kernel::kAvx512Bf16:
       Int4LinearBf16Avx512(w, x, ldx, m, y, ldy, accumulate, pool);
@@ -224,9 +243,9 @@ void RunKernel(Int4Kernel kernel, const Int4Matrix& w, const float* x, int64_t l
 }  // namespace
 
 std::string Int4KernelRaces() {
-  std::string s;
-  if (!CpuHasAvx512Vnni() || !Int4KernelAvailable(Int4Kernel::kAvx2Int8)) return s;
-  s = "decode " + DecodeRace().Summary() + "; prompts " + PromptRace().Summary();
+  if (!Int4KernelAvailable(Int4Kernel::kAvx2Int8)) return "";
+  std::string s = "decode " + DecodeRace().Summary();
+  if (Int4KernelAvailable(Int4Kernel::kAvx512Int8)) s += "; prompts " + PromptRace().Summary();
   return s;
 }
 
@@ -245,16 +264,16 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
   }
   if (KernelRace* race = RaceFor(requested, kernel, m)) {
     bool timed = false;
-    kernel = race->Next(w.slots.data(), &timed);
-    if (timed) {
-      const auto t0 = std::chrono::steady_clock::now();
-      RunKernel(kernel, w, x, ldx, m, y, ldy, accumulate, pool);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      race->Record(kernel, s / (static_cast<double>(m) * static_cast<double>(w.bytes())));
-      return;
-    }
+    const int i = race->Next(w.slots.data(), &timed);
+    const RaceArm arm = race->arm(i);
+    if (!timed) return RunKernel(arm.kernel, arm.tuning, w, x, ldx, m, y, ldy, accumulate, pool);
+    const auto t0 = std::chrono::steady_clock::now();
+    RunKernel(arm.kernel, arm.tuning, w, x, ldx, m, y, ldy, accumulate, pool);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    race->Record(w.slots.data(), i, s / (static_cast<double>(m) * static_cast<double>(w.bytes())));
+    return;
   }
-  RunKernel(kernel, w, x, ldx, m, y, ldy, accumulate, pool);
+  RunKernel(kernel, GemvTuning{}, w, x, ldx, m, y, ldy, accumulate, pool);
 }
 
 }  // namespace awq

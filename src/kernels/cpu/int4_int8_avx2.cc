@@ -102,7 +102,8 @@ inline __m256i Dot16(__m256i v0, __m256i v1, __m256i x0, __m256i x1, __m256i x2,
 // DRAM at 82-86% of the read loop that way, at 92-97% this way (same run, interleaved).
 template <int R>
 void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw,
-                              const float* xs, const float* group_sum, __m256* y) {
+                              const float* xs, const float* group_sum, int64_t prefetch,
+                              __m256* y) {
   const int64_t gs = w.group_size, ng = w.n_groups(), steps = gs / 16;
   const int64_t block_stride = w.slots_per_block() * step;
   AWQ_UNROLL for (int r = 0; r < R; ++r) y[r] = _mm256_setzero_ps();
@@ -113,7 +114,7 @@ void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, cons
     AWQ_UNROLL for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
     for (int64_t k = 0; k < steps; ++k, xw += 4, ++xs, codes += 2) {
       AWQ_UNROLL for (int r = 0; r < R; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(codes + r * block_stride) + kGemvPrefetchBytes,
+        _mm_prefetch(reinterpret_cast<const char*>(codes + r * block_stride) + prefetch,
                      _MM_HINT_T0);
       }
       const __m256i x0 = _mm256_set1_epi32(xw[0]), x1 = _mm256_set1_epi32(xw[1]);
@@ -135,15 +136,17 @@ void GemvRowBlocksInt8Block16(const Int4Matrix& w, int64_t b, int64_t step, cons
   }
 }
 
-// Row blocks [b0, b1) on blocks of 16 inputs, four streams per core.
+// Row blocks [b0, b1) on blocks of 16 inputs, t.streams streams per core.
 void GemvRangeInt8Block16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
-                          const float* xs, const float* group_sum, float* y, bool accumulate) {
-  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
-                            [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
-                              __m256 r[rows];
-                              GemvRowBlocksInt8Block16<rows>(w, b, step, xw, xs, group_sum, r);
-                              for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
-                            });
+                          const float* xs, const float* group_sum, float* y, bool accumulate,
+                          GemvTuning t) {
+  ForRowBlocksInStreams(t.streams, w, b0, b1, y, accumulate,
+                        [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                          __m256 r[rows];
+                          GemvRowBlocksInt8Block16<rows>(w, b, step, xw, xs, group_sum,
+                                                         t.prefetch_bytes, r);
+                          for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+                        });
 }
 
 // Blocks other than 16 inputs (weight groups that are not a multiple of 16): one row block at a
@@ -293,19 +296,24 @@ void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float
 
 }  // namespace
 
-void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
-                        int64_t ldy, bool accumulate, ThreadPool& pool) {
+void Int4LinearInt8Avx2Tuned(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                             int64_t ldy, bool accumulate, ThreadPool& pool, GemvTuning t) {
   if (Int8BlockFor(w.group_size) != 16) {
     return GemvInt8Rows(w, x, ldx, m, y, ldy, accumulate, pool, GemvRangeInt8Generic);
   }
   // Two or more rows: the GEMM reads each weight row block once per panel chunk instead of once
   // per row of x.
   if (m >= 2) return GemmInt8(w, x, ldx, m, y, ldy, accumulate, pool);
-  GemvInt8Block16(w, x, y, accumulate, pool, GemvRangeInt8Block16);
+  GemvInt8Block16(w, x, y, accumulate, pool, GemvRangeInt8Block16, t);
+}
+
+void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                        int64_t ldy, bool accumulate, ThreadPool& pool) {
+  Int4LinearInt8Avx2Tuned(w, x, ldx, m, y, ldy, accumulate, pool, GemvTuning{});
 }
 
 void GemvInt8Block16(const Int4Matrix& w, const float* x, float* y, bool accumulate,
-                     ThreadPool& pool, Int8Block16RangeKernel range) {
+                     ThreadPool& pool, Int8Block16RangeKernel range, GemvTuning t) {
   // The quantizer writes into this thread's reused scratch: the scalar quantizer and a fresh
   // allocation per call had cost 3 us per 576 inputs, a few percent of SmolLM2's decode.
   const int64_t n_words = w.in / 4, n_blocks = w.in / 16;
@@ -323,14 +331,14 @@ void GemvInt8Block16(const Int4Matrix& w, const float* x, float* y, bool accumul
   pool.ParallelForDynamic(
       w.row_blocks(),
       [&](int64_t b0, int64_t b1, int) {
-        // The first lines of the chunk's four streams (ForRowBlocksInLockstep's quarters),
-        // requested together rather than each after the previous stream's first load.
-        const int64_t quarter = (b1 - b0) / 4;
-        for (int j = 0; j < 4; ++j) {
-          const char* p = reinterpret_cast<const char*>(w.group(b0 + j * quarter, 0));
-          for (int l = 0; l < kGemvPrefetchBytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+        // The first lines of the chunk's streams (ForRowBlocksInLockstep's parts), requested
+        // together rather than each after the previous stream's first load.
+        const int64_t part = (b1 - b0) / t.streams;
+        for (int j = 0; j < t.streams; ++j) {
+          const char* p = reinterpret_cast<const char*>(w.group(b0 + j * part, 0));
+          for (int l = 0; l < t.prefetch_bytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
         }
-        range(w, b0, b1, xw, xs, group_sum, y, accumulate);
+        range(w, b0, b1, xw, xs, group_sum, y, accumulate, t);
       },
       2, chunks_per_thread);
 }

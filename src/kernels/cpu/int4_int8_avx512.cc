@@ -60,10 +60,10 @@ inline __m512i DotNibbles(__m512i acc, __m512i v, __m512i even, __m512i odd) {
 // block's conversion, so each row sees the AVX2 GEMV's arithmetic (the block's exact dot, then
 // fp32 FMAs in the same order) and both give the same bits.
 // Activations: interleaved words xw [in / 4], block scales xscale [in / bs], group sums
-// gsums [n_groups].
+// gsums [n_groups]. Each row block's codes are prefetched `prefetch` bytes ahead.
 template <int R>
 void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, const float* xscale,
-               const float* gsums, int64_t bs, __m256* y) {
+               const float* gsums, int64_t bs, int64_t prefetch, __m256* y) {
   const int64_t gs = w.group_size, ng = w.n_groups();
   const int64_t slots = bs / kInt4Inputs, blocks = gs / bs;
   const int64_t stride = w.slots_per_block() * step;  // between the R row blocks, in slots
@@ -81,7 +81,7 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, 
         const __m512i even = Pair(xw[0], xw[2]), odd = Pair(xw[1], xw[3]);
         AWQ_UNROLL for (int r = 0; r < R; ++r) {
           const Int4Codes* p = codes + r * stride + c;
-          _mm_prefetch(reinterpret_cast<const char*>(p) + kGemvPrefetchBytes, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p) + prefetch, _MM_HINT_T0);
           acc[r] = DotNibbles(acc[r], _mm512_loadu_si512(p), even, odd);
         }
       }
@@ -112,27 +112,28 @@ void RowBlocks(const Int4Matrix& w, int64_t b, int64_t step, const int32_t* xw, 
   }
 }
 
-// Row blocks [b0, b1) with blocks of bs inputs, four streams per core.
+// Row blocks [b0, b1) with blocks of bs inputs, t.streams streams per core.
 void RangeOf(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw, const float* xs,
-             const float* group_sum, int64_t bs, float* y, bool accumulate) {
-  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate,
-                            [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
-                              __m256 r[rows];
-                              RowBlocks<rows>(w, b, step, xw, xs, group_sum, bs, r);
-                              for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
-                            });
+             const float* group_sum, int64_t bs, float* y, bool accumulate, GemvTuning t) {
+  ForRowBlocksInStreams(t.streams, w, b0, b1, y, accumulate,
+                        [&](auto rows, int64_t b, int64_t step, float(*out)[kInt4Rows]) {
+                          __m256 r[rows];
+                          RowBlocks<rows>(w, b, step, xw, xs, group_sum, bs, t.prefetch_bytes, r);
+                          for (int j = 0; j < rows; ++j) _mm256_store_ps(out[j], r[j]);
+                        });
 }
 
 // For GemvInt8Rows (any block size).
 void Range(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw,
            const Int8Activations& xa, float* y, bool accumulate) {
-  RangeOf(w, b0, b1, xw, xa.scale.data(), xa.group_sum.data(), xa.block, y, accumulate);
+  RangeOf(w, b0, b1, xw, xa.scale.data(), xa.group_sum.data(), xa.block, y, accumulate,
+          GemvTuning{});
 }
 
 // For GemvInt8Block16 (blocks of 16).
 void RangeBlock16(const Int4Matrix& w, int64_t b0, int64_t b1, const int32_t* xw, const float* xs,
-                  const float* group_sum, float* y, bool accumulate) {
-  RangeOf(w, b0, b1, xw, xs, group_sum, 16, y, accumulate);
+                  const float* group_sum, float* y, bool accumulate, GemvTuning t) {
+  RangeOf(w, b0, b1, xw, xs, group_sum, 16, y, accumulate, t);
 }
 
 // ---- GEMM: many rows of x (prompts) ----------------------------------------------------------
@@ -216,8 +217,9 @@ void GemmInt8(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float
 
 }  // namespace
 
-void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
-                          int64_t ldy, bool accumulate, ThreadPool& pool) {
+void Int4LinearInt8Avx512Tuned(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
+                               float* y, int64_t ldy, bool accumulate, ThreadPool& pool,
+                               GemvTuning t) {
   // Two or more rows on blocks of 16: the GEMM reads each pair of weight row blocks once per
   // panel chunk instead of once per row of x.
   if (m >= 2 && Int8BlockFor(w.group_size) == 16) {
@@ -230,10 +232,17 @@ void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int6
   // SmolLM2's shapes). The SIMDe build, which the tests run on any CPU, takes this path too where
   // AVX2 runs.
   if (m == 1 && Int8BlockFor(w.group_size) == 16 && CpuHasAvx2Fma16()) {
-    return GemvInt8Block16(w, x, y, accumulate, pool, RangeBlock16);
+    return GemvInt8Block16(w, x, y, accumulate, pool, RangeBlock16, t);
   }
 #endif
   GemvInt8Rows(w, x, ldx, m, y, ldy, accumulate, pool, Range);
+}
+
+void Int4LinearInt8Avx512(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                          int64_t ldy, bool accumulate, ThreadPool& pool) {
+  // Parenthesized: no argument-dependent lookup, which in the SIMDe build would also find the
+  // native awq::Int4LinearInt8Avx512Tuned.
+  (Int4LinearInt8Avx512Tuned)(w, x, ldx, m, y, ldy, accumulate, pool, GemvTuning{});
 }
 
 #if defined(AWQ_EMULATE_SIMD)

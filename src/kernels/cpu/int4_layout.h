@@ -69,6 +69,13 @@ void ForRowBlocksInLockstep(const Int4Matrix& w, int64_t b0, int64_t b1, float* 
     store(r[0], b);
   }
 }
+// ForRowBlocksInLockstep with the number of streams chosen at run time (2 or 4).
+template <class Blocks>
+void ForRowBlocksInStreams(int streams, const Int4Matrix& w, int64_t b0, int64_t b1, float* y,
+                           bool accumulate, Blocks blocks) {
+  if (streams == 2) return ForRowBlocksInLockstep<2>(w, b0, b1, y, accumulate, blocks);
+  ForRowBlocksInLockstep<4>(w, b0, b1, y, accumulate, blocks);
+}
 
 // The driver of the SIMD int8 GEMVs: for each row i of x, quantizes it and interleaves its words,
 // then runs range(w, b0, b1, words, xa, y_i, accumulate) over chunks of row blocks
@@ -78,24 +85,30 @@ using Int8RangeKernel = void (*)(const Int4Matrix& w, int64_t b0, int64_t b1, co
 void GemvInt8Rows(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                   int64_t ldy, bool accumulate, ThreadPool& pool, Int8RangeKernel range);
 
-// How far ahead of each weight stream the int8 GEMVs prefetch: 512 bytes, 8 lines. Measured on
-// the Zen 3 host with the AVX2 GEMV and compact activations (below): 256-1024 all stream at
-// 92-98% of the read loop from DRAM; 2 KiB, the distance tuned while the activations were 8x
-// larger, 84-91%.
-inline constexpr int kGemvPrefetchBytes = 512;
+// How a decode GEMV on blocks of 16 walks its weights: each chunk of row blocks is read as
+// `streams` parts in lockstep (2 or 4: ForRowBlocksInLockstep), each stream prefetched
+// `prefetch_bytes` ahead. Every row gets the same arithmetic in the same order under every tuning,
+// so the results' bits do not depend on it; the speed does, by host. The default, 4 streams and
+// 512 bytes, was measured on the Zen 3 host with the AVX2 GEMV and compact activations: 256-1024
+// bytes all streamed at 92-98% of the read loop from DRAM, 2 KiB at 84-91% (the distance tuned
+// while the activations were 8x larger); two streams per core read 5-8% slower in decode. An
+// automatic choice races tunings on the first decode calls (KernelRace, int4_dispatch.cc).
+struct GemvTuning {
+  int streams = 4;
+  int prefetch_bytes = 512;
+};
 
 // The m == 1 driver of the int8 GEMVs on blocks of 16 inputs (AVX2 and AVX-512; needs AVX2 + FMA
 // + F16C and Int8BlockFor(w.group_size) == 16): quantizes x with QuantizeInt8Block16Avx2 into the
 // calling thread's reused scratch (compact words [in / 4], block scales [in / 16], group sums
-// [n_groups]), then runs range(w, b0, b1, words, scales, group_sums, y, accumulate) over chunks of
-// row blocks (one per 512 KiB of weights per thread, up to four, ParallelForDynamic), having
-// asked for the first kGemvPrefetchBytes of each chunk's four streams (ForRowBlocksInLockstep<4>'s
-// quarters) together.
+// [n_groups]), then runs range(w, b0, b1, words, scales, group_sums, y, accumulate, t) over
+// chunks of row blocks (one per 512 KiB of weights per thread, up to four, ParallelForDynamic),
+// having asked for the first t.prefetch_bytes of each chunk's t.streams streams together.
 using Int8Block16RangeKernel = void (*)(const Int4Matrix& w, int64_t b0, int64_t b1,
                                         const int32_t* xw, const float* xs, const float* group_sum,
-                                        float* y, bool accumulate);
+                                        float* y, bool accumulate, GemvTuning t);
 void GemvInt8Block16(const Int4Matrix& w, const float* x, float* y, bool accumulate,
-                     ThreadPool& pool, Int8Block16RangeKernel range);
+                     ThreadPool& pool, Int8Block16RangeKernel range, GemvTuning t);
 
 // The implementations; arguments already checked by Int4Linear.
 void Int4LinearRef(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
@@ -142,5 +155,17 @@ void QuantizeInt8Block16Avx2(const float* x, int64_t in, int64_t group_size, int
                              float* scales, float* group_sums);
 void Int4LinearInt8Avx2(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
                         int64_t ldy, bool accumulate, ThreadPool& pool);
+// The two int8 kernels with the decode GEMV's tuning given (used where m == 1 on blocks of 16;
+// the plain entry points run the default GemvTuning).
+void Int4LinearInt8Avx2Tuned(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, float* y,
+                             int64_t ldy, bool accumulate, ThreadPool& pool, GemvTuning t);
+void Int4LinearInt8Avx512Tuned(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
+                               float* y, int64_t ldy, bool accumulate, ThreadPool& pool,
+                               GemvTuning t);
+namespace emulated {
+void Int4LinearInt8Avx512Tuned(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m,
+                               float* y, int64_t ldy, bool accumulate, ThreadPool& pool,
+                               GemvTuning t);
+}  // namespace emulated
 
 }  // namespace awq

@@ -702,35 +702,40 @@ TEST(KernelRace, FirstCallUntimedThenRotating) {
       << race.Summary();
 }
 
-// Decode-like use: 7 matrices of different sizes (costs per byte differ by matrix), the host
-// slowing by 1% per token and noise of +-10% per call; one arm costs 0.93x the others (or, with
-// two arms, 1.07x). The race must pick the cheapest after 32 timed calls each, then run it
-// untimed.
+// Decode-like use: a token calls `matrices` matrices of `shapes` shapes in turn (7 of 7: every
+// matrix its own shape; 120 of 4: SmolLM2's 30 layers, where each matrix gets one or two timed
+// calls before the choice), costs per byte differing by shape up to 2.2x, the host slowing by 1%
+// per token and noise of +-10% per call; one arm costs 0.93x the others (or, with two arms,
+// 1.07x). The race must pick the cheapest after 32 timed calls each, then run it untimed.
 TEST(KernelRace, CheapestArmWinsDespiteDriftAndNoise) {
   struct Case {
     int arms, cheap;
     double ratio;
+    int matrices, shapes;
   };
-  for (const Case c : {Case{2, 1, 0.93}, Case{2, 1, 1.07}, Case{5, 3, 0.93}, Case{10, 7, 0.93}}) {
+  for (const Case c :
+       {Case{2, 1, 0.93, 7, 7}, Case{2, 1, 1.07, 7, 7}, Case{5, 3, 0.93, 7, 7},
+        Case{10, 7, 0.93, 7, 7}, Case{5, 3, 0.93, 120, 4}, Case{10, 7, 0.93, 128, 4}}) {
     KernelRace race(Arms(c.arms));
     std::mt19937 rng(7);
     std::uniform_real_distribution<double> noise(0.9, 1.1);
-    int keys[7];
+    std::vector<int> keys(static_cast<size_t>(c.matrices));
     int token = 0;
     for (; !race.Decided() && token < 200; ++token) {
-      for (int i = 0; i < 7; ++i) {
+      for (int i = 0; i < c.matrices; ++i) {
         bool timed = false;
-        const int arm = race.Next(&keys[i], &timed);
-        const double cost =
-            (1.0 + 0.2 * i) * (1.0 + 0.01 * token) * noise(rng) * (arm == c.cheap ? c.ratio : 1.0);
-        if (timed) race.Record(&keys[i], arm, cost);
+        const int arm = race.Next(&keys[static_cast<size_t>(i)], &timed);
+        const int shape = i % c.shapes;
+        const double cost = (1.0 + 0.2 * shape) * (1.0 + 0.01 * token) * noise(rng) *
+                            (arm == c.cheap ? c.ratio : 1.0);
+        if (timed) race.Record(shape, arm, cost);
       }
     }
-    SCOPED_TRACE(std::to_string(c.arms) + " arms, ratio " + std::to_string(c.ratio) + ": " +
-                 race.Summary());
+    SCOPED_TRACE(std::to_string(c.arms) + " arms, " + std::to_string(c.matrices) +
+                 " matrices, ratio " + std::to_string(c.ratio) + ": " + race.Summary());
     ASSERT_TRUE(race.Decided());
-    // 32 timed calls per arm after 7 untimed ones, 7 calls a token.
-    EXPECT_LE(token, 1 + (KernelRace::kSamples * c.arms + 6) / 7 + 1);
+    // 32 timed calls per arm after one untimed call per matrix.
+    EXPECT_LE(token, 1 + (KernelRace::kSamples * c.arms + c.matrices - 1) / c.matrices + 1);
     const int winner = c.ratio < 1 ? c.cheap : 0;
     EXPECT_EQ(race.Current().kernel, race.arm(winner).kernel);
     EXPECT_EQ(race.Current().tuning.prefetch_bytes, race.arm(winner).tuning.prefetch_bytes);
@@ -749,9 +754,8 @@ TEST(KernelRace, CheapestArmWinsDespiteDriftAndNoise) {
 
 TEST(KernelRace, TieKeepsTheFirstArm) {
   KernelRace race(Arms(4));
-  const int key = 0;
   for (int i = 0; i < KernelRace::kSamples; ++i) {
-    for (int a = 3; a >= 0; --a) race.Record(&key, a, 1.0);
+    for (int a = 3; a >= 0; --a) race.Record(0, a, 1.0);
   }
   EXPECT_TRUE(race.Decided());
   EXPECT_EQ(race.Current().kernel, Int4Kernel::kAvx512Int8);
@@ -761,10 +765,9 @@ TEST(KernelRace, TieKeepsTheFirstArm) {
 // Arms that differ only in the kernel are named by the kernel alone (the prompt race).
 TEST(KernelRace, TuningNamedOnlyWhereArmsDifferInIt) {
   KernelRace race({{Int4Kernel::kAvx512Int8, GemvTuning{}}, {Int4Kernel::kAvx2Int8, GemvTuning{}}});
-  const int key = 0;
   for (int i = 0; i < KernelRace::kSamples; ++i) {
-    race.Record(&key, 0, 2.0);
-    race.Record(&key, 1, 1.0);
+    race.Record(0, 0, 2.0);
+    race.Record(0, 1, 1.0);
   }
   EXPECT_EQ(race.Summary(),
             "avx2-int8 over avx512-int8, median cost 0.50x (32 + 32 timed calls, 2 arms)");

@@ -270,7 +270,8 @@ void Int4Linear(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, flo
     const auto t0 = std::chrono::steady_clock::now();
     RunKernel(arm.kernel, arm.tuning, w, x, ldx, m, y, ldy, accumulate, pool);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    race->Record(w.slots.data(), i, s / (static_cast<double>(m) * static_cast<double>(w.bytes())));
+    const int64_t shape = (w.out << 24) ^ (w.in << 4) ^ w.group_size;
+    race->Record(shape, i, s / (static_cast<double>(m) * static_cast<double>(w.bytes())));
     return;
   }
   RunKernel(kernel, GemvTuning{}, w, x, ldx, m, y, ldy, accumulate, pool);

@@ -36,22 +36,22 @@ int KernelRace::Next(const void* key, bool* timed) {
   return static_cast<int>((n - 1 + it->second.index) % static_cast<int64_t>(arms_.size()));
 }
 
-void KernelRace::Record(const void* key, int i, double cost) {
+void KernelRace::Record(int64_t shape, int i, double cost) {
   std::lock_guard<std::mutex> lock(mu_);
   if (winner_) return;
-  samples_.push_back({key, i, cost});
+  samples_.push_back({shape, i, cost});
   ++counts_[static_cast<size_t>(i)];
   for (const int c : counts_) {
     if (c < kSamples) return;
   }
-  // Each cost relative to its matrix's median cost, then the median of those per arm.
-  std::unordered_map<const void*, std::vector<double>> by_key;
-  for (const Sample& s : samples_) by_key[s.key].push_back(s.cost);
-  std::unordered_map<const void*, double> scale;
-  for (const auto& [k, costs] : by_key) scale[k] = Median(costs);
+  // Each cost relative to its shape's median cost, then the median of those per arm.
+  std::unordered_map<int64_t, std::vector<double>> by_shape;
+  for (const Sample& s : samples_) by_shape[s.shape].push_back(s.cost);
+  std::unordered_map<int64_t, double> scale;
+  for (const auto& [k, costs] : by_shape) scale[k] = Median(costs);
   std::vector<std::vector<double>> relative(arms_.size());
   for (const Sample& s : samples_) {
-    const double m = scale[s.key];
+    const double m = scale[s.shape];
     relative[static_cast<size_t>(s.arm)].push_back(m > 0 ? s.cost / m : 1.0);
   }
   relative_.clear();

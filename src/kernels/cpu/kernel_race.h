@@ -41,12 +41,13 @@ class KernelRace {
   int Next(const void* key, bool* timed);
   const RaceArm& arm(int i) const { return arms_[static_cast<size_t>(i)]; }
   int arms() const { return static_cast<int>(arms_.size()); }
-  // The cost of a timed call of arm i on the matrix `key` (seconds per unit of work: per weight
-  // byte and row of x). Once every arm has kSamples costs, each cost is divided by the median
-  // cost of its matrix over all its timed calls (matrices differ in cost per byte by more than
-  // arms do, and each arm meets a different mix of them), and the arm with the lowest median of
-  // these wins (the earlier arm on a tie).
-  void Record(const void* key, int i, double cost);
+  // The cost of a timed call of arm i on a matrix of shape `shape` (any number that tells shapes
+  // apart; seconds per unit of work: per weight byte and row of x). Once every arm has kSamples
+  // costs, each cost is divided by the median cost of its shape over all timed calls (shapes
+  // differ in cost per byte by more than arms do, and each arm meets a different mix of them; a
+  // model's layers repeat a few shapes, so each shape has many calls where each matrix has one
+  // or two), and the arm with the lowest median of these wins (the earlier arm on a tie).
+  void Record(int64_t shape, int i, double cost);
 
   // The winner once chosen, else arm 0.
   RaceArm Current() const;
@@ -67,7 +68,7 @@ class KernelRace {
   };
   std::unordered_map<const void*, Calls> calls_;
   struct Sample {
-    const void* key;
+    int64_t shape;
     int arm;
     double cost;
   };

@@ -198,7 +198,7 @@ TEST(QuantizeStream, KilledRunsResumeToTheSameBytes) {
     } else {
       // Right after the run has written its state: the earliest moment it can resume from.
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-      while (!fs::exists(out + ".partial/run.json") &&
+      while (!fs::exists(out + ".partial/run.json") && !fs::exists(out) &&
              std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
       }

@@ -158,7 +158,7 @@ namespace {
 
 // The decode GEMV's tunings an automatic choice races, the default first: the distances around
 // the Zen 3 host's 512 bytes (where 256-1024 measured alike and 2 KiB slower) and two streams per
-// core instead of four (5-8% slower there), since other hosts' memory systems may prefer others.
+// core instead of four (5-10% slower there), since other hosts' memory systems may prefer others.
 constexpr GemvTuning kDecodeTunings[] = {{4, 512}, {4, 256}, {4, 1024}, {4, 2048}, {2, 512}};
 
 // The races of an automatic choice (KernelRace); every arm of a race computes the same bits, so

@@ -91,7 +91,7 @@ void GemvInt8Rows(const Int4Matrix& w, const float* x, int64_t ldx, int64_t m, f
 // so the results' bits do not depend on it; the speed does, by host. The default, 4 streams and
 // 512 bytes, was measured on the Zen 3 host with the AVX2 GEMV and compact activations: 256-1024
 // bytes all streamed at 92-98% of the read loop from DRAM, 2 KiB at 84-91% (the distance tuned
-// while the activations were 8x larger); two streams per core read 5-8% slower in decode. An
+// while the activations were 8x larger); two streams per core read 5-10% slower in decode. An
 // automatic choice races tunings on the first decode calls (KernelRace, int4_dispatch.cc).
 struct GemvTuning {
   int streams = 4;

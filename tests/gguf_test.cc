@@ -253,7 +253,7 @@ TEST(Gguf, RealModelMatchesGgufPy) {
   }
 }
 
-TEST(Gguf, DequantizesTheWholeModelQuickly) {
+TEST(Gguf, DequantizesTheWholeModel) {
   const GgufFile f = GgufFile::Open(test::ModelPath());
   const auto start = std::chrono::steady_clock::now();
   int64_t q4_1_elems = 0;
@@ -268,8 +268,8 @@ TEST(Gguf, DequantizesTheWholeModelQuickly) {
   std::printf("dequantized %lld Q4_1 weights in %.3f s\n", static_cast<long long>(q4_1_elems),
               seconds);
   EXPECT_GT(q4_1_elems, 60'000'000);
-  // The target is well under a second on one core; the bound leaves room for a loaded machine.
-  EXPECT_LT(seconds, 3.0);
+  // Its speed is measured in bench/parse_bench.cc (gguf/dequant_q4_1 against a copy of the same
+  // floats in the same run), not asserted here.
 }
 
 // --- Writer round trips --------------------------------------------------------------------

@@ -140,9 +140,11 @@ TEST_F(Gemma3Tokenizer, NovelsEncodeLikeSentencepiece) {
   }
 }
 
-// 100k words of prose (about 560 kB of Emma) must encode well under a second; the bound leaves
-// room for a loaded shared machine and an unoptimized build.
-TEST_F(Gemma3Tokenizer, HundredThousandWordsAreFast) {
+// 100k words of prose (about 560 kB of Emma) from an empty word cache, and a 200,000-letter run
+// with no word cuts at all, round-trip through encode and decode. Their speed is measured in
+// bench/parse_bench.cc (tokenize/gemma3/*: a merge loop gone quadratic shows as a time per byte
+// that grows tenfold from the 20,000- to the 200,000-letter run), not asserted here.
+TEST_F(Gemma3Tokenizer, LongInputsRoundTrip) {
   const std::string novel = ReadFileToString(test::TextPath("emma"));
   size_t end = 0;
   for (int words = 0; words < 100000 && end < novel.size(); ++words) {
@@ -154,18 +156,17 @@ TEST_F(Gemma3Tokenizer, HundredThousandWordsAreFast) {
   const Tokenizer fresh =
       Tokenizer::FromGguf(GgufFile::Open(test::AssetsDir() + "/models/" + kGemmaGguf));
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<int32_t> ids = fresh.Encode(text);
+  const std::vector<int32_t> ids = fresh.Encode(text, false);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("[gemma3] 100000 words (%zu bytes) -> %zu ids in %.3f s\n", text.size(), ids.size(),
               s);
-  EXPECT_LT(s, 3.0);
-  // A long run without any space (no word cuts, no cache) stays fast: the merge loop is a heap.
+  EXPECT_EQ(fresh.Decode(ids), text);
+  // A long run without any space (no word cuts, no cache).
   const std::string run(200000, 'a');
   const auto t1 = std::chrono::steady_clock::now();
   const std::vector<int32_t> run_ids = fresh.Encode(run, false);
   const double s1 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::printf("[gemma3] 200000 'a' -> %zu ids in %.3f s\n", run_ids.size(), s1);
-  EXPECT_LT(s1, 3.0);
   EXPECT_EQ(fresh.Decode(run_ids), run);
 }
 
